@@ -1,0 +1,367 @@
+"""The saga DSL: a builder that turns plain Python into a validated definition.
+
+A definition is checked when it is built, so a mistake fails at import time
+with a message that says what to fix, not halfway through a saga in production.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Generic, TypeVar, overload
+
+import msgspec
+
+from coordinator._errors import SagaDefinitionError
+from coordinator.core import Node, ParallelDef, Retry, SagaDefinition, StepDef, WaitDef
+from coordinator.core._definition import OnTimeout, OnUnavailable
+
+__all__ = ["Saga", "to_mermaid"]
+
+D = TypeVar("D")
+R = TypeVar("R")
+S = TypeVar("S")
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+DEFAULT_COMPENSATION_RETRY = Retry(
+    attempts=10, backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=60)
+)
+
+
+def _typed(kind: type[R], fn: Callable[[D, R], S]) -> Callable[[D, dict[str, object]], S]:
+    """Adapt a callback on a typed value to the JSON object the core carries."""
+
+    def call(data: D, raw: dict[str, object]) -> S:
+        return fn(data, msgspec.convert(raw, kind))
+
+    return call
+
+
+class Saga(Generic[D]):
+    """Builder of one saga definition.
+
+    Args:
+        name: Durable name of the saga. Running instances are keyed by it, so it
+            never changes; a breaking change is a new ``version``.
+        data: The type of the saga's data (a ``msgspec.Struct`` is best). Every
+            callback receives the current value and returns a new one.
+        version: Instances stay on the version they started with.
+        deadline: The whole saga must end within this time, or it compensates.
+        compensation_retry: How undo commands are retried before the saga is
+            ``failed`` and waits for an operator.
+
+    Example::
+
+        saga = Saga("order", data=Order, deadline=timedelta(minutes=15))
+        ORDER = saga.define(
+            saga.step("reserve", service="inventory", send=reserve, undo=release),
+            saga.step("ship", service="shipping", send=book, pivot=True),
+        )
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        data: type[D],
+        version: int = 1,
+        deadline: timedelta | None = None,
+        compensation_retry: Retry = DEFAULT_COMPENSATION_RETRY,
+    ) -> None:
+        if not _NAME.match(name):
+            raise SagaDefinitionError(
+                f"saga name {name!r}: use letters, digits, '_', '.' and '-' only"
+            )
+        if version < 1:
+            raise SagaDefinitionError(f"saga {name!r}: version must be >= 1, got {version}")
+        self.name = name
+        self.data = data
+        self.version = version
+        self.deadline = deadline
+        self.compensation_retry = compensation_retry
+        self.definition: SagaDefinition[D] | None = None
+
+    def step(
+        self,
+        name: str,
+        *,
+        service: str,
+        send: Callable[[D], msgspec.Struct],
+        undo: Callable[[D], msgspec.Struct] | None = None,
+        result: type[R] | None = None,
+        merge: Callable[[D, R], D] | None = None,
+        retry: Retry | None = None,
+        timeout: timedelta | None = None,
+        when: Callable[[D], bool] | None = None,
+        on_unavailable: OnUnavailable = "wait",
+        pivot: bool = False,
+    ) -> StepDef[D]:
+        """A command to a participant ``service``.
+
+        Args:
+            name: Unique within the saga; the durable key of the step.
+            service: The participant service; commands route to ``{service}.{Command}``.
+            send: Builds the command (a ``msgspec.Struct``) from the saga data.
+            undo: Builds the compensating command. Required for every step before
+                the pivot.
+            result: Type the participant's reply is decoded into, for ``merge``.
+            merge: ``merge(data, result) -> data``: how the reply updates the data.
+            retry: Retry policy for the command; by default a single attempt.
+            timeout: How long one attempt may take. A timed-out step may have
+                applied, so it is retried with the same idempotency key, and
+                compensated if it never answers.
+            when: The step runs only if ``when(data)`` is true; otherwise skipped.
+            on_unavailable: With the service's circuit open: ``"wait"`` until it
+                recovers (bounded by the saga deadline), or ``"compensate"`` now.
+            pivot: The point of no return: after it succeeds the saga only goes
+                forward, and steps after it have no undo.
+        """
+        if merge is not None and result is None:
+            raise SagaDefinitionError(
+                f"step {name!r}: merge= needs result= (the type the reply is decoded into)"
+            )
+        if on_unavailable not in ("wait", "compensate"):
+            raise SagaDefinitionError(
+                f"step {name!r}: on_unavailable must be 'wait' or 'compensate', "
+                f"not {on_unavailable!r}"
+            )
+        apply = _typed(result, merge) if result is not None and merge is not None else None
+        return StepDef(
+            name=name,
+            service=service,
+            send=send,
+            undo=undo,
+            apply_result=apply,
+            result_type=result,
+            retry=retry or Retry(),
+            timeout=timeout,
+            when=when,
+            on_unavailable=on_unavailable,
+            pivot=pivot,
+            owner=self,
+        )
+
+    @overload
+    def wait_for(
+        self,
+        signal: str,
+        *,
+        name: str | None = ...,
+        timeout: timedelta | None = ...,
+        on_timeout: OnTimeout = ...,
+        when: Callable[[D], bool] | None = ...,
+        data: None = ...,
+    ) -> WaitDef[D]: ...
+
+    @overload
+    def wait_for(
+        self,
+        signal: str,
+        *,
+        name: str | None = ...,
+        timeout: timedelta | None = ...,
+        on_timeout: OnTimeout = ...,
+        when: Callable[[D], bool] | None = ...,
+        data: type[S],
+        accept: Callable[[D, S], bool] | None = ...,
+        merge: Callable[[D, S], D] | None = ...,
+    ) -> WaitDef[D]: ...
+
+    def wait_for(
+        self,
+        signal: str,
+        *,
+        name: str | None = None,
+        timeout: timedelta | None = None,
+        on_timeout: OnTimeout = "compensate",
+        when: Callable[[D], bool] | None = None,
+        data: type[S] | None = None,
+        accept: Callable[[D, S], bool] | None = None,
+        merge: Callable[[D, S], D] | None = None,
+    ) -> WaitDef[D]:
+        """Pause until the signal ``signal`` arrives (a human approval, a webhook).
+
+        Args:
+            signal: Name the signal is sent under (API, CLI or message).
+            name: Name of the wait in the saga; defaults to ``signal``.
+            timeout: How long to wait; then ``on_timeout`` applies.
+            on_timeout: ``"compensate"`` (the default) or ``"continue"`` without it.
+            when: Wait only if ``when(data)`` is true.
+            data: Type the signal's data is decoded into.
+            accept: ``accept(data, signal) -> bool``; a rejected signal compensates.
+            merge: ``merge(data, signal) -> data``.
+        """
+        if on_timeout not in ("compensate", "continue"):
+            raise SagaDefinitionError(
+                f"wait {name or signal!r}: on_timeout must be 'compensate' or 'continue', "
+                f"not {on_timeout!r}"
+            )
+        return WaitDef(
+            name=name or signal,
+            signal=signal,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            when=when,
+            accept=_typed(data, accept) if data is not None and accept is not None else None,
+            apply_signal=_typed(data, merge) if data is not None and merge is not None else None,
+            owner=self,
+        )
+
+    def parallel(self, name: str, *branches: StepDef[D]) -> ParallelDef[D]:
+        """Steps dispatched together; the saga continues when all have succeeded."""
+        return ParallelDef(name=name, branches=tuple(branches), owner=self)
+
+    def define(self, *nodes: Node[D]) -> SagaDefinition[D]:
+        """Validate the nodes, in order, and freeze them into a definition.
+
+        Raises:
+            SagaDefinitionError: with what is wrong and how to fix it.
+        """
+        definition = _validate(self, nodes)
+        self.definition = definition
+        return definition
+
+
+def _flat(nodes: tuple[Node[D], ...]) -> Iterator[tuple[Node[D], ParallelDef[D] | None]]:
+    for node in nodes:
+        if isinstance(node, ParallelDef):
+            yield node, None
+            for branch in node.branches:
+                yield branch, node
+        else:
+            yield node, None
+
+
+def _validate(saga: Saga[D], nodes: tuple[Node[D], ...]) -> SagaDefinition[D]:
+    where = f"saga {saga.name!r}"
+    if not nodes:
+        raise SagaDefinitionError(f"{where}: define() needs at least one step")
+    names: set[str] = set()
+    steps: dict[str, StepDef[D]] = {}
+    waits: dict[str, WaitDef[D]] = {}
+    for node, group in _flat(nodes):
+        what = f"{where}, step {node.name!r}"
+        if not isinstance(node, StepDef | WaitDef | ParallelDef) or node.owner is not saga:
+            raise SagaDefinitionError(
+                f"{where}: {node!r} was not made by this saga's builder; "
+                f"build it with {saga.name}.step(...), .parallel(...) or .wait_for(...)"
+            )
+        if not _NAME.match(node.name):
+            raise SagaDefinitionError(f"{what}: use letters, digits, '_', '.' and '-' only")
+        if node.name in names:
+            raise SagaDefinitionError(f"{what}: the name is used twice; step names must be unique")
+        names.add(node.name)
+        if isinstance(node, StepDef):
+            if not _NAME.match(node.service):
+                raise SagaDefinitionError(f"{what}: service {node.service!r} is not a valid name")
+            if group is not None and node.pivot:
+                raise SagaDefinitionError(
+                    f"{what}: a pivot cannot be a branch of parallel group {group.name!r}"
+                )
+            steps[node.name] = node
+        elif isinstance(node, WaitDef):
+            waits[node.name] = node
+        elif not node.branches:
+            raise SagaDefinitionError(f"{what}: a parallel group needs at least one step")
+        _check_timeouts(saga, node)
+    _check_pivot(saga, nodes)
+    return SagaDefinition(
+        name=saga.name,
+        version=saga.version,
+        data_type=saga.data,
+        nodes=nodes,
+        deadline=saga.deadline,
+        compensation_retry=saga.compensation_retry,
+        steps=steps,
+        waits=waits,
+    )
+
+
+def _check_timeouts(saga: Saga[D], node: Node[D]) -> None:
+    if isinstance(node, ParallelDef):
+        return
+    timeout = node.timeout
+    if timeout is not None and timeout <= timedelta(0):
+        raise SagaDefinitionError(f"saga {saga.name!r}, step {node.name!r}: timeout must be > 0")
+    if timeout is not None and saga.deadline is not None and timeout > saga.deadline:
+        raise SagaDefinitionError(
+            f"saga {saga.name!r}, step {node.name!r}: timeout {timeout} is longer than the "
+            f"saga deadline {saga.deadline}; shorten the timeout or lengthen the deadline"
+        )
+
+
+def _check_pivot(saga: Saga[D], nodes: tuple[Node[D], ...]) -> None:
+    """Compensatable steps, then at most one pivot, then steps that only go forward."""
+    pivot: StepDef[D] | None = None
+    for node, _group in _flat(nodes):
+        if not isinstance(node, StepDef):
+            continue
+        what = f"saga {saga.name!r}, step {node.name!r}"
+        if node.pivot:
+            if pivot is not None:
+                raise SagaDefinitionError(
+                    f"{what}: a saga has one pivot and {pivot.name!r} is already it"
+                )
+            if node.undo is not None:
+                raise SagaDefinitionError(
+                    f"{what}: a pivot is the point of no return and has no undo=; "
+                    "drop pivot=True or the undo"
+                )
+            pivot = node
+        elif pivot is None and node.undo is None:
+            raise SagaDefinitionError(
+                f"{what}: has no compensation (undo=) but comes before the pivot; give it an "
+                "undo=, or mark the point of no return with pivot=True"
+            )
+        elif pivot is not None and node.undo is not None:
+            raise SagaDefinitionError(
+                f"{what}: has an undo= but comes after the pivot {pivot.name!r}, where the saga "
+                "can only go forward; move it before the pivot or drop the undo"
+            )
+
+
+def to_mermaid(definition: SagaDefinition[D]) -> str:
+    """Render a definition as a Mermaid flowchart: forward edges solid, undo dashed."""
+    lines = ["flowchart TD", "    start([start])"]
+    previous = ["start"]
+    undo_lines: list[str] = []
+
+    def step_box(step: StepDef[D]) -> str:
+        extras = []
+        if step.retry.attempts > 1:
+            extras.append(f"retry x{step.retry.attempts}")
+        if step.timeout is not None:
+            extras.append(f"timeout {step.timeout}")
+        if step.when is not None:
+            extras.append("conditional")
+        if step.pivot:
+            extras.append("pivot")
+        label = f"{step.name}<br/>{step.service}" + (f"<br/><i>{', '.join(extras)}</i>" if extras else "")
+        if step.undo is not None:
+            undo_lines.append(f"    {_id(step.name)} -.->|undo| {_id(step.name)}_undo[/undo {step.name}/]")
+        shape = f'{{{{"{label}"}}}}' if step.pivot else f'["{label}"]'
+        return f"    {_id(step.name)}{shape}"
+
+    for node in definition.nodes:
+        if isinstance(node, ParallelDef):
+            lines.append(f"    subgraph {_id(node.name)}[{node.name}: parallel]")
+            lines.extend("    " + step_box(b) for b in node.branches)
+            lines.append("    end")
+            current = [_id(b.name) for b in node.branches]
+        elif isinstance(node, WaitDef):
+            timeout = f"<br/><i>timeout {node.timeout}</i>" if node.timeout else ""
+            lines.append(f'    {_id(node.name)}(["wait for {node.signal}{timeout}"])')
+            current = [_id(node.name)]
+        else:
+            lines.append(step_box(node))
+            current = [_id(node.name)]
+        lines.extend(f"    {p} --> {c}" for p in previous for c in current)
+        previous = current
+    lines.append("    done([completed])")
+    lines.extend(f"    {p} --> done" for p in previous)
+    return "\n".join(lines + undo_lines) + "\n"
+
+
+def _id(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)

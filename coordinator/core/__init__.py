@@ -1,0 +1,63 @@
+"""The pure saga state machine: no I/O, no clock, no randomness.
+
+Everything here is a value or a function of values; adapters around it do the
+rest. An import-linter contract keeps it that way.
+"""
+
+from coordinator.core._definition import Node, ParallelDef, SagaDefinition, StepDef, WaitDef
+from coordinator.core._effects import (
+    CancelTimer,
+    Decision,
+    Dispatch,
+    Effect,
+    LifecycleEvent,
+    Notify,
+    StartTimer,
+)
+from coordinator.core._inputs import (
+    CancelRequested,
+    Input,
+    RetryRequested,
+    ServiceRecovered,
+    SignalReceived,
+    Start,
+    StepCompleted,
+    StepFailed,
+    TimerFired,
+)
+from coordinator.core._machine import DEADLINE_TIMER, decide, start
+from coordinator.core._retry import Retry
+from coordinator.core._state import TERMINAL, SagaState, SagaStatus, StepState, StepStatus
+
+__all__ = [
+    "DEADLINE_TIMER",
+    "TERMINAL",
+    "CancelRequested",
+    "CancelTimer",
+    "Decision",
+    "Dispatch",
+    "Effect",
+    "Input",
+    "LifecycleEvent",
+    "Node",
+    "Notify",
+    "ParallelDef",
+    "Retry",
+    "RetryRequested",
+    "SagaDefinition",
+    "SagaState",
+    "SagaStatus",
+    "ServiceRecovered",
+    "SignalReceived",
+    "Start",
+    "StartTimer",
+    "StepCompleted",
+    "StepDef",
+    "StepFailed",
+    "StepState",
+    "StepStatus",
+    "TimerFired",
+    "WaitDef",
+    "decide",
+    "start",
+]

@@ -1,0 +1,72 @@
+"""What the core asks the world to do. The runtime carries these out after commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+from contracts import StepKind
+from coordinator.core._state import SagaState
+
+__all__ = ["CancelTimer", "Decision", "Dispatch", "Effect", "LifecycleEvent", "Notify", "StartTimer"]
+
+D = TypeVar("D")
+
+LifecycleEvent = Literal["started", "completed", "compensated", "failed", "cancelled"]
+
+
+class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Send one command attempt to a participant service.
+
+    ``message_id`` is unique per attempt; ``idempotency_key`` is shared by every
+    attempt of the same step and kind, so a participant that already applied the
+    step answers a retry with the reply it recorded instead of acting again.
+    """
+
+    message_id: str
+    idempotency_key: str
+    step: str
+    kind: StepKind
+    attempt: int
+    service: str
+    command: str
+    payload: msgspec.Raw
+    deadline: datetime | None = None
+
+
+class StartTimer(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Deliver ``TimerFired(timer)`` at ``due``."""
+
+    timer: str
+    due: datetime
+
+
+class CancelTimer(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Forget a timer that is no longer needed."""
+
+    timer: str
+
+
+class Notify(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Publish a saga lifecycle event for other services."""
+
+    event: LifecycleEvent
+    reason: str | None = None
+
+
+Effect = Dispatch | StartTimer | CancelTimer | Notify
+
+
+class Decision(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
+    """The result of one input: the new state, what to do, and a line for the history.
+
+    ``changed`` is false when the input was a duplicate, late, or not applicable:
+    the state is returned as it was, the input is only recorded.
+    """
+
+    state: SagaState[D]
+    effects: tuple[Effect, ...]
+    note: str
+    changed: bool

@@ -1,0 +1,101 @@
+"""What can happen to a saga. Time arrives with every input; the core reads no clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import msgspec
+
+from contracts import StepKind
+
+__all__ = [
+    "CancelRequested",
+    "Input",
+    "RetryRequested",
+    "ServiceRecovered",
+    "SignalReceived",
+    "Start",
+    "StepCompleted",
+    "StepFailed",
+    "TimerFired",
+]
+
+D = TypeVar("D")
+
+
+class _Input(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    # ``services_down`` is the circuit breakers' view when the input is handled:
+    # the core decides whether a command may be sent from it, without I/O.
+    at: datetime
+    services_down: frozenset[str] = frozenset()
+
+
+class Start(_Input, Generic[D], frozen=True, kw_only=True):
+    """Begin a saga with its input data."""
+
+    saga_id: str
+    data: D
+
+
+class StepCompleted(_Input, frozen=True, kw_only=True):
+    """A participant applied a command (``TaskCompleted``)."""
+
+    message_id: str
+    step: str
+    kind: StepKind
+    attempt: int
+    result: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class StepFailed(_Input, frozen=True, kw_only=True):
+    """A participant applied nothing and says why (``TaskFailed``)."""
+
+    message_id: str
+    step: str
+    kind: StepKind
+    attempt: int
+    error_type: str
+    error_message: str
+    retryable: bool = True
+
+
+class TimerFired(_Input, frozen=True, kw_only=True):
+    """A timer the saga scheduled is due."""
+
+    timer: str
+
+
+class SignalReceived(_Input, frozen=True, kw_only=True):
+    """An external signal (approval, webhook) addressed to the saga."""
+
+    message_id: str
+    name: str
+    data: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class CancelRequested(_Input, frozen=True, kw_only=True):
+    """Someone asked to stop the saga; what was done is compensated."""
+
+    reason: str = "cancelled by request"
+
+
+class ServiceRecovered(_Input, frozen=True, kw_only=True):
+    """A participant's circuit breaker lets calls through again."""
+
+    service: str
+
+
+class RetryRequested(_Input, frozen=True, kw_only=True):
+    """An operator asks a failed saga to try its failed compensations again."""
+
+
+Input = (
+    StepCompleted
+    | StepFailed
+    | TimerFired
+    | SignalReceived
+    | CancelRequested
+    | ServiceRecovered
+    | RetryRequested
+)

@@ -1,0 +1,90 @@
+"""Saga and step state: plain msgspec values, encoded as they are into the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+__all__ = ["TERMINAL", "SagaState", "SagaStatus", "StepState", "StepStatus"]
+
+D = TypeVar("D")
+
+SagaStatus = Literal["running", "compensating", "completed", "compensated", "failed", "cancelled"]
+TERMINAL: frozenset[SagaStatus] = frozenset({"completed", "compensated", "failed", "cancelled"})
+
+StepStatus = Literal[
+    "pending",  # not reached yet
+    "dispatched",  # a command attempt is out, reply or timeout awaited
+    "retrying",  # an attempt failed or timed out; the next one waits for its backoff timer
+    "awaiting_service",  # the participant's circuit breaker is open; nothing sent
+    "waiting",  # a wait step expecting its signal
+    "succeeded",
+    "failed",  # the participant said it applied nothing (TaskFailed): no compensation owed
+    "timed_out",  # no answer in time: the outcome is unknown, so compensation is owed
+    "skipped",  # its ``when`` was false, or a wait timed out with on_timeout="continue"
+    "abandoned",  # never finished because the saga began compensating first
+    "compensating",
+    "compensated",
+    "compensation_failed",
+]
+
+
+class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where one step (or wait) stands.
+
+    Attributes:
+        status: See :data:`StepStatus`.
+        attempt: Number of the last action attempt dispatched (0: none yet).
+        compensation_attempt: Number of the last compensation attempt dispatched.
+        unknown: Some attempt timed out, so the effect may have been applied.
+        owes: A compensation is owed (the step succeeded, or its outcome is unknown).
+        error: The last error, for people.
+    """
+
+    status: StepStatus = "pending"
+    attempt: int = 0
+    compensation_attempt: int = 0
+    unknown: bool = False
+    owes: bool = False
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
+class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
+    """One saga instance.
+
+    Attributes:
+        revision: Grows by one with every input that changed the state; the store
+            compares it before writing (optimistic concurrency).
+        cursor: Index of the definition node the saga is at.
+        settled: Steps in the order they succeeded or timed out; compensation walks
+            it backwards.
+        signals: Signals received before their wait was reached, by signal name.
+        seen_signals: Message ids of signals already taken, so a duplicate is a no-op.
+        outcome: The terminal status compensation will end in (compensated/cancelled).
+    """
+
+    saga_id: str
+    name: str
+    version: int
+    revision: int
+    status: SagaStatus
+    data: D
+    cursor: int
+    steps: dict[str, StepState]
+    settled: tuple[str, ...] = ()
+    signals: dict[str, dict[str, object]] = msgspec.field(default_factory=dict)
+    seen_signals: tuple[str, ...] = ()
+    outcome: SagaStatus | None = None
+    reason: str | None = None
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the saga has ended; no input changes it any more."""
+        return self.status in TERMINAL
