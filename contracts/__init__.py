@@ -1,0 +1,51 @@
+"""Wire contracts shared by the saga coordinator and its participants.
+
+Every message is a frozen, keyword-only msgspec Struct encoded as a JSON
+object whose ``type`` property is the class name. This package depends on
+msgspec and the standard library only, so a participant can use it without
+pulling in the coordinator.
+"""
+
+from contracts._codec import DEFAULT_CODEC, Codec
+from contracts._errors import ContractError, ContractErrorReason, SagaError
+from contracts._messages import (
+    CONTRACTS_VERSION,
+    CancelSaga,
+    Command,
+    CoordinatorInbound,
+    Reply,
+    SagaLifecycle,
+    Signal,
+    StartSaga,
+    StepKind,
+    TaskCompleted,
+    TaskFailed,
+    WireMessage,
+)
+from contracts._schema import asyncapi, json_schema
+
+__all__ = [
+    # messages
+    "Command",
+    "TaskCompleted",
+    "TaskFailed",
+    "StartSaga",
+    "Signal",
+    "CancelSaga",
+    "SagaLifecycle",
+    "StepKind",
+    "Reply",
+    "CoordinatorInbound",
+    "WireMessage",
+    "CONTRACTS_VERSION",
+    # codec
+    "Codec",
+    "DEFAULT_CODEC",
+    # errors
+    "SagaError",
+    "ContractError",
+    "ContractErrorReason",
+    # schema export
+    "json_schema",
+    "asyncapi",
+]

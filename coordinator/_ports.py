@@ -1,0 +1,202 @@
+"""The ports the runtime is written against: small protocols, each with an
+in-memory implementation (``coordinator.adapters.memory``) and a real one.
+
+Every port method is one atomic operation on the backing server; the runtime
+composes them. A port never interprets saga semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+__all__ = [
+    "Clock",
+    "Commit",
+    "CommitResult",
+    "Delivery",
+    "Handler",
+    "HistoryEntry",
+    "IdempotencyStore",
+    "OutboxEntry",
+    "OutboxStore",
+    "SagaQueries",
+    "SagaStore",
+    "Stored",
+    "Subscription",
+    "TimerStore",
+    "Transport",
+]
+
+Exchange = Literal["commands", "events", "lifecycle"]
+
+
+# -- messaging ---------------------------------------------------------------------
+
+
+class Delivery(Protocol):
+    """One message handed to a consumer. Settle it exactly once."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def delivery_count(self) -> int:
+        """1 on first delivery; grows with each redelivery of the same message."""
+        ...
+
+    async def ack(self) -> None:
+        """Done: the effects of this message are committed."""
+
+    async def requeue(self) -> None:
+        """Try again later (a transient failure); counts towards the delivery limit."""
+
+    async def dead_letter(self, reason: str, detail: str) -> None:
+        """Never deliverable: park it in the dead-letter queue with the reason."""
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def stop(self) -> None:
+        """Stop taking new deliveries and wait for the handlers in flight."""
+
+
+class Transport(Protocol):
+    """Publish to a topic exchange; consume from a queue bound to one."""
+
+    async def publish(
+        self,
+        exchange: Exchange,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish and return once the broker has taken responsibility for it.
+
+        Raises an error if the message cannot be routed to any queue.
+        """
+
+    async def subscribe(
+        self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
+    ) -> Subscription:
+        """Declare ``queue`` bound to ``exchange`` by ``pattern`` and consume it."""
+        ...
+
+
+# -- saga storage --------------------------------------------------------------------
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A message to publish once its transition has committed."""
+
+    saga_id: str
+    message_id: str
+    exchange: Exchange
+    routing_key: str
+    body: bytes
+    created_at: datetime
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a saga's append-only history: what came in, what was decided."""
+
+    at: datetime
+    revision: int
+    input: msgspec.Raw
+    note: str
+    effects: msgspec.Raw
+    changed: bool = True
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    state: bytes
+    revision: int
+
+
+class Commit(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one input does to one saga, written atomically or not at all.
+
+    Attributes:
+        expected_revision: The revision loaded (``-1``: the saga must not exist).
+        dedupe_id: Identity of the input; a second commit with it is a duplicate.
+        timers_due: Timers to add or move, name to due time.
+        timers_cancelled: Timers to remove.
+    """
+
+    saga_id: str
+    name: str
+    status: str
+    expected_revision: int
+    revision: int
+    state: bytes
+    dedupe_id: str
+    history: HistoryEntry
+    outbox: Sequence[OutboxEntry] = ()
+    timers_due: Mapping[str, datetime] = msgspec.field(default_factory=dict)
+    timers_cancelled: Sequence[str] = ()
+
+
+CommitResult = Literal["committed", "conflict", "duplicate"]
+
+
+class SagaStore(Protocol):
+    """Saga state, history, outbox, dedupe and timers, one atomic commit per input."""
+
+    async def load(self, saga_id: str) -> Stored | None: ...
+
+    async def commit(self, commit: Commit) -> CommitResult: ...
+
+    async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
+        """Append to the history an input that changed nothing (duplicate, late).
+
+        ``timer`` is the timer that input consumed, if it was a stale ``TimerFired``.
+        """
+
+
+class OutboxStore(Protocol):
+    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
+        """Entries committed before ``older_than`` and not yet marked done."""
+        ...
+
+    async def done(self, entries: Sequence[OutboxEntry]) -> None: ...
+
+
+class TimerStore(Protocol):
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
+        """``(saga_id, timer)`` pairs whose time has come, oldest first."""
+        ...
+
+
+class SagaQueries(Protocol):
+    """The read side, for the CLI, the API and the harness."""
+
+    async def history(self, saga_id: str) -> Sequence[HistoryEntry]: ...
+
+    async def find(
+        self, *, name: str | None = None, status: str | None = None, limit: int = 100
+    ) -> Sequence[str]: ...
+
+
+class IdempotencyStore(Protocol):
+    """A participant's record of the replies it gave, by idempotency key."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, reply: bytes) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...

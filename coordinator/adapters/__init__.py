@@ -1,0 +1,1 @@
+"""Adapters: the ports implemented for real servers and in memory."""

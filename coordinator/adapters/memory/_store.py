@@ -1,0 +1,92 @@
+"""In-memory saga store: the same contract as the Redis store, in dicts.
+
+Each method runs without awaiting in between, so on one event loop every commit
+is atomic, which is what the Lua script gives the Redis store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import final
+
+from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
+
+__all__ = ["MemorySagaStore"]
+
+
+@final
+class MemorySagaStore:
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore`` and ``SagaQueries``."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, Stored] = {}
+        self._index: dict[str, tuple[str, str]] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+        self._seen: dict[str, set[str]] = {}
+        self._outbox: dict[tuple[str, str], OutboxEntry] = {}
+        self._timers: dict[tuple[str, str], datetime] = {}
+
+    async def load(self, saga_id: str) -> Stored | None:
+        return self._states.get(saga_id)
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        saga_id = commit.saga_id
+        current = self._states.get(saga_id)
+        if commit.dedupe_id in self._seen.get(saga_id, ()):
+            return "duplicate"
+        if (current.revision if current else -1) != commit.expected_revision:
+            return "conflict"
+        self._states[saga_id] = Stored(state=commit.state, revision=commit.revision)
+        self._index[saga_id] = (commit.name, commit.status)
+        self._seen.setdefault(saga_id, set()).add(commit.dedupe_id)
+        self._history.setdefault(saga_id, []).append(commit.history)
+        for entry in commit.outbox:
+            self._outbox[(saga_id, entry.message_id)] = entry
+        for name in commit.timers_cancelled:
+            self._timers.pop((saga_id, name), None)
+        for name, due in commit.timers_due.items():
+            self._timers[(saga_id, name)] = due
+        return "committed"
+
+    async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
+        self._history.setdefault(saga_id, []).append(entry)
+        if timer is not None:
+            self._timers.pop((saga_id, timer), None)
+
+    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
+        entries = [e for e in self._outbox.values() if e.created_at < older_than]
+        return entries[:limit]
+
+    async def done(self, entries: Sequence[OutboxEntry]) -> None:
+        for entry in entries:
+            self._outbox.pop((entry.saga_id, entry.message_id), None)
+
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
+        ready = sorted((due, key) for key, due in self._timers.items() if due <= now)
+        return [key for _due, key in ready[:limit]]
+
+    async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
+        return list(self._history.get(saga_id, ()))
+
+    async def find(
+        self, *, name: str | None = None, status: str | None = None, limit: int = 100
+    ) -> Sequence[str]:
+        found = [
+            saga_id
+            for saga_id, (n, s) in self._index.items()
+            if (name is None or n == name) and (status is None or s == status)
+        ]
+        return found[:limit]
+
+    def next_timer(self) -> datetime | None:
+        """When the earliest timer is due: the virtual clock jumps there."""
+        return min(self._timers.values(), default=None)
+
+    @property
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
+    @property
+    def timer_count(self) -> int:
+        return len(self._timers)
