@@ -1,1 +1,25 @@
-"""Saga coordinator."""
+"""saga-coordinator: sagas for Python services on RabbitMQ and Redis.
+
+Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
+``saga run``), test it with :mod:`coordinator.testing`.
+"""
+
+from contracts import SagaError
+from coordinator._dsl import Saga, to_mermaid
+from coordinator._errors import ConcurrencyError, SagaDefinitionError, UnknownSagaError
+from coordinator._runtime import Coordinator
+from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
+
+__all__ = [
+    "ConcurrencyError",
+    "Coordinator",
+    "Retry",
+    "Saga",
+    "SagaDefinition",
+    "SagaDefinitionError",
+    "SagaError",
+    "SagaState",
+    "SagaStatus",
+    "UnknownSagaError",
+    "to_mermaid",
+]

@@ -1,2 +1,61 @@
+"""The ``saga`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from contracts import asyncapi, json_schema
+from coordinator._dsl import to_mermaid
+from coordinator._errors import SagaError
+from coordinator._loading import load_definition
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="saga",
+    help="Run, inspect and test sagas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command()
+def demo() -> None:
+    """Run the order example end to end in one process, in memory, and show each saga."""
+    from coordinator._demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo()))
+
+
+@app.command()
+def graph(
+    saga: Annotated[str, typer.Argument(help="The saga definition, as MODULE:ATTRIBUTE.")],
+) -> None:
+    """Print a saga definition as a Mermaid flowchart."""
+    try:
+        definition = load_definition(saga)
+    except SagaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(to_mermaid(definition), nl=False)
+
+
+@app.command()
+def contracts(
+    json_schema_: Annotated[
+        bool, typer.Option("--json-schema", help="JSON Schema of every wire message.")
+    ] = False,
+    asyncapi_: Annotated[bool, typer.Option("--asyncapi", help="AsyncAPI 3.0 document.")] = False,
+) -> None:
+    """Print the wire contracts, for participants written in any language."""
+    document = asyncapi() if asyncapi_ and not json_schema_ else json_schema()
+    typer.echo(json.dumps(document, indent=2, sort_keys=False))
+
+
 def main() -> None:
-    pass
+    app()

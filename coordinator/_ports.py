@@ -80,10 +80,13 @@ class Transport(Protocol):
         *,
         message_id: str,
         headers: Mapping[str, str] | None = None,
+        mandatory: bool = True,
     ) -> None:
         """Publish and return once the broker has taken responsibility for it.
 
-        Raises an error if the message cannot be routed to any queue.
+        With ``mandatory`` (commands, replies) a message no queue is bound to
+        receive raises; without it (lifecycle events, for whoever listens) it is
+        dropped, as a topic exchange does.
         """
 
     async def subscribe(

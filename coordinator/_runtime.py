@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol, final
@@ -66,6 +67,8 @@ from coordinator.core import (
 )
 
 __all__ = ["Coordinator", "Store"]
+
+_log = logging.getLogger("coordinator")
 
 EVENTS_QUEUE = "coordinator.events"
 _CAS_ATTEMPTS = 20
@@ -372,13 +375,24 @@ class Coordinator:
         )
 
     async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
+        """Publish committed entries; whatever fails stays in the outbox for the relay."""
+        sent: list[OutboxEntry] = []
         for entry in entries:
-            await self._transport.publish(
-                entry.exchange, entry.routing_key, entry.body,
-                message_id=entry.message_id, headers=entry.headers,
-            )
-        if entries:
-            await self._store.done(entries)
+            try:
+                await self._transport.publish(
+                    entry.exchange,
+                    entry.routing_key,
+                    entry.body,
+                    message_id=entry.message_id,
+                    headers=entry.headers,
+                    mandatory=entry.exchange != "lifecycle",
+                )
+            except Exception:  # noqa: BLE001 - the transition is committed; the relay retries
+                _log.warning("publish of %s failed; left in the outbox", entry.message_id, exc_info=True)
+                continue
+            sent.append(entry)
+        if sent:
+            await self._store.done(sent)
 
 
 def _input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Callable[..., Input]:

@@ -1,0 +1,19 @@
+"""In-memory adapters: every port in one process, for the demo and for tests.
+
+They pass the same contract suites as the RabbitMQ and Redis adapters.
+"""
+
+from coordinator.adapters.memory._clock import SystemClock, VirtualClock
+from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
+from coordinator.adapters.memory._store import MemorySagaStore
+from coordinator.adapters.memory._transport import DeadLetter, MemoryTransport, UnroutableError
+
+__all__ = [
+    "DeadLetter",
+    "MemoryIdempotencyStore",
+    "MemorySagaStore",
+    "MemoryTransport",
+    "SystemClock",
+    "UnroutableError",
+    "VirtualClock",
+]

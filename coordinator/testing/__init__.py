@@ -1,0 +1,8 @@
+"""Testing sagas: :class:`Scenario` drives the pure core step by step, and
+:class:`Harness` runs the whole runtime in memory on a virtual clock."""
+
+from coordinator.adapters.memory import VirtualClock
+from coordinator.testing._harness import Harness
+from coordinator.testing._scenario import Scenario
+
+__all__ = ["Harness", "Scenario", "VirtualClock"]

@@ -1,0 +1,166 @@
+"""The whole runtime in one process: coordinator, participants, broker and store
+in memory, on a virtual clock that jumps to the next timer.
+
+It runs the same code as production except the adapters, so a test through it
+covers the runtime (outbox, timers, dedupe) and the participants SDK, and a day
+of saga time passes in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, final
+
+import msgspec
+
+from coordinator._ports import HistoryEntry
+from coordinator._runtime import Coordinator
+from coordinator.adapters.memory import (
+    MemoryIdempotencyStore,
+    MemorySagaStore,
+    MemoryTransport,
+    VirtualClock,
+)
+from coordinator.core import SagaDefinition, SagaState
+from participants import ParticipantWorker, Service
+
+__all__ = ["Harness"]
+
+# Turns of the event loop with no change before the system counts as quiet.
+_QUIET_TURNS = 20
+
+
+@final
+class Harness:
+    """Run sagas end to end in memory.
+
+    Example::
+
+        clock = VirtualClock()
+        async with Harness([ORDER], build_services(ledger, clock), clock=clock) as h:
+            await h.start("order.place", order, saga_id="o-1")
+            state = await h.run_until_done("o-1")
+            assert state.status == "completed"
+    """
+
+    def __init__(
+        self,
+        definitions: Iterable[SagaDefinition[Any]],
+        services: Iterable[Service] = (),
+        *,
+        clock: VirtualClock | None = None,
+        services_down: frozenset[str] = frozenset(),
+        delivery_limit: int = 5,
+    ) -> None:
+        self.clock = clock or VirtualClock()
+        self.transport = MemoryTransport(delivery_limit=delivery_limit)
+        self.store = MemorySagaStore()
+        self.idempotency = MemoryIdempotencyStore()
+        self.services_down = set(services_down)
+        self.coordinator = Coordinator(
+            definitions,
+            transport=self.transport,
+            store=self.store,
+            clock=self.clock,
+            services_down=lambda: frozenset(self.services_down),
+        )
+        self.workers = [
+            ParticipantWorker(s, transport=self.transport, idempotency=self.idempotency, clock=self.clock)
+            for s in services
+        ]
+
+    async def __aenter__(self) -> Harness:
+        await self.coordinator.start(loops=False)
+        for worker in self.workers:
+            await worker.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for worker in self.workers:
+            await worker.stop()
+        await self.coordinator.stop()
+        # A handler parked on the virtual clock would never wake: release it.
+        self.clock.advance(timedelta(days=365))
+        await self.transport.close()
+
+    # -- driving sagas ----------------------------------------------------------------
+
+    async def start(self, name: str, data: object, *, saga_id: str) -> SagaState[Any]:
+        state, _created = await self.coordinator.start_saga(name, saga_id, data)
+        return state
+
+    async def signal(self, saga_id: str, name: str, data: msgspec.Struct | dict[str, Any] | None = None) -> None:
+        payload = msgspec.to_builtins(data) if data is not None else {}
+        await self.coordinator.signal(saga_id, name, payload, message_id=f"signal:{saga_id}:{name}:{self.clock.now().isoformat()}")
+
+    async def cancel(self, saga_id: str, reason: str = "cancelled by request") -> None:
+        await self.coordinator.cancel(saga_id, reason, message_id=f"cancel:{saga_id}:{self.clock.now().isoformat()}")
+
+    async def retry(self, saga_id: str) -> None:
+        await self.coordinator.retry(saga_id, message_id=f"retry:{saga_id}:{self.clock.now().isoformat()}")
+
+    async def settle(self) -> None:
+        """Run until nothing can move without the clock.
+
+        Quiet means no queued message, and nothing changed over a run of event
+        loop turns: every handler still running is parked on the virtual clock,
+        or queued behind one that is (a retry waiting on its idempotency key).
+        """
+        quiet_turns, last = 0, None
+        while quiet_turns < _QUIET_TURNS:
+            await asyncio.sleep(0)
+            now = (
+                len(self.transport.published),
+                len(self.transport.dead_letters),
+                self.transport.backlog,
+                self.transport.in_flight,
+                self.clock.sleepers,
+            )
+            idle = self.transport.backlog == 0 and (self.transport.in_flight == 0 or now == last)
+            quiet_turns = quiet_turns + 1 if idle else 0
+            last = now
+
+    async def advance(self, delta: timedelta) -> None:
+        """Let ``delta`` of saga time pass: every timer and sleeper in it fires, in order."""
+        until = self.clock.now() + delta
+        while True:
+            await self.settle()
+            if await self.coordinator.fire_due_timers():
+                continue
+            upcoming = self._next_event()
+            if upcoming is None or upcoming > until:
+                break
+            self.clock.advance_to(upcoming)
+        self.clock.advance_to(until)
+        await self.settle()
+
+    async def run_until_done(self, saga_id: str, *, limit: timedelta = timedelta(days=30)) -> SagaState[Any]:
+        """Jump from event to event until the saga ends and nothing is left in flight."""
+        horizon = self.clock.now() + limit
+        while True:
+            await self.settle()
+            if await self.coordinator.fire_due_timers():
+                continue
+            state = await self.state(saga_id)
+            upcoming = self._next_event()
+            if state.terminal and (upcoming is None or not self.clock.sleepers):
+                return state
+            if upcoming is None or upcoming > horizon:
+                return state
+            self.clock.advance_to(upcoming)
+
+    def _next_event(self) -> datetime | None:
+        times = [t for t in (self.store.next_timer(), self.clock.next_wake()) if t is not None]
+        return min(times, default=None)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def state(self, saga_id: str) -> SagaState[Any]:
+        state = await self.coordinator.load(saga_id)
+        assert state is not None, f"no saga {saga_id!r}"
+        return state
+
+    async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
+        return await self.store.history(saga_id)

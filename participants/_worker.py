@@ -1,0 +1,319 @@
+"""Runs a service: takes its commands from the transport and publishes the replies.
+
+Per delivery, in this order, because each step makes the next one safe to repeat:
+
+1. decode the command (undecodable or unknown: dead letter, never a crash);
+2. under a per-key lock, look up the reply recorded for its idempotency key
+   and, if there is one, send it again for this command without running the
+   handler;
+3. otherwise run the handler and record a success or a non-retryable failure
+   *before* publishing, so a crash after the effect cannot lead to a second one;
+4. publish the reply and ack only once the publish returned; if it fails the
+   delivery is requeued and the recorded reply answers the redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, final
+
+import msgspec
+
+from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskCompleted, TaskFailed
+from coordinator._ports import Clock, Delivery, IdempotencyStore, Subscription, Transport
+from participants._errors import Failure, ServiceDefinitionError
+from participants._service import Context, Registration, Service
+
+__all__ = ["ParticipantWorker"]
+
+_log = logging.getLogger("participants")
+
+INVALID_COMMAND: Final = "InvalidCommand"
+# A failure's text travels in the reply; a bound keeps a huge message (or a
+# repr of a huge value) from making the reply itself undeliverable.
+_MAX_ERROR_MESSAGE: Final = 2000
+# Forwarded from the command to the reply so the trace continues.
+_TRACE_HEADERS: Final = ("traceparent", "tracestate")
+
+
+class _UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _Unanswerable(Exception):
+    """The handler ran but its result cannot be sent; the outcome stays unknown."""
+
+
+class _KeyLocks:
+    """One asyncio lock per idempotency key in use, dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@final
+class ParticipantWorker:
+    """Consumes a service's commands and answers each with one reply.
+
+    The queue ``{service}.commands`` is bound to the ``commands`` exchange by
+    ``{service}.*``; replies go to the ``events`` exchange with the routing key
+    ``{saga_name}.TaskCompleted`` or ``{saga_name}.TaskFailed`` and the id
+    ``{command message_id}:reply``, so a reply sent twice is recognised.
+
+    Example:
+        worker = ParticipantWorker(inventory, transport=transport, idempotency=store)
+        async with worker:
+            ...  # commands are handled until the block exits
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        transport: Transport,
+        idempotency: IdempotencyStore,
+        codec: Codec = DEFAULT_CODEC,
+        clock: Clock | None = None,
+        prefetch: int = 16,
+    ) -> None:
+        """Create a worker; `start` begins consuming.
+
+        Args:
+            service: The service whose commands to handle.
+            transport: Where commands come from and replies go.
+            idempotency: Where replies are recorded by idempotency key; share
+                it between the replicas of a service.
+            codec: Decodes commands and encodes replies.
+            clock: Stamps the replies' ``sent_at``; the system's UTC clock by default.
+            prefetch: Commands handled at once.
+        """
+        self._service = service
+        self._transport = transport
+        self._idempotency = idempotency
+        self._codec = codec
+        self._clock: Clock = clock or _UtcClock()
+        self._prefetch = prefetch
+        self._locks = _KeyLocks()
+        self._subscription: Subscription | None = None
+
+    @property
+    def queue(self) -> str:
+        """The queue it consumes: ``{service}.commands``."""
+        return f"{self._service.name}.commands"
+
+    async def start(self) -> None:
+        """Subscribe to the service's queue.
+
+        Raises:
+            ServiceDefinitionError: If the service handles no command.
+            RuntimeError: If the worker is already running.
+        """
+        if self._subscription is not None:
+            raise RuntimeError(f"the worker of {self._service.name!r} is already running")
+        if not self._service.commands:
+            raise ServiceDefinitionError(
+                f"service {self._service.name!r} handles no command; register one with "
+                f"@service.handles(SomeCommand) before starting its worker"
+            )
+        self._subscription = await self._transport.subscribe(
+            self.queue,
+            "commands",
+            f"{self._service.name}.*",
+            self.handle,
+            prefetch=self._prefetch,
+        )
+
+    async def stop(self) -> None:
+        """Stop taking commands and wait for those in flight. Does nothing if not running."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.stop()
+
+    async def __aenter__(self) -> ParticipantWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Handle one delivery and settle it; the transport calls this for each command.
+
+        It never raises for a bad message: what cannot be handled is
+        dead-lettered with a reason, and a transient fault requeues it.
+        """
+        try:
+            command = self._codec.decode_command(delivery.body)
+        except ContractError as err:
+            await delivery.dead_letter(err.reason, str(err))
+            return
+        registration = self._service.handler_for(command.command)
+        if registration is None or command.service != self._service.name:
+            await delivery.dead_letter("unknown_command", self._unknown(command))
+            return
+        async with self._locks.hold(command.idempotency_key):
+            await self._answer(delivery, command, registration)
+
+    async def _answer(
+        self, delivery: Delivery, command: Command, registration: Registration
+    ) -> None:
+        try:
+            recorded = await self._idempotency.get(command.idempotency_key)
+            if recorded is not None:
+                reply = self._restamp(self._recorded(recorded), command)
+                body = self._codec.encode(reply)
+            else:
+                reply = await self._execute(registration, command)
+                body = self._encode_reply(reply)
+                if _worth_recording(reply):
+                    await self._idempotency.put(command.idempotency_key, body)
+            await self._transport.publish(
+                "events",
+                f"{command.saga_name}.{type(reply).__name__}",
+                body,
+                message_id=reply.message_id,
+                headers=_trace_headers(delivery.headers),
+            )
+        except _Unanswerable as exc:
+            # Neither a success we can report nor a failure (it may have
+            # applied): no reply, so the coordinator's timeout treats the step
+            # as unknown and compensates it.
+            _log.error("cannot reply to %s: %s", command.message_id, exc)
+            await delivery.dead_letter("invalid_result", str(exc))
+            return
+        except Exception:
+            _log.exception("answering %s failed; requeueing it", command.message_id)
+            await delivery.requeue()
+            return
+        await delivery.ack()
+
+    async def _execute(self, registration: Registration, command: Command) -> Reply:
+        try:
+            payload = msgspec.convert(command.payload, registration.command_type)
+        except msgspec.ValidationError as exc:
+            # Nothing ran. Not recorded although not retryable: the same payload
+            # fails the same way, and a fixed deployment should not be refused.
+            return self._failed(
+                command,
+                INVALID_COMMAND,
+                f"payload does not match {registration.name}: {exc}",
+                retryable=False,
+            )
+        try:
+            result = await registration.handler(payload, Context.from_command(command))
+        except Failure as exc:
+            _log.info("%s refused %s: %r", registration.name, command.message_id, exc)
+            return self._failed(command, exc.error_type, exc.message, retryable=exc.retryable)
+        except Exception as exc:
+            _log.warning("%s failed on %s", registration.name, command.message_id, exc_info=True)
+            return self._failed(command, type(exc).__name__, str(exc) or repr(exc), retryable=True)
+        return TaskCompleted(**self._envelope(command), result=_result_of(result))
+
+    def _encode_reply(self, reply: Reply) -> bytes:
+        try:
+            return self._codec.encode(reply)
+        except ContractError as err:
+            raise _Unanswerable(f"the reply cannot be encoded: {err}") from err
+
+    def _failed(
+        self, command: Command, error_type: str, message: str, *, retryable: bool
+    ) -> TaskFailed:
+        if len(message) > _MAX_ERROR_MESSAGE:
+            message = message[:_MAX_ERROR_MESSAGE] + "..."
+        return TaskFailed(
+            **self._envelope(command),
+            error_type=error_type,
+            error_message=message,
+            retryable=retryable,
+        )
+
+    def _recorded(self, data: bytes) -> Reply:
+        reply = self._codec.decode_inbound(data)
+        if not isinstance(reply, TaskCompleted | TaskFailed):
+            raise ContractError(
+                f"the idempotency store holds a {type(reply).__name__}, not a reply",
+                reason="unknown_type",
+            )
+        return reply
+
+    def _restamp(self, recorded: Reply, command: Command) -> Reply:
+        # The outcome is the recorded one; the envelope answers this command.
+        return msgspec.structs.replace(recorded, **self._envelope(command))
+
+    def _envelope(self, command: Command) -> dict[str, Any]:
+        return {
+            "message_id": f"{command.message_id}:reply",
+            "saga_id": command.saga_id,
+            "saga_name": command.saga_name,
+            "step": command.step,
+            "attempt": command.attempt,
+            "kind": command.kind,
+            "causation_id": command.message_id,
+            "sent_at": self._clock.now(),
+        }
+
+    def _unknown(self, command: Command) -> str:
+        if command.service != self._service.name:
+            return (
+                f"command {command.command!r} is for service {command.service!r}, "
+                f"not {self._service.name!r}"
+            )
+        known = ", ".join(self._service.commands)
+        return (
+            f"service {self._service.name!r} has no handler for {command.command!r}; "
+            f"it handles: {known}"
+        )
+
+
+def _worth_recording(reply: Reply) -> bool:
+    # A retryable failure is not recorded, so that the retry really executes.
+    if isinstance(reply, TaskCompleted):
+        return True
+    return not reply.retryable and reply.error_type != INVALID_COMMAND
+
+
+def _result_of(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        built = msgspec.to_builtins(value)
+    except (TypeError, ValueError) as exc:
+        raise _Unanswerable(f"the handler's result cannot be sent as JSON: {exc}") from exc
+    if not isinstance(built, dict):
+        raise _Unanswerable(
+            f"a handler must return a msgspec Struct, a dict or None, got {type(value).__name__}"
+        )
+    return built
+
+
+def _trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in _TRACE_HEADERS if name in headers}

@@ -1,0 +1,405 @@
+"""MemoryTransport: routing, consumers, redelivery, dead letters, prefetch, drain."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts import SagaError
+from coordinator._ports import Delivery, Handler, Transport
+from coordinator.adapters.memory._transport import (
+    MemoryTransport,
+    UnroutableError,
+    topic_matches,
+)
+
+
+async def _ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+def _collector(into: list[bytes]) -> Handler:
+    async def handle(delivery: Delivery) -> None:
+        into.append(delivery.body)
+        await delivery.ack()
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("inventory.*", "inventory.Reserve", True),
+        ("inventory.*", "inventory", False),
+        ("inventory.*", "inventory.Reserve.extra", False),
+        ("inventory.Reserve", "inventory.Reserve", True),
+        ("inventory.Reserve", "inventory.Release", False),
+        ("*.TaskFailed", "place_order.TaskFailed", True),
+        ("#", "anything.at.all", True),
+        ("#", "one", True),
+        ("place_order.#", "place_order", True),
+        ("place_order.#", "place_order.TaskCompleted", True),
+        ("place_order.#", "place_order.a.b", True),
+        ("place_order.#", "other.a", False),
+        ("#.failed", "a.b.failed", True),
+        ("#.failed", "failed", True),
+        ("#.failed", "a.failed.not", False),
+        ("a.#.z", "a.z", True),
+        ("a.#.z", "a.b.c.z", True),
+        ("a.#.z", "a.b.c", False),
+        ("*.*", "a", False),
+        ("*.*", "a.b", True),
+        ("#.#", "a.b.c", True),
+        ("*.#", "", False),
+        ("#", "", True),
+        ("", "", True),
+        ("*", "", False),
+        ("a.*.#", "a.b", True),
+    ],
+)
+def test_topic_matching(pattern: str, key: str, expected: bool) -> None:
+    assert topic_matches(pattern, key) is expected
+
+
+def _reference_match(pattern: list[str], key: list[str]) -> bool:
+    if not pattern:
+        return not key
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_reference_match(rest, key[i:]) for i in range(len(key) + 1))
+    return bool(key) and head in ("*", key[0]) and _reference_match(rest, key[1:])
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "*", "#"]), max_size=5),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=5),
+)
+def test_topic_matching_agrees_with_the_definition(pattern: list[str], key: list[str]) -> None:
+    assert topic_matches(".".join(pattern), ".".join(key)) is _reference_match(pattern, key)
+
+
+def test_it_implements_the_transport_port() -> None:
+    transport: Transport = MemoryTransport()
+    assert transport is not None
+
+
+async def test_unroutable_publish_raises() -> None:
+    transport = MemoryTransport()
+    with pytest.raises(UnroutableError, match=r"inventory\.Reserve") as caught:
+        await transport.publish("commands", "inventory.Reserve", b"x", message_id="m-1")
+    assert isinstance(caught.value, SagaError)
+
+    # Bound on another exchange, or by a pattern that does not match: still unroutable.
+    await transport.subscribe("q", "events", "inventory.*", _ack)
+    await transport.subscribe("q2", "commands", "payments.*", _ack)
+    with pytest.raises(UnroutableError):
+        await transport.publish("commands", "inventory.Reserve", b"x", message_id="m-1")
+    assert transport.published == []
+
+
+async def test_routes_to_every_matching_queue_once() -> None:
+    transport = MemoryTransport()
+    a: list[bytes] = []
+    b: list[bytes] = []
+    await transport.subscribe("a", "events", "order.*", _collector(a))
+    await transport.subscribe("a", "events", "#", _collector(a))  # second binding, same queue
+    await transport.subscribe("b", "events", "*.TaskCompleted", _collector(b))
+    await transport.publish("events", "order.TaskCompleted", b"1", message_id="m-1")
+    await transport.publish("events", "order.TaskFailed", b"2", message_id="m-2")
+    await transport.drain()
+    assert sorted(a) == [b"1", b"2"]
+    assert b == [b"1"]
+    assert [p.message_id for p in transport.published] == ["m-1", "m-2"]
+
+
+async def test_headers_and_message_id_reach_the_handler() -> None:
+    transport = MemoryTransport()
+    seen: list[Delivery] = []
+
+    async def handle(delivery: Delivery) -> None:
+        seen.append(delivery)
+        await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", handle)
+    await transport.publish(
+        "commands", "x.y", b"body", message_id="m-1", headers={"traceparent": "00-abc"}
+    )
+    await transport.drain()
+    [delivery] = seen
+    assert (delivery.body, dict(delivery.headers), delivery.delivery_count) == (
+        b"body",
+        {"traceparent": "00-abc"},
+        1,
+    )
+
+
+async def test_competing_consumers_share_a_queue() -> None:
+    transport = MemoryTransport()
+    first: list[bytes] = []
+    second: list[bytes] = []
+    await transport.subscribe("work", "commands", "svc.*", _collector(first), prefetch=1)
+    await transport.subscribe("work", "commands", "svc.*", _collector(second), prefetch=1)
+    for i in range(10):
+        await transport.publish("commands", "svc.Do", str(i).encode(), message_id=f"m-{i}")
+    await transport.drain()
+    assert len(first) == len(second) == 5
+    assert sorted(first + second, key=int) == [str(i).encode() for i in range(10)]
+
+
+async def test_requeue_redelivers_with_a_higher_count() -> None:
+    transport = MemoryTransport()
+    counts: list[int] = []
+
+    async def handle(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        if delivery.delivery_count < 3:
+            await delivery.requeue()
+        else:
+            await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", handle)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.drain()
+    assert counts == [1, 2, 3]
+    assert transport.dead_letters == []
+
+
+async def test_a_crashing_handler_is_redelivered_then_dead_lettered() -> None:
+    transport = MemoryTransport(delivery_limit=3)
+    counts: list[int] = []
+
+    async def crash(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        raise RuntimeError("boom")
+
+    await transport.subscribe("q", "commands", "#", crash)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1", headers={"k": "v"})
+    await transport.drain()
+    assert counts == [1, 2, 3]
+    [dead] = transport.dead_letters
+    assert (dead.queue, dead.body, dead.reason, dead.delivery_count) == (
+        "q",
+        b"x",
+        "delivery_limit",
+        3,
+    )
+    assert dead.message.message_id == "m-1"
+    assert dead.headers["x-death-reason"] == "delivery_limit"
+    assert "RuntimeError: boom" in dead.headers["x-death-detail"]
+    assert dead.headers["k"] == "v"
+    assert len(transport.handler_errors) == 3
+
+
+async def test_requeue_past_the_limit_is_dead_lettered() -> None:
+    transport = MemoryTransport(delivery_limit=2)
+
+    async def requeue(delivery: Delivery) -> None:
+        await delivery.requeue()
+
+    await transport.subscribe("q", "commands", "#", requeue)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.drain()
+    [dead] = transport.dead_letters
+    assert (dead.reason, dead.delivery_count) == ("delivery_limit", 2)
+
+
+async def test_an_unsettled_delivery_is_redelivered() -> None:
+    transport = MemoryTransport()
+    counts: list[int] = []
+
+    async def forgetful(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        if delivery.delivery_count == 2:
+            await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", forgetful)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.drain()
+    assert counts == [1, 2]
+
+
+async def test_dead_letter_keeps_reason_and_detail_in_headers() -> None:
+    transport = MemoryTransport()
+
+    async def reject(delivery: Delivery) -> None:
+        await delivery.dead_letter("malformed_json", "JSON is malformed at byte 3")
+
+    await transport.subscribe("q", "commands", "#", reject)
+    await transport.publish("commands", "a.b", b"{no", message_id="m-1")
+    await transport.drain()
+    [dead] = transport.dead_letters
+    assert dead.reason == "malformed_json"
+    assert dead.detail == "JSON is malformed at byte 3"
+    assert dict(dead.headers) == {
+        "x-death-reason": "malformed_json",
+        "x-death-detail": "JSON is malformed at byte 3",
+    }
+
+
+async def test_settling_twice_is_an_error() -> None:
+    transport = MemoryTransport()
+
+    async def twice(delivery: Delivery) -> None:
+        await delivery.ack()
+        await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", twice)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.drain()
+    [error] = transport.handler_errors
+    assert isinstance(error, RuntimeError)
+    assert "already settled" in str(error)
+    assert transport.dead_letters == []
+
+
+async def test_prefetch_bounds_concurrent_handlers() -> None:
+    transport = MemoryTransport()
+    running = 0
+    peak = 0
+    release = asyncio.Event()
+
+    async def slow(delivery: Delivery) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+        await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", slow, prefetch=2)
+    for i in range(5):
+        await transport.publish("commands", "a.b", b"x", message_id=f"m-{i}")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (running, transport.ready("q")) == (2, [b"x"] * 3)
+    release.set()
+    await transport.drain()
+    assert peak == 2
+    assert transport.ready("q") == []
+
+
+async def test_messages_published_before_a_consumer_wait_in_the_queue() -> None:
+    transport = MemoryTransport()
+    transport.declare("q", "commands", "svc.*")
+    await transport.publish("commands", "svc.A", b"1", message_id="m-1")
+    await transport.drain()  # a queue without consumers does not hold drain up
+    assert transport.ready("q") == [b"1"]
+
+    got: list[bytes] = []
+    subscription = await transport.subscribe("q", "commands", "svc.*", _collector(got))
+    await transport.drain()
+    assert got == [b"1"]
+
+    # A queue outlives its consumers, as a durable queue does.
+    await subscription.stop()
+    await transport.publish("commands", "svc.A", b"2", message_id="m-2")
+    assert transport.ready("q") == [b"2"]
+    await transport.subscribe("q", "commands", "svc.*", _collector(got))
+    await transport.drain()
+    assert got == [b"1", b"2"]
+
+
+async def test_stop_waits_for_handlers_in_flight_and_takes_no_more() -> None:
+    transport = MemoryTransport()
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(delivery: Delivery) -> None:
+        started.set()
+        await release.wait()
+        finished.append("done")
+        await delivery.ack()
+
+    subscription = await transport.subscribe("q", "commands", "#", slow, prefetch=1)
+    await transport.publish("commands", "a.b", b"1", message_id="m-1")
+    await transport.publish("commands", "a.b", b"2", message_id="m-2")
+    await started.wait()
+    stopping = asyncio.create_task(subscription.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()
+    release.set()
+    await stopping
+    assert finished == ["done"]
+    assert transport.ready("q") == [b"2"]
+
+
+async def test_drain_waits_for_a_cascade_of_messages() -> None:
+    transport = MemoryTransport()
+    replies: list[bytes] = []
+
+    async def participant(delivery: Delivery) -> None:
+        await asyncio.sleep(0)
+        await transport.publish("events", "saga.TaskCompleted", delivery.body, message_id="r")
+        await delivery.ack()
+
+    await transport.subscribe("svc.commands", "commands", "svc.*", participant)
+    await transport.subscribe("coordinator", "events", "#", _collector(replies))
+    for i in range(20):
+        await transport.publish("commands", "svc.Do", str(i).encode(), message_id=f"m-{i}")
+    await transport.drain()
+    assert len(replies) == 20
+
+
+async def test_drain_returns_at_once_when_idle() -> None:
+    transport = MemoryTransport()
+    assert transport.idle
+    await asyncio.wait_for(transport.drain(), timeout=1)
+
+
+async def test_drain_waits_for_a_stopped_subscriptions_handlers() -> None:
+    transport = MemoryTransport()
+    release = asyncio.Event()
+    done: list[bool] = []
+
+    async def slow(delivery: Delivery) -> None:
+        await release.wait()
+        done.append(True)
+        await delivery.ack()
+
+    subscription = await transport.subscribe("q", "commands", "#", slow)
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(subscription.stop())
+    draining = asyncio.create_task(transport.drain())
+    await asyncio.sleep(0)
+    assert not draining.done()
+    release.set()
+    await asyncio.gather(stopping, draining)
+    assert done == [True]
+
+
+async def test_injected_publish_failure() -> None:
+    transport = MemoryTransport()
+    await transport.subscribe("q", "commands", "#", _ack)
+    transport.fail_next_publish()
+    with pytest.raises(ConnectionError):
+        await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    assert len(transport.published) == 1
+
+
+async def test_close_stops_consumers_and_refuses_use() -> None:
+    transport = MemoryTransport()
+    got: list[bytes] = []
+    await transport.subscribe("q", "commands", "#", _collector(got))
+    await transport.publish("commands", "a.b", b"x", message_id="m-1")
+    await transport.close()
+    assert got == [b"x"]
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.publish("commands", "a.b", b"y", message_id="m-2")
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.subscribe("q", "commands", "#", _ack)
+
+
+async def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="delivery_limit"):
+        MemoryTransport(delivery_limit=0)
+    transport = MemoryTransport()
+    with pytest.raises(ValueError, match="prefetch"):
+        await transport.subscribe("q", "commands", "#", _ack, prefetch=0)
+    with pytest.raises(ValueError, match="exchange"):
+        await transport.subscribe("q", "nope", "#", _ack)  # type: ignore[arg-type]
