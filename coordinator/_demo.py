@@ -26,14 +26,28 @@ _STYLE = {"completed": "green", "compensated": "yellow", "cancelled": "yellow", 
 def _orders() -> list[tuple[str, Order, str]]:
     book = [Line(sku="book", quantity=1)]
     return [
-        ("an order that completes", Order(order_id="A-1001", lines=book, total_cents=4_500,
-                                          member_id="m-7"), "completed"),
-        ("a declined card: compensated", Order(order_id="A-1002", lines=book, total_cents=7_900,
-                                               card="declined", member_id="m-8"), "compensated"),
-        ("a large order, approved by a manager", Order(order_id="A-1003", lines=book,
-         total_cents=250_000, card="flaky"), "completed"),
-        ("a slow shipper: timed out, compensated", Order(order_id="A-1004", lines=book,
-         total_cents=3_000, shipper="slow"), "compensated"),
+        (
+            "an order that completes",
+            Order(order_id="A-1001", lines=book, total_cents=4_500, member_id="m-7"),
+            "completed",
+        ),
+        (
+            "a declined card: compensated",
+            Order(
+                order_id="A-1002", lines=book, total_cents=7_900, card="declined", member_id="m-8"
+            ),
+            "compensated",
+        ),
+        (
+            "a large order, approved by a manager",
+            Order(order_id="A-1003", lines=book, total_cents=250_000, card="flaky"),
+            "completed",
+        ),
+        (
+            "a slow shipper: timed out, compensated",
+            Order(order_id="A-1004", lines=book, total_cents=3_000, shipper="slow"),
+            "compensated",
+        ),
     ]
 
 
@@ -48,7 +62,7 @@ def _describe_input(raw: msgspec.Raw) -> str:
         return f"timer {inp['timer']}"
     if kind == "SignalReceived":
         return f"signal {inp['name']} {json.dumps(inp.get('data', {}))}"
-    return {"Start": "start", "CancelRequested": "cancel"}.get(kind, kind)
+    return {"Start": "start", "CancelRequested": "cancel"}.get(kind, str(kind))
 
 
 def _timeline(entries: list[HistoryEntry], console: Console) -> None:
@@ -80,14 +94,16 @@ async def run_demo(console: Console | None = None) -> int:
             style = _STYLE.get(state.status, "white")
             console.rule(f"[bold]{order.order_id}[/bold]: {title}")
             _timeline(list(await harness.history(order.order_id)), console)
-            console.print(Text(f"effects applied: {', '.join(ledger.of(order.order_id)) or 'none'}"))
-            console.print(f"status: [{style}]{state.status}[/{style}]"
-                          + (f" ({state.reason})" if state.reason else ""))
+            console.print(
+                Text(f"effects applied: {', '.join(ledger.of(order.order_id)) or 'none'}")
+            )
+            console.print(
+                f"status: [{style}]{state.status}[/{style}]"
+                + (f" ({state.reason})" if state.reason else "")
+            )
             if state.status != expected:
                 failures += 1
                 console.print(f"[red]expected {expected}[/red]")
     console.rule()
     console.print("all four sagas ended as expected" if not failures else f"{failures} unexpected")
     return 1 if failures else 0
-
-

@@ -337,9 +337,13 @@ def to_mermaid(definition: SagaDefinition[D]) -> str:
             extras.append("conditional")
         if step.pivot:
             extras.append("pivot")
-        label = f"{step.name}<br/>{step.service}" + (f"<br/><i>{', '.join(extras)}</i>" if extras else "")
+        label = f"{step.name}<br/>{step.service}" + (
+            f"<br/><i>{', '.join(extras)}</i>" if extras else ""
+        )
         if step.undo is not None:
-            undo_lines.append(f"    {_id(step.name)} -.->|undo| {_id(step.name)}_undo[/undo {step.name}/]")
+            undo_lines.append(
+                f"    {_id(step.name)} -.->|undo| {_id(step.name)}_undo[/undo {step.name}/]"
+            )
         shape = f'{{{{"{label}"}}}}' if step.pivot else f'["{label}"]'
         return f"    {_id(step.name)}{shape}"
 

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from contracts import ContractError, SagaError
 
-__all__ = ["ConcurrencyError", "ContractError", "SagaDefinitionError", "SagaError", "UnknownSagaError"]
+__all__ = [
+    "ConcurrencyError",
+    "ContractError",
+    "SagaDefinitionError",
+    "SagaError",
+    "UnknownSagaError",
+]
 
 
 class SagaDefinitionError(SagaError, ValueError):

@@ -202,23 +202,33 @@ class Coordinator:
             existing = await self.load(saga_id)
             if existing is not None:
                 return existing, False
-            inp = Start(saga_id=saga_id, data=value, at=self._clock.now(), services_down=self._down())
+            inp = Start(
+                saga_id=saga_id, data=value, at=self._clock.now(), services_down=self._down()
+            )
             decision = start(definition, inp)
-            outcome = await self._commit(definition, None, inp, decision, message_id or f"start:{saga_id}")
+            outcome = await self._commit(
+                definition, None, inp, decision, message_id or f"start:{saga_id}"
+            )
             if outcome == "committed":
                 return decision.state, True
         raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {_CAS_ATTEMPTS} tries")
 
-    async def signal(self, saga_id: str, name: str, data: dict[str, Any], message_id: str) -> Decision[Any]:
+    async def signal(
+        self, saga_id: str, name: str, data: dict[str, Any], message_id: str
+    ) -> Decision[Any]:
         return await self._apply(
-            saga_id, message_id, lambda at, down: SignalReceived(
+            saga_id,
+            message_id,
+            lambda at, down: SignalReceived(
                 message_id=message_id, name=name, data=data, at=at, services_down=down
-            )
+            ),
         )
 
     async def cancel(self, saga_id: str, reason: str, message_id: str) -> Decision[Any]:
         return await self._apply(
-            saga_id, message_id, lambda at, down: CancelRequested(reason=reason, at=at, services_down=down)
+            saga_id,
+            message_id,
+            lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
         )
 
     async def retry(self, saga_id: str, message_id: str) -> Decision[Any]:
@@ -248,7 +258,9 @@ class Coordinator:
     def definition(self, name: str, version: int | None = None) -> SagaDefinition[Any]:
         found = self._latest.get(name) if version is None else self._defs.get((name, version))
         if found is None:
-            raise UnknownSagaError(f"no saga definition {name!r}" + (f" v{version}" if version else ""))
+            raise UnknownSagaError(
+                f"no saga definition {name!r}" + (f" v{version}" if version else "")
+            )
         return found
 
     async def load(self, saga_id: str) -> SagaState[Any] | None:
@@ -276,7 +288,9 @@ class Coordinator:
             decision = decide(definition, state, inp)
             if not decision.changed:
                 timer = inp.timer if isinstance(inp, TimerFired) else None
-                await self._store.record(saga_id, _history(state.revision, inp, decision), timer=timer)
+                await self._store.record(
+                    saga_id, _history(state.revision, inp, decision), timer=timer
+                )
                 return decision
             outcome = await self._commit(definition, state, inp, decision, dedupe_id)
             if outcome != "conflict":
@@ -387,8 +401,10 @@ class Coordinator:
                     headers=entry.headers,
                     mandatory=entry.exchange != "lifecycle",
                 )
-            except Exception:  # noqa: BLE001 - the transition is committed; the relay retries
-                _log.warning("publish of %s failed; left in the outbox", entry.message_id, exc_info=True)
+            except Exception:
+                _log.warning(
+                    "publish of %s failed; left in the outbox", entry.message_id, exc_info=True
+                )
                 continue
             sent.append(entry)
         if sent:
@@ -399,23 +415,38 @@ def _input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Cal
     match message:
         case TaskCompleted():
             return lambda at, down: StepCompleted(
-                message_id=message.message_id, step=message.step, kind=message.kind,
-                attempt=message.attempt, result=message.result, at=at, services_down=down,
+                message_id=message.message_id,
+                step=message.step,
+                kind=message.kind,
+                attempt=message.attempt,
+                result=message.result,
+                at=at,
+                services_down=down,
             )
         case TaskFailed():
             return lambda at, down: StepFailed(
-                message_id=message.message_id, step=message.step, kind=message.kind,
-                attempt=message.attempt, error_type=message.error_type,
-                error_message=message.error_message, retryable=message.retryable,
-                at=at, services_down=down,
+                message_id=message.message_id,
+                step=message.step,
+                kind=message.kind,
+                attempt=message.attempt,
+                error_type=message.error_type,
+                error_message=message.error_message,
+                retryable=message.retryable,
+                at=at,
+                services_down=down,
             )
         case Signal():
             return lambda at, down: SignalReceived(
-                message_id=message.message_id, name=message.name, data=message.data,
-                at=at, services_down=down,
+                message_id=message.message_id,
+                name=message.name,
+                data=message.data,
+                at=at,
+                services_down=down,
             )
         case CancelSaga():
-            return lambda at, down: CancelRequested(reason=message.reason, at=at, services_down=down)
+            return lambda at, down: CancelRequested(
+                reason=message.reason, at=at, services_down=down
+            )
 
 
 def _history(revision: int, inp: Input | Start[Any], decision: Decision[Any]) -> HistoryEntry:

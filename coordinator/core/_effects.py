@@ -10,7 +10,15 @@ import msgspec
 from contracts import StepKind
 from coordinator.core._state import SagaState
 
-__all__ = ["CancelTimer", "Decision", "Dispatch", "Effect", "LifecycleEvent", "Notify", "StartTimer"]
+__all__ = [
+    "CancelTimer",
+    "Decision",
+    "Dispatch",
+    "Effect",
+    "LifecycleEvent",
+    "Notify",
+    "StartTimer",
+]
 
 D = TypeVar("D")
 

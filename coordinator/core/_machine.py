@@ -139,11 +139,15 @@ class _Tx(Generic[D]):
             updated_at=self.at,
             finished_at=self.finished_at,
         )
-        return Decision(state=new, effects=tuple(self.effects), note="; ".join(self.notes), changed=True)
+        return Decision(
+            state=new, effects=tuple(self.effects), note="; ".join(self.notes), changed=True
+        )
 
     @property
     def pivot_passed(self) -> bool:
-        return any(s.pivot and self.steps[s.name].status == "succeeded" for s in self.defn.steps.values())
+        return any(
+            s.pivot and self.steps[s.name].status == "succeeded" for s in self.defn.steps.values()
+        )
 
     # -- forward ------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class _Tx(Generic[D]):
             return True
         try:
             return bool(when(self.data))
-        except Exception as exc:  # noqa: BLE001 - an author's callback must not crash the coordinator
+        except Exception as exc:
             self.set_step(name, status="abandoned", error=_describe(exc))
             self.fail(f"when= of {name!r} raised {_describe(exc)}")
             return None
@@ -205,7 +209,7 @@ class _Tx(Generic[D]):
             return
         try:
             payload = step.send(self.data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.set_step(step.name, status="failed", error=_describe(exc))
             self.fail(f"send= of {step.name!r} raised {_describe(exc)}")
             return
@@ -256,7 +260,7 @@ class _Tx(Generic[D]):
             accepted = wait.accept is None or wait.accept(self.data, data)
             if accepted and wait.apply_signal is not None:
                 self.data = wait.apply_signal(self.data, data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.set_step(wait.name, status="failed", error=_describe(exc))
             self.fail(f"signal {wait.signal!r} could not be applied: {_describe(exc)}")
             return
@@ -279,7 +283,7 @@ class _Tx(Generic[D]):
         if step.apply_result is not None and self.status == "running":
             try:
                 self.data = step.apply_result(self.data, result)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.fail(f"result of {step.name!r} could not be applied: {_describe(exc)}")
 
     def gave_up(self, step: StepDef[D], error: str, *, unknown: bool) -> None:
@@ -292,7 +296,9 @@ class _Tx(Generic[D]):
         self.set_step(step.name, finished_at=self.at)
         if self.status == "running":
             if unknown and step.undo is None:
-                self.finish("failed", "failed", f"{step.name}: {error}; outcome unknown and no undo")
+                self.finish(
+                    "failed", "failed", f"{step.name}: {error}; outcome unknown and no undo"
+                )
                 return
             self.fail(f"{step.name}: {error}")
 
@@ -307,7 +313,9 @@ class _Tx(Generic[D]):
             delay = step.retry.delay(attempt, seed=f"{self.old.saga_id}:{step.name}")
             self.set_step(step.name, status="retrying", unknown=unknown, error=error)
             self.timer(timer_name("retry", step.name, "action", attempt + 1), self.at + delay)
-            self.note(f"{step.name} attempt {attempt} {error}; retry in {delay.total_seconds():.2f}s")
+            self.note(
+                f"{step.name} attempt {attempt} {error}; retry in {delay.total_seconds():.2f}s"
+            )
             return
         self.set_step(step.name, unknown=unknown)
         self.gave_up(step, error, unknown=unknown)
@@ -339,7 +347,9 @@ class _Tx(Generic[D]):
                 if st.status == "retrying":
                     self.cancel_timer(timer_name("retry", name, "action", st.attempt + 1))
                 if st.unknown:
-                    self.set_step(name, status="timed_out", owes=self.defn.steps[name].undo is not None)
+                    self.set_step(
+                        name, status="timed_out", owes=self.defn.steps[name].undo is not None
+                    )
                     self.settled.append(name)
                 else:
                     self.set_step(name, status="abandoned")
@@ -368,7 +378,7 @@ class _Tx(Generic[D]):
         assert step.undo is not None
         try:
             payload = step.undo(self.data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.compensation_exhausted(step, f"undo= raised {_describe(exc)}")
             return
         self.set_step(step.name, status="compensating", compensation_attempt=attempt)
@@ -380,7 +390,9 @@ class _Tx(Generic[D]):
             delay = policy.delay(attempt, seed=f"{self.old.saga_id}:{step.name}:undo")
             self.set_step(step.name, error=error)
             self.timer(timer_name("retry", step.name, "compensation", attempt + 1), self.at + delay)
-            self.note(f"{step.name} compensation {attempt} {error}; retry in {delay.total_seconds():.2f}s")
+            self.note(
+                f"{step.name} compensation {attempt} {error}; retry in {delay.total_seconds():.2f}s"
+            )
             return
         self.compensation_exhausted(step, error)
 
@@ -403,7 +415,9 @@ def _on_completed(tx: _Tx[D], inp: StepCompleted) -> bool:
             tx.note(f"duplicate or late compensation reply for {step.name} ignored")
             return False
         if step.timeout is not None:
-            tx.cancel_timer(timer_name("timeout", step.name, "compensation", st.compensation_attempt))
+            tx.cancel_timer(
+                timer_name("timeout", step.name, "compensation", st.compensation_attempt)
+            )
         tx.set_step(step.name, status="compensated", owes=False, error=None, finished_at=tx.at)
         tx.note(f"{step.name} compensated")
         tx.compensate_next()
@@ -453,7 +467,9 @@ def _on_failed(tx: _Tx[D], inp: StepFailed) -> bool:
         return False
     if step.timeout is not None:
         tx.cancel_timer(timer_name("timeout", step.name, "action", inp.attempt))
-    tx.retry_or_give_up(step, inp.attempt, error, error_type=inp.error_type, retryable=inp.retryable)
+    tx.retry_or_give_up(
+        step, inp.attempt, error, error_type=inp.error_type, retryable=inp.retryable
+    )
     if tx.status == "compensating":
         tx.compensate_next()
     return True
@@ -520,7 +536,11 @@ def _on_signal(tx: _Tx[D], inp: SignalReceived) -> bool:
     tx.seen_signals = (*tx.seen_signals, inp.message_id)
     nodes = tx.defn.nodes
     node = nodes[tx.cursor] if tx.cursor < len(nodes) else None
-    if isinstance(node, WaitDef) and node.signal == inp.name and tx.steps[node.name].status == "waiting":
+    if (
+        isinstance(node, WaitDef)
+        and node.signal == inp.name
+        and tx.steps[node.name].status == "waiting"
+    ):
         tx.take_signal(node, inp.data)
         tx.advance()
     else:
@@ -619,8 +639,12 @@ def decide(defn: SagaDefinition[D], state: SagaState[D], inp: Input) -> Decision
     """
     if state.terminal and not isinstance(inp, RetryRequested):
         # Recorded in the history by the caller; a terminal saga never changes again.
-        return Decision(state=state, effects=(), note=f"saga is {state.status}; ignored", changed=False)
+        return Decision(
+            state=state, effects=(), note=f"saga is {state.status}; ignored", changed=False
+        )
     tx = _Tx(defn, state, inp)
     if not _apply(tx, inp):
-        return Decision(state=state, effects=(), note="; ".join(tx.notes) or "ignored", changed=False)
+        return Decision(
+            state=state, effects=(), note="; ".join(tx.notes) or "ignored", changed=False
+        )
     return tx.decision()

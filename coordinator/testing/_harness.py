@@ -67,7 +67,9 @@ class Harness:
             services_down=lambda: frozenset(self.services_down),
         )
         self.workers = [
-            ParticipantWorker(s, transport=self.transport, idempotency=self.idempotency, clock=self.clock)
+            ParticipantWorker(
+                s, transport=self.transport, idempotency=self.idempotency, clock=self.clock
+            )
             for s in services
         ]
 
@@ -91,15 +93,26 @@ class Harness:
         state, _created = await self.coordinator.start_saga(name, saga_id, data)
         return state
 
-    async def signal(self, saga_id: str, name: str, data: msgspec.Struct | dict[str, Any] | None = None) -> None:
+    async def signal(
+        self, saga_id: str, name: str, data: msgspec.Struct | dict[str, Any] | None = None
+    ) -> None:
         payload = msgspec.to_builtins(data) if data is not None else {}
-        await self.coordinator.signal(saga_id, name, payload, message_id=f"signal:{saga_id}:{name}:{self.clock.now().isoformat()}")
+        await self.coordinator.signal(
+            saga_id,
+            name,
+            payload,
+            message_id=f"signal:{saga_id}:{name}:{self.clock.now().isoformat()}",
+        )
 
     async def cancel(self, saga_id: str, reason: str = "cancelled by request") -> None:
-        await self.coordinator.cancel(saga_id, reason, message_id=f"cancel:{saga_id}:{self.clock.now().isoformat()}")
+        await self.coordinator.cancel(
+            saga_id, reason, message_id=f"cancel:{saga_id}:{self.clock.now().isoformat()}"
+        )
 
     async def retry(self, saga_id: str) -> None:
-        await self.coordinator.retry(saga_id, message_id=f"retry:{saga_id}:{self.clock.now().isoformat()}")
+        await self.coordinator.retry(
+            saga_id, message_id=f"retry:{saga_id}:{self.clock.now().isoformat()}"
+        )
 
     async def settle(self) -> None:
         """Run until nothing can move without the clock.
@@ -136,7 +149,9 @@ class Harness:
         self.clock.advance_to(until)
         await self.settle()
 
-    async def run_until_done(self, saga_id: str, *, limit: timedelta = timedelta(days=30)) -> SagaState[Any]:
+    async def run_until_done(
+        self, saga_id: str, *, limit: timedelta = timedelta(days=30)
+    ) -> SagaState[Any]:
         """Jump from event to event until the saga ends and nothing is left in flight."""
         horizon = self.clock.now() + limit
         while True:

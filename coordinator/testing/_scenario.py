@@ -66,8 +66,12 @@ class Scenario(Generic[D]):
         self.outstanding: dict[str, Dispatch] = {}
         self.timers: dict[str, datetime] = {}
         self._replies = 0
-        self._take(start(definition, Start(saga_id=saga_id, data=data, at=self.now,
-                                           services_down=services_down)))
+        self._take(
+            start(
+                definition,
+                Start(saga_id=saga_id, data=data, at=self.now, services_down=services_down),
+            )
+        )
 
     # -- what the saga did ----------------------------------------------------------
 
@@ -93,7 +97,9 @@ class Scenario(Generic[D]):
         return self._expect(step, "compensation")
 
     def expect_nothing_sent(self) -> None:
-        assert not self.outstanding, f"expected no command in flight, found {sorted(self.outstanding)}"
+        assert not self.outstanding, (
+            f"expected no command in flight, found {sorted(self.outstanding)}"
+        )
 
     def expect_status(self, status: str) -> None:
         assert self.state.status == status, (
@@ -109,18 +115,29 @@ class Scenario(Generic[D]):
     def signal(self, name: str, data: msgspec.Struct | dict[str, Any] | None = None) -> Decision[D]:
         self._replies += 1
         payload = msgspec.to_builtins(data) if data is not None else {}
-        return self.feed(SignalReceived(message_id=f"signal-{self._replies}", name=name,
-                                        data=payload, at=self.now, services_down=self.services_down))
+        return self.feed(
+            SignalReceived(
+                message_id=f"signal-{self._replies}",
+                name=name,
+                data=payload,
+                at=self.now,
+                services_down=self.services_down,
+            )
+        )
 
     def cancel(self, reason: str = "cancelled by request") -> Decision[D]:
-        return self.feed(CancelRequested(reason=reason, at=self.now, services_down=self.services_down))
+        return self.feed(
+            CancelRequested(reason=reason, at=self.now, services_down=self.services_down)
+        )
 
     def retry(self) -> Decision[D]:
         return self.feed(RetryRequested(at=self.now, services_down=self.services_down))
 
     def recover(self, service: str) -> Decision[D]:
         self.services_down = self.services_down - {service}
-        return self.feed(ServiceRecovered(service=service, at=self.now, services_down=self.services_down))
+        return self.feed(
+            ServiceRecovered(service=service, at=self.now, services_down=self.services_down)
+        )
 
     def advance(self, delta: timedelta) -> list[Decision[D]]:
         """Let ``delta`` pass, firing each timer that falls due, in time order."""
@@ -130,7 +147,9 @@ class Scenario(Generic[D]):
             timer, due = min(self.timers.items(), key=lambda kv: kv[1])
             self.now = due
             del self.timers[timer]
-            fired.append(self.feed(TimerFired(timer=timer, at=due, services_down=self.services_down)))
+            fired.append(
+                self.feed(TimerFired(timer=timer, at=due, services_down=self.services_down))
+            )
         self.now = until
         return fired
 
@@ -152,9 +171,8 @@ class Scenario(Generic[D]):
 
     def _expect(self, step: str, kind: str) -> _Pending[D]:
         dispatch = self.outstanding.get(f"{step}:{kind}")
-        assert dispatch is not None, (
-            f"expected {kind} of {step!r} in flight; in flight: {sorted(self.outstanding) or 'nothing'}"
-        )
+        in_flight = sorted(self.outstanding) or "nothing"
+        assert dispatch is not None, f"expected {kind} of {step!r} in flight; in flight: {in_flight}"
         return _Pending(self, dispatch)
 
 
@@ -174,20 +192,36 @@ class _Pending(Generic[D]):
     def reply(self, result: msgspec.Struct | dict[str, Any] | None = None) -> Decision[D]:
         d, s = self.dispatch, self.scenario
         s.outstanding.pop(f"{d.step}:{d.kind}", None)
-        return s.feed(StepCompleted(
-            message_id=f"{d.message_id}:reply", step=d.step, kind=d.kind, attempt=d.attempt,
-            result=msgspec.to_builtins(result) if result is not None else {},
-            at=s.now, services_down=s.services_down,
-        ))
+        return s.feed(
+            StepCompleted(
+                message_id=f"{d.message_id}:reply",
+                step=d.step,
+                kind=d.kind,
+                attempt=d.attempt,
+                result=msgspec.to_builtins(result) if result is not None else {},
+                at=s.now,
+                services_down=s.services_down,
+            )
+        )
 
-    def fail(self, error_type: str, message: str = "failed", *, retryable: bool = True) -> Decision[D]:
+    def fail(
+        self, error_type: str, message: str = "failed", *, retryable: bool = True
+    ) -> Decision[D]:
         d, s = self.dispatch, self.scenario
         s.outstanding.pop(f"{d.step}:{d.kind}", None)
-        return s.feed(StepFailed(
-            message_id=f"{d.message_id}:reply", step=d.step, kind=d.kind, attempt=d.attempt,
-            error_type=error_type, error_message=message, retryable=retryable,
-            at=s.now, services_down=s.services_down,
-        ))
+        return s.feed(
+            StepFailed(
+                message_id=f"{d.message_id}:reply",
+                step=d.step,
+                kind=d.kind,
+                attempt=d.attempt,
+                error_type=error_type,
+                error_message=message,
+                retryable=retryable,
+                at=s.now,
+                services_down=s.services_down,
+            )
+        )
 
     def lose(self) -> None:
         """The command or its reply is lost: only a timeout will tell."""

@@ -16,8 +16,8 @@ from coordinator import Retry, Saga
 from examples.orders.messages import (
     Approval,
     AwardPoints,
-    BookShipment,
     Booked,
+    BookShipment,
     CancelShipment,
     Charge,
     Charged,

@@ -14,8 +14,8 @@ from collections import Counter
 from coordinator._ports import Clock
 from examples.orders.messages import (
     AwardPoints,
-    BookShipment,
     Booked,
+    BookShipment,
     CancelShipment,
     Charge,
     Charged,
@@ -58,13 +58,18 @@ class Ledger:
         self.effects[(service, effect, order_id)] += 1
 
     def of(self, order_id: str) -> list[str]:
-        return sorted(f"{s}.{e}" for (s, e, o), n in self.effects.items() for _ in range(n) if o == order_id)
+        return sorted(
+            f"{s}.{e}" for (s, e, o), n in self.effects.items() for _ in range(n) if o == order_id
+        )
 
 
 def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
     """The inventory, payments, loyalty and shipping services over one ledger."""
-    inventory, payments = Service("inventory"), Service("payments")
-    loyalty, shipping = Service("loyalty"), Service("shipping")
+    return [_inventory(ledger), _payments(ledger), _loyalty(ledger), _shipping(ledger, clock)]
+
+
+def _inventory(ledger: Ledger) -> Service:
+    inventory = Service("inventory")
 
     @inventory.handles(Reserve)
     async def reserve(cmd: Reserve, ctx: Context) -> Reserved:
@@ -77,6 +82,12 @@ def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
     @inventory.handles(Release)
     async def release(cmd: Release, ctx: Context) -> None:
         ledger.apply("inventory", "release", cmd.order_id)
+
+    return inventory
+
+
+def _payments(ledger: Ledger) -> Service:
+    payments = Service("payments")
 
     @payments.handles(Charge)
     async def charge(cmd: Charge, ctx: Context) -> Charged:
@@ -92,6 +103,12 @@ def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
     async def refund(cmd: Refund, ctx: Context) -> None:
         ledger.apply("payments", "refund", cmd.order_id)
 
+    return payments
+
+
+def _loyalty(ledger: Ledger) -> Service:
+    loyalty = Service("loyalty")
+
     @loyalty.handles(AwardPoints)
     async def award(cmd: AwardPoints, ctx: Context) -> None:
         ledger.apply("loyalty", "award", cmd.order_id)
@@ -100,12 +117,21 @@ def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
     async def revoke(cmd: RevokePoints, ctx: Context) -> None:
         ledger.apply("loyalty", "revoke", cmd.order_id)
 
+    return loyalty
+
+
+def _shipping(ledger: Ledger, clock: Clock) -> Service:
+    shipping = Service("shipping")
+
     @shipping.handles(BookShipment)
     async def book(cmd: BookShipment, ctx: Context) -> Booked:
         if cmd.shipper == "slow":
             await clock.sleep(SLOW_SHIPPER_SECONDS)
+        # A cancellation that overtook this booking left a tombstone: do not apply.
         if cmd.order_id in ledger.cancelled_shipments:
-            raise Failure("ShipmentCancelled", "the shipment was cancelled meanwhile", retryable=False)
+            raise Failure(
+                "ShipmentCancelled", "the shipment was cancelled meanwhile", retryable=False
+            )
         ledger.apply("shipping", "book", cmd.order_id)
         return Booked(tracking_number=f"trk-{cmd.order_id}")
 
@@ -114,4 +140,4 @@ def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
         ledger.cancelled_shipments.add(cmd.order_id)
         ledger.apply("shipping", "cancel", cmd.order_id)
 
-    return [inventory, payments, loyalty, shipping]
+    return shipping

@@ -275,9 +275,11 @@ async def test_prefetch_bounds_concurrent_handlers() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     assert (running, transport.ready("q")) == (2, [b"x"] * 3)
+    assert (transport.in_flight, transport.backlog, transport.idle) == (2, 3, False)
     release.set()
     await transport.drain()
     assert peak == 2
+    assert (transport.in_flight, transport.backlog, transport.idle) == (0, 0, True)
     assert transport.ready("q") == []
 
 
@@ -287,6 +289,7 @@ async def test_messages_published_before_a_consumer_wait_in_the_queue() -> None:
     await transport.publish("commands", "svc.A", b"1", message_id="m-1")
     await transport.drain()  # a queue without consumers does not hold drain up
     assert transport.ready("q") == [b"1"]
+    assert (transport.backlog, transport.idle) == (0, True)
 
     got: list[bytes] = []
     subscription = await transport.subscribe("q", "commands", "svc.*", _collector(got))

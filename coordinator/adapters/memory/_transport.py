@@ -370,12 +370,12 @@ class MemoryTransport:
 
     @property
     def in_flight(self) -> int:
-        """Handlers running now (some may be parked on a virtual clock)."""
+        """Handlers running now, including those of stopped subscriptions."""
         return self._in_flight
 
     @property
     def backlog(self) -> int:
-        """Messages waiting in queues that have a consumer."""
+        """Messages waiting in queues that have a consumer (parked queues excluded)."""
         return sum(len(q.ready) for q in self._queues.values() if q.consumers)
 
     @property

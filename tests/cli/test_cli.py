@@ -1,0 +1,62 @@
+"""The ``saga`` command line, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from coordinator._cli import app
+
+runner = CliRunner()
+
+
+def test_demo_runs_four_sagas_and_exits_zero() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    for order_id in ("A-1001", "A-1002", "A-1003", "A-1004"):
+        assert order_id in result.output
+    assert "all four sagas ended as expected" in result.output
+    assert result.output.count("status: completed") == 2
+    assert result.output.count("status: compensated") == 2
+
+
+def test_graph_prints_mermaid() -> None:
+    result = runner.invoke(app, ["graph", "examples.orders:saga"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("flowchart TD")
+    for name in ("reserve", "charge", "points", "approval", "ship"):
+        assert name in result.output
+    assert "-.->|undo|" in result.output
+
+
+def test_graph_of_something_that_is_not_a_saga_says_so() -> None:
+    result = runner.invoke(app, ["graph", "examples.orders:Ledger"])
+    assert result.exit_code == 2
+    assert "not a saga definition" in result.output
+    result = runner.invoke(app, ["graph", "no_such_module:saga"])
+    assert result.exit_code == 2
+    assert "cannot import" in result.output
+
+
+def test_contracts_json_schema_describes_every_wire_message() -> None:
+    result = runner.invoke(app, ["contracts", "--json-schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    for name in ("Command", "TaskCompleted", "TaskFailed", "StartSaga", "Signal", "CancelSaga"):
+        assert name in schema["$defs"]
+    assert "retryable" in schema["$defs"]["TaskFailed"]["properties"]
+
+
+def test_contracts_asyncapi() -> None:
+    result = runner.invoke(app, ["contracts", "--asyncapi"])
+    assert json.loads(result.output)["asyncapi"] == "3.0.0"
+
+
+def test_console_script_is_installed() -> None:
+    bindir = sys.executable.rsplit("/", 1)[0]
+    out = subprocess.run([f"{bindir}/saga", "--help"], capture_output=True, text=True, check=True)
+    for command in ("demo", "graph", "contracts"):
+        assert command in out.stdout

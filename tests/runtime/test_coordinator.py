@@ -1,0 +1,250 @@
+"""The coordinator runtime over the in-memory adapters: bad input, duplicates,
+the outbox relay and concurrent replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
+from coordinator import Coordinator
+from coordinator._ports import Commit, CommitResult, Delivery, Stored
+from coordinator.adapters.memory import MemorySagaStore, MemoryTransport
+from coordinator.testing import Harness, VirtualClock
+from examples.orders import Ledger, Order, build_services, saga
+from examples.orders.messages import Line
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    clock = VirtualClock()
+    async with Harness([saga], build_services(Ledger(), clock), clock=clock) as h:
+        yield h
+
+
+def start_message(saga_id: str, **input_: object) -> bytes:
+    data: dict[str, object] = {"order_id": saga_id, "lines": [], "total_cents": 100}
+    data.update(input_)
+    return DEFAULT_CODEC.encode(
+        StartSaga(
+            message_id=f"m-{saga_id}", saga_id=saga_id, saga_name=saga.name, input=data, sent_at=T0
+        )
+    )
+
+
+async def publish(h: Harness, body: bytes, message_id: str = "x") -> None:
+    await h.transport.publish("events", "test", body, message_id=message_id)
+    await h.settle()
+
+
+async def test_start_saga_message_runs_the_saga(harness: Harness) -> None:
+    await publish(harness, start_message("s1"))
+    state = await harness.run_until_done("s1")
+    assert state.status == "completed"
+    assert harness.transport.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "detail"),
+    [
+        (b"{not json", "malformed_json", "malformed"),
+        (b'{"type": "Teleport", "message_id": "1"}', "unknown_type", "Teleport"),
+        (b'{"type": "Signal", "message_id": 1}', "schema_mismatch", "$.message_id"),
+        (b"x" * (DEFAULT_CODEC.max_size + 1), "too_large", "limit"),
+    ],
+)
+async def test_undecodable_input_is_dead_lettered_with_the_reason(
+    harness: Harness, body: bytes, reason: str, detail: str
+) -> None:
+    await publish(harness, body)
+    [dead] = harness.transport.dead_letters
+    assert dead.reason == reason
+    assert detail in dead.detail
+    assert dead.headers["x-death-reason"] == reason
+    assert dead.delivery_count == 1  # on first delivery, never retried
+    # and the coordinator keeps working
+    await publish(harness, start_message("after"))
+    assert (await harness.run_until_done("after")).status == "completed"
+
+
+async def test_unknown_saga_name_is_dead_lettered(harness: Harness) -> None:
+    body = DEFAULT_CODEC.encode(
+        StartSaga(message_id="m", saga_id="s", saga_name="no.such.saga", input={}, sent_at=T0)
+    )
+    await publish(harness, body)
+    [dead] = harness.transport.dead_letters
+    assert (dead.reason, "no.such.saga" in dead.detail) == ("unknown_saga", True)
+
+
+async def test_input_that_does_not_fit_the_saga_data_is_dead_lettered(harness: Harness) -> None:
+    await publish(harness, start_message("bad", total_cents="a lot"))
+    [dead] = harness.transport.dead_letters
+    assert dead.reason == "schema_mismatch"
+    assert "total_cents" in dead.detail
+    assert await harness.coordinator.load("bad") is None
+
+
+async def test_reply_for_unknown_saga_instance_is_dead_lettered(harness: Harness) -> None:
+    reply = TaskCompleted(
+        message_id="r",
+        saga_id="ghost",
+        saga_name=saga.name,
+        step="reserve",
+        attempt=1,
+        kind="action",
+        causation_id="c",
+        sent_at=T0,
+    )
+    await publish(harness, DEFAULT_CODEC.encode(reply))
+    [dead] = harness.transport.dead_letters
+    assert dead.reason == "unknown_saga"
+    assert "ghost" in dead.detail
+
+
+async def test_redelivered_reply_is_applied_once(harness: Harness) -> None:
+    await harness.start(saga.name, Order(order_id="d1", lines=[], total_cents=1), saga_id="d1")
+    await harness.settle()
+    revision = (await harness.state("d1")).revision
+    reply = TaskCompleted(
+        message_id="d1:reserve:action:1:reply",
+        saga_id="d1",
+        saga_name=saga.name,
+        step="reserve",
+        attempt=1,
+        kind="action",
+        causation_id="d1:reserve:action:1",
+        sent_at=T0,
+        result={"hold_id": "h"},
+    )
+    for _ in range(3):
+        await publish(harness, DEFAULT_CODEC.encode(reply))
+    state = await harness.state("d1")
+    assert state.revision == revision
+    history = await harness.history("d1")
+    assert sum(1 for e in history if not e.changed) >= 3
+
+
+async def test_commands_left_in_the_outbox_are_relayed(harness: Harness) -> None:
+    harness.transport.fail_next_publish(times=2)  # the started event and the first command
+    await harness.start(
+        saga.name,
+        Order(order_id="o1", lines=[Line(sku="a", quantity=1)], total_cents=1),
+        saga_id="o1",
+    )
+    await harness.settle()
+    assert harness.store.outbox_size == 2
+    assert (await harness.state("o1")).steps["reserve"].status == "dispatched"
+    harness.clock.advance(timedelta(seconds=6))
+    assert await harness.coordinator.relay() == 2
+    state = await harness.run_until_done("o1")
+    assert state.status == "completed"
+    assert harness.store.outbox_size == 0
+
+
+async def test_replicas_racing_on_one_saga_lose_no_update() -> None:
+    """Two coordinators on one store; a parallel group's replies arrive at once."""
+    clock = VirtualClock()
+    ledger = Ledger()
+    async with Harness([saga], build_services(ledger, clock), clock=clock) as h:
+        other = Coordinator([saga], transport=h.transport, store=h.store, clock=clock)
+        await other.start(loops=False)
+        try:
+            for i in range(20):
+                await h.start(
+                    saga.name,
+                    Order(order_id=f"p{i}", lines=[], total_cents=5, member_id="m"),
+                    saga_id=f"p{i}",
+                )
+            for i in range(20):
+                assert (await h.run_until_done(f"p{i}")).status == "completed"
+        finally:
+            await other.stop()
+    for i in range(20):
+        assert ledger.of(f"p{i}") == [
+            "inventory.reserve",
+            "loyalty.award",
+            "payments.charge",
+            "shipping.book",
+        ]
+
+
+class YieldingStore:
+    """A memory store that lets other tasks run between load and commit, as a
+    network round trip would, and counts the conflicts it reports."""
+
+    def __init__(self, inner: MemorySagaStore) -> None:
+        self.inner = inner
+        self.conflicts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, saga_id: str) -> Stored | None:
+        found = await self.inner.load(saga_id)
+        await asyncio.sleep(0)
+        return found
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        result = await self.inner.commit(commit)
+        self.conflicts += result == "conflict"
+        return result
+
+
+async def test_concurrent_replies_conflict_and_are_retried() -> None:
+    clock = VirtualClock()
+    transport = MemoryTransport()
+    store = YieldingStore(MemorySagaStore())
+    await transport.subscribe("sink", "commands", "#", _ack)
+    replicas = [
+        Coordinator([saga], transport=transport, store=store, clock=clock)  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    for replica in replicas:
+        await replica.start(loops=False)
+    try:
+        await replicas[0].start_saga(
+            saga.name, "c", {"order_id": "c", "lines": [], "total_cents": 5, "member_id": "m"}
+        )
+        await _reply(transport, "reserve", {"hold_id": "h"})
+        await transport.drain()
+        # both parallel branches answer at the same moment, to different replicas
+        await asyncio.gather(
+            _reply(transport, "charge", {"charge_id": "ch"}), _reply(transport, "points", {})
+        )
+        await transport.drain()
+        state = await replicas[1].load("c")
+        assert state is not None
+        assert state.steps["charge"].status == "succeeded"
+        assert state.steps["points"].status == "succeeded"
+        assert state.steps["ship"].status == "dispatched"
+        assert state.data.charge_id == "ch"
+        assert store.conflicts >= 1, "the race must have happened for this test to mean anything"
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await transport.close()
+
+
+async def _ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+async def _reply(transport: MemoryTransport, step: str, result: dict[str, object]) -> None:
+    reply = TaskCompleted(
+        message_id=f"c:{step}:reply",
+        saga_id="c",
+        saga_name=saga.name,
+        step=step,
+        attempt=1,
+        kind="action",
+        causation_id=f"c:{step}",
+        sent_at=T0,
+        result=result,
+    )
+    await transport.publish("events", "t", DEFAULT_CODEC.encode(reply), message_id=reply.message_id)
