@@ -172,7 +172,7 @@ class Scenario(Generic[D]):
     def _expect(self, step: str, kind: str) -> _Pending[D]:
         dispatch = self.outstanding.get(f"{step}:{kind}")
         in_flight = sorted(self.outstanding) or "nothing"
-        assert dispatch is not None, f"expected {kind} of {step!r} in flight; in flight: {in_flight}"
+        assert dispatch is not None, f"expected {kind} of {step!r} in flight; found {in_flight}"
         return _Pending(self, dispatch)
 
 
