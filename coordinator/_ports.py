@@ -41,6 +41,9 @@ class Delivery(Protocol):
     """One message handed to a consumer. Settle it exactly once."""
 
     @property
+    def message_id(self) -> str: ...
+
+    @property
     def body(self) -> bytes: ...
 
     @property

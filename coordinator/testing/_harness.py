@@ -80,11 +80,12 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.coordinator.stop()
+        # A handler parked on the virtual clock would never wake, and stopping its
+        # worker waits for it: release it first.
+        self.clock.advance(timedelta(days=365))
         for worker in self.workers:
             await worker.stop()
-        await self.coordinator.stop()
-        # A handler parked on the virtual clock would never wake: release it.
-        self.clock.advance(timedelta(days=365))
         await self.transport.close()
 
     # -- driving sagas ----------------------------------------------------------------

@@ -165,3 +165,13 @@ async def test_outbox_and_timers_are_empty_at_rest(harness: Harness) -> None:
         assert (await harness.run_until_done(saga_id)).terminal
     assert harness.store.outbox_size == 0
     assert harness.store.timer_count == 0
+
+
+@pytest.mark.timeout(10)
+async def test_leaving_the_harness_with_a_handler_parked_on_the_clock() -> None:
+    clock = VirtualClock()
+    async with Harness([saga], build_services(Ledger(), clock), clock=clock) as h:
+        await h.start(saga.name, order("p1", shipper="slow"), saga_id="p1")
+        await h.advance(timedelta(seconds=5))
+        assert clock.sleepers == 1  # the slow shipper is mid-booking
+    assert h.transport.in_flight == 0

@@ -201,10 +201,15 @@ class _Consumer:
         self.tasks.add(asyncio.get_running_loop().create_task(self._run(delivery)))
 
     async def _run(self, delivery: _Delivery) -> None:
+        cancelled = False
         try:
             await self.handler(delivery)
         except asyncio.CancelledError:
-            self._recover(delivery, "handler cancelled")
+            # Usually the loop shutting down: the message goes back, but no new
+            # handler starts from here, since nothing would await it. The next
+            # publish, subscribe or finishing handler dispatches it.
+            cancelled = True
+            self._recover(delivery, "handler cancelled", dispatch=False)
             raise
         except Exception as exc:
             self.transport.handler_errors.append(exc)
@@ -219,15 +224,22 @@ class _Consumer:
             if task is not None:
                 self.tasks.discard(task)
             self.transport._in_flight -= 1
-            self.transport._dispatch(self.queue)
+            if cancelled:
+                self.transport._update_idle()
+            else:
+                self.transport._dispatch(self.queue)
 
-    def _recover(self, delivery: _Delivery, why: str) -> None:
+    def _recover(self, delivery: _Delivery, why: str, *, dispatch: bool = True) -> None:
         if not delivery.settled:
             delivery.settle()
-            self.transport._redeliver(self.queue, delivery._message, why)
+            self.transport._redeliver(self.queue, delivery._message, why, dispatch=dispatch)
 
     async def stop(self) -> None:
-        """Stop taking deliveries and wait for the handlers in flight."""
+        """Stop taking deliveries and wait for the handlers in flight.
+
+        Cancelling the wait (e.g. a timeout around it) cancels those handlers;
+        their messages go back to the queue.
+        """
         if self.active:
             self.active = False
             self.queue.consumers.remove(self)
@@ -420,13 +432,17 @@ class MemoryTransport:
             consumer.start(queue.ready.popleft())
         self._update_idle()
 
-    def _redeliver(self, queue: _Queue, message: _Message, why: str) -> None:
+    def _redeliver(
+        self, queue: _Queue, message: _Message, why: str, *, dispatch: bool = True
+    ) -> None:
         if message.delivery_count >= self.delivery_limit:
             detail = f"{why}; delivered {message.delivery_count} times"
             self._dead_letter(queue, message, "delivery_limit", detail)
-            return
-        queue.ready.append(message)
-        self._dispatch(queue)
+        elif dispatch:
+            queue.ready.append(message)
+            self._dispatch(queue)
+        else:
+            queue.ready.appendleft(message)
 
     def _dead_letter(self, queue: _Queue, message: _Message, reason: str, detail: str) -> None:
         published = message.published
