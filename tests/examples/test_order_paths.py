@@ -163,8 +163,8 @@ async def test_outbox_and_timers_are_empty_at_rest(harness: Harness) -> None:
         await harness.start(saga.name, o, saga_id=o.order_id)
     for saga_id in ("r1", "r2", "r3"):
         assert (await harness.run_until_done(saga_id)).terminal
-    assert harness.store.outbox_size == 0
-    assert harness.store.timer_count == 0
+    assert await harness.store.outbox_size() == 0
+    assert await harness.store.timer_count() == 0
 
 
 @pytest.mark.timeout(10)

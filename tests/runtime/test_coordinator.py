@@ -138,13 +138,13 @@ async def test_commands_left_in_the_outbox_are_relayed(harness: Harness) -> None
         saga_id="o1",
     )
     await harness.settle()
-    assert harness.store.outbox_size == 2
+    assert await harness.store.outbox_size() == 2
     assert (await harness.state("o1")).steps["reserve"].status == "dispatched"
     harness.clock.advance(timedelta(seconds=6))
     assert await harness.coordinator.relay() == 2
     state = await harness.run_until_done("o1")
     assert state.status == "completed"
-    assert harness.store.outbox_size == 0
+    assert await harness.store.outbox_size() == 0
 
 
 async def test_replicas_racing_on_one_saga_lose_no_update() -> None:

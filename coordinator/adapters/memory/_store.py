@@ -83,10 +83,8 @@ class MemorySagaStore:
         """When the earliest timer is due: the virtual clock jumps there."""
         return min(self._timers.values(), default=None)
 
-    @property
-    def outbox_size(self) -> int:
+    async def outbox_size(self) -> int:
         return len(self._outbox)
 
-    @property
-    def timer_count(self) -> int:
+    async def timer_count(self) -> int:
         return len(self._timers)

@@ -1,0 +1,78 @@
+"""Lua scripts of the Redis store. Each runs atomically on one hash slot.
+
+Keys of a saga live under its bucket's hash tag (``{ns.bN}``), together with
+the bucket's timers, outbox and index, so one script can update all of them
+on a Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+# KEYS: state hash, history stream, dedupe set, timers zset, outbox hash, outbox zset
+# ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry, now_ms,
+#       index prefix, saga_id, retention_s, terminal (0/1), n_outbox, n_due, n_cancel,
+#       then n_outbox (field, entry), n_due (member, score), n_cancel (member)
+#
+# Idempotent: redis-py retries a command that timed out, and the first try may
+# have committed. The dedupe id of the last commit is kept on the saga, so a
+# retry of the very commit that succeeded answers "committed" again.
+COMMIT = """
+local state_key, hist_key, seen_key, timers_key, outbox_key, outbox_z =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local expected, new_rev, dedupe_id = tonumber(ARGV[1]), ARGV[2], ARGV[4]
+local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name')
+if redis.call('SISMEMBER', seen_key, dedupe_id) == 1 then
+  if current[1] == new_rev and current[2] == dedupe_id then return 'committed' end
+  return 'duplicate'
+end
+local rev = current[1] and tonumber(current[1]) or -1
+if rev ~= expected then return 'conflict' end
+local saga_id, now_ms, prefix = ARGV[10], tonumber(ARGV[8]), ARGV[9]
+redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
+           'status', ARGV[6], 'last', dedupe_id)
+redis.call('SADD', seen_key, dedupe_id)
+redis.call('XADD', hist_key, '*', 'e', ARGV[7])
+local i = 16
+for _ = 1, tonumber(ARGV[13]) do
+  redis.call('HSET', outbox_key, ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', outbox_z, now_ms, ARGV[i])
+  i = i + 2
+end
+for _ = 1, tonumber(ARGV[14]) do
+  redis.call('ZADD', timers_key, ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
+for _ = 1, tonumber(ARGV[15]) do
+  redis.call('ZREM', timers_key, ARGV[i])
+  i = i + 1
+end
+if current[3] ~= ARGV[6] then
+  if current[3] then redis.call('ZREM', prefix .. current[4] .. ':' .. current[3], saga_id) end
+end
+redis.call('ZADD', prefix .. ARGV[5] .. ':' .. ARGV[6], now_ms, saga_id)
+if ARGV[12] == '1' then
+  local ttl = tonumber(ARGV[11])
+  if ttl > 0 then
+    redis.call('EXPIRE', state_key, ttl)
+    redis.call('EXPIRE', hist_key, ttl)
+    redis.call('EXPIRE', seen_key, ttl)
+    redis.call('ZREMRANGEBYSCORE', prefix .. ARGV[5] .. ':' .. ARGV[6], '-inf', now_ms - ttl * 1000)
+  end
+end
+return 'committed'
+"""
+
+# KEYS: history stream, timers zset; ARGV: history entry, timer member ('' for none)
+RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('XADD', KEYS[1], '*', 'e', ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+# KEYS: outbox hash, outbox zset; ARGV: fields
+DONE = """
+for i = 1, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return #ARGV
+"""

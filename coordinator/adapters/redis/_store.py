@@ -1,0 +1,203 @@
+"""The saga store on Redis: one Lua script commits each transition.
+
+Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
+
+    ns:{ns.bN}:s:<id>       hash: state, rev, name, status, last (dedupe id of the last commit)
+    ns:{ns.bN}:h:<id>       stream: the saga's history
+    ns:{ns.bN}:d:<id>       set: ids of the inputs applied (dedupe)
+    ns:{ns.bN}:timers       zset: "<timer>|<id>" scored by due time (ms)
+    ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
+    ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
+
+Everything in braces is the hash tag: a saga's keys and its bucket's shared
+keys are on one slot, so a single script updates all of them, on a Redis
+Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, final
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
+from coordinator.adapters.redis._scripts import COMMIT, DONE, RECORD
+
+__all__ = ["RedisSagaStore"]
+
+_SEP = "|"
+_entry_encoder = msgspec.msgpack.Encoder()
+_outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
+_history_decoder = msgspec.json.Decoder(HistoryEntry)
+
+AnyRedis = Redis | RedisCluster
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+@final
+class RedisSagaStore:
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore`` and ``SagaQueries``.
+
+    Args:
+        redis: A ``redis.asyncio`` client (standalone or cluster), bytes responses.
+        namespace: Prefix of every key; deployments sharing a Redis pick different ones.
+        buckets: How many hash slots the sagas are spread over.
+        retention: How long a finished saga (state, history, dedupe) is kept.
+    """
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        namespace: str = "saga",
+        buckets: int = 16,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        # redis-py's annotations are unions of every reply shape; the replies are
+        # decoded right below, so the client is held untyped at this boundary.
+        self._redis: Any = redis
+        self._ns = namespace
+        self._buckets = buckets
+        self._retention = int(retention.total_seconds())
+        self._commit = redis.register_script(COMMIT)
+        self._record = redis.register_script(RECORD)
+        self._done = redis.register_script(DONE)
+
+    # -- keys ----------------------------------------------------------------------
+
+    def _bucket(self, saga_id: str) -> str:
+        return self._prefix(zlib.crc32(saga_id.encode()) % self._buckets)
+
+    def _prefix(self, bucket: int) -> str:
+        return f"{self._ns}:{{{self._ns}.b{bucket}}}"
+
+    def _keys(self, saga_id: str) -> list[str]:
+        p = self._bucket(saga_id)
+        return [
+            f"{p}:s:{saga_id}",
+            f"{p}:h:{saga_id}",
+            f"{p}:d:{saga_id}",
+            f"{p}:timers",
+            f"{p}:outbox",
+            f"{p}:outbox:z",
+        ]
+
+    # -- SagaStore --------------------------------------------------------------------
+
+    async def load(self, saga_id: str) -> Stored | None:
+        state, rev = await self._redis.hmget(f"{self._bucket(saga_id)}:s:{saga_id}", "state", "rev")
+        if state is None or rev is None:
+            return None
+        return Stored(state=state, revision=int(rev))
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        saga_id = commit.saga_id
+        args: list[Any] = [
+            commit.expected_revision,
+            commit.revision,
+            commit.state,
+            commit.dedupe_id,
+            commit.name,
+            commit.status,
+            msgspec.json.encode(commit.history),
+            _ms(datetime.now(UTC)),
+            f"{self._bucket(saga_id)}:i:",
+            saga_id,
+            self._retention,
+            1 if commit.status in ("completed", "compensated", "failed", "cancelled") else 0,
+            len(commit.outbox),
+            len(commit.timers_due),
+            len(commit.timers_cancelled),
+        ]
+        for entry in commit.outbox:
+            args += [f"{saga_id}{_SEP}{entry.message_id}", _entry_encoder.encode(entry)]
+        for timer, due in commit.timers_due.items():
+            args += [f"{timer}{_SEP}{saga_id}", _ms(due)]
+        args += [f"{timer}{_SEP}{saga_id}" for timer in commit.timers_cancelled]
+        result = await self._commit(keys=self._keys(saga_id), args=args)
+        text = result.decode() if isinstance(result, bytes) else str(result)
+        assert text in ("committed", "conflict", "duplicate"), text
+        return text  # type: ignore[return-value]
+
+    async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
+        keys = self._keys(saga_id)
+        member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
+        await self._record(keys=[keys[1], keys[3]], args=[msgspec.json.encode(entry), member])
+
+    # -- OutboxStore -------------------------------------------------------------------
+
+    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
+        found: list[OutboxEntry] = []
+        for bucket in range(self._buckets):
+            p = self._prefix(bucket)
+            fields = await self._redis.zrangebyscore(
+                f"{p}:outbox:z", "-inf", _ms(older_than), start=0, num=limit - len(found)
+            )
+            if fields:
+                bodies = await self._redis.hmget(f"{p}:outbox", fields)
+                found += [_outbox_decoder.decode(b) for b in bodies if b is not None]
+            if len(found) >= limit:
+                break
+        return found
+
+    async def done(self, entries: Sequence[OutboxEntry]) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for entry in entries:
+            field = f"{entry.saga_id}{_SEP}{entry.message_id}"
+            by_bucket.setdefault(self._bucket(entry.saga_id), []).append(field)
+        for p, fields in by_bucket.items():
+            await self._done(keys=[f"{p}:outbox", f"{p}:outbox:z"], args=fields)
+
+    # -- TimerStore ---------------------------------------------------------------------
+
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for bucket in range(self._buckets):
+            members = await self._redis.zrangebyscore(
+                f"{self._prefix(bucket)}:timers", "-inf", _ms(now), start=0, num=limit - len(found)
+            )
+            for member in members:
+                timer, _, saga_id = member.decode().partition(_SEP)
+                found.append((saga_id, timer))
+            if len(found) >= limit:
+                break
+        return found
+
+    # -- SagaQueries --------------------------------------------------------------------
+
+    async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
+        rows = await self._redis.xrange(f"{self._bucket(saga_id)}:h:{saga_id}")
+        return [_history_decoder.decode(fields[b"e"]) for _id, fields in rows]
+
+    async def find(
+        self, *, name: str | None = None, status: str | None = None, limit: int = 100
+    ) -> Sequence[str]:
+        pattern = f"{name or '*'}:{status or '*'}"
+        scored: list[tuple[float, str]] = []
+        for bucket in range(self._buckets):
+            p = self._prefix(bucket)
+            async for key in self._redis.scan_iter(match=f"{p}:i:{pattern}", count=500):
+                rows = await self._redis.zrevrange(key, 0, limit - 1, withscores=True)
+                scored += [(score, saga_id.decode()) for saga_id, score in rows]
+        scored.sort(reverse=True)
+        return [saga_id for _score, saga_id in scored[:limit]]
+
+    # -- inspection, for tests and operators ------------------------------------------
+
+    async def outbox_size(self) -> int:
+        return sum(
+            [await self._redis.hlen(f"{self._prefix(b)}:outbox") for b in range(self._buckets)]
+        )
+
+    async def timer_count(self) -> int:
+        return sum(
+            [await self._redis.zcard(f"{self._prefix(b)}:timers") for b in range(self._buckets)]
+        )

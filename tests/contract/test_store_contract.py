@@ -1,0 +1,188 @@
+"""One contract for the saga store, run against memory and against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from conftest import connect_redis, drop_namespace
+from redis.asyncio import Redis
+
+from coordinator._ports import Commit, HistoryEntry, OutboxEntry
+from coordinator.adapters.memory import MemorySagaStore
+from coordinator.adapters.redis import RedisSagaStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemorySagaStore()
+        return
+    client = await connect_redis()
+    yield RedisSagaStore(client, namespace=ns, buckets=4, retention=timedelta(hours=1))
+    await drop_namespace(client, ns)
+    await client.aclose()
+
+
+def entry(note: str = "n", at: datetime = T0) -> HistoryEntry:
+    return HistoryEntry(
+        at=at, revision=0, input=msgspec.Raw(b'{"type":"X"}'), note=note, effects=msgspec.Raw(b"[]")
+    )
+
+
+def outbox(saga_id: str, message_id: str, at: datetime = T0) -> OutboxEntry:
+    return OutboxEntry(
+        saga_id=saga_id,
+        message_id=message_id,
+        exchange="commands",
+        routing_key="svc.Do",
+        body=b"{}",
+        created_at=at,
+    )
+
+
+def commit(
+    saga_id: str = "s1",
+    *,
+    expected: int = -1,
+    dedupe: str = "d0",
+    status: str = "running",
+    **extra: Any,
+) -> Commit:
+    return Commit(
+        saga_id=saga_id,
+        name="order",
+        status=status,
+        expected_revision=expected,
+        revision=expected + 1,
+        state=f"state-{expected + 1}".encode(),
+        dedupe_id=dedupe,
+        history=entry(f"rev {expected + 1}"),
+        **extra,
+    )
+
+
+async def test_load_of_a_missing_saga_is_none(store: Any) -> None:
+    assert await store.load("nope") is None
+
+
+async def test_create_then_load(store: Any) -> None:
+    assert await store.commit(commit()) == "committed"
+    stored = await store.load("s1")
+    assert (stored.state, stored.revision) == (b"state-0", 0)
+
+
+async def test_second_create_conflicts(store: Any) -> None:
+    assert await store.commit(commit(dedupe="a")) == "committed"
+    assert await store.commit(commit(dedupe="b")) == "conflict"
+
+
+async def test_stale_revision_conflicts_and_changes_nothing(store: Any) -> None:
+    await store.commit(commit())
+    await store.commit(commit(expected=0, dedupe="d1"))
+    assert await store.commit(commit(expected=0, dedupe="d2")) == "conflict"
+    assert (await store.load("s1")).revision == 1
+    assert len(await store.history("s1")) == 2
+
+
+async def test_applied_input_is_a_duplicate(store: Any) -> None:
+    await store.commit(commit())
+    await store.commit(commit(expected=0, dedupe="reply-1"))
+    await store.commit(commit(expected=1, dedupe="reply-2"))
+    assert await store.commit(commit(expected=2, dedupe="reply-1")) == "duplicate"
+    assert (await store.load("s1")).revision == 2
+
+
+async def test_retrying_the_commit_that_succeeded_reports_committed(store: Any) -> None:
+    """What redis-py does after a timeout: the same command again."""
+    await store.commit(commit())
+    again = commit(expected=0, dedupe="reply-1", outbox=[outbox("s1", "m1")])
+    assert await store.commit(again) == "committed"
+    if isinstance(store, MemorySagaStore):
+        return  # memory commits cannot time out halfway
+    assert await store.commit(again) == "committed"
+    assert (await store.load("s1")).revision == 1
+    assert len(await store.history("s1")) == 2
+    assert await store.outbox_size() == 1
+
+
+async def test_history_keeps_order_and_records(store: Any) -> None:
+    await store.commit(commit())
+    await store.record("s1", entry("late reply ignored"))
+    await store.commit(commit(expected=0, dedupe="d1"))
+    notes = [e.note for e in await store.history("s1")]
+    assert notes == ["rev 0", "late reply ignored", "rev 1"]
+
+
+async def test_outbox_pending_and_done(store: Any) -> None:
+    await store.commit(commit(outbox=[outbox("s1", "m1", T0), outbox("s1", "m2", T0)]))
+    await store.commit(commit("s2", outbox=[outbox("s2", "m3", T0)]))
+    # created_at is the store's commit time in Redis, the entry's in memory: ask for "older than
+    # far in the future" and "older than far in the past"
+    assert await store.pending(datetime(2000, 1, 1, tzinfo=UTC), 10) == []
+    later = datetime.now(UTC) + timedelta(days=365 * 10)
+    pending = await store.pending(later, 10)
+    assert sorted(e.message_id for e in pending) == ["m1", "m2", "m3"]
+    assert {e.body for e in pending} == {b"{}"}
+    await store.done([e for e in pending if e.message_id != "m2"])
+    assert [e.message_id for e in await store.pending(later, 10)] == ["m2"]
+    assert await store.outbox_size() == 1
+    assert len(await store.pending(later, 1)) == 1
+
+
+async def test_timers_due_in_order_and_cancelled(store: Any) -> None:
+    due = {"timeout:a:action:1": T0 + timedelta(seconds=10), "deadline": T0 + timedelta(hours=1)}
+    await store.commit(commit(timers_due=due))
+    await store.commit(commit("s2", timers_due={"retry:b:action:2": T0 + timedelta(seconds=5)}))
+    assert await store.due(T0, 10) == []
+    assert await store.due(T0 + timedelta(seconds=10), 10) == [
+        ("s2", "retry:b:action:2"),
+        ("s1", "timeout:a:action:1"),
+    ] or sorted(await store.due(T0 + timedelta(seconds=10), 10)) == [
+        ("s1", "timeout:a:action:1"),
+        ("s2", "retry:b:action:2"),
+    ]
+    await store.commit(commit(expected=0, dedupe="d1", timers_cancelled=["timeout:a:action:1"]))
+    assert await store.due(T0 + timedelta(minutes=1), 10) == [("s2", "retry:b:action:2")]
+    await store.record("s2", entry(), timer="retry:b:action:2")
+    assert await store.due(T0 + timedelta(minutes=1), 10) == []
+    assert await store.timer_count() == 1  # the deadline
+
+
+async def test_find_by_name_and_status(store: Any) -> None:
+    await store.commit(commit("a"))
+    await store.commit(commit("b"))
+    await store.commit(commit("b", expected=0, dedupe="d1", status="completed"))
+    assert sorted(await store.find(name="order")) == ["a", "b"]
+    assert await store.find(status="completed") == ["b"]
+    assert await store.find(status="running") == ["a"]
+    assert await store.find(name="other") == []
+
+
+async def test_redis_finished_sagas_expire_after_retention(redis_client: Redis, ns: str) -> None:
+    store = RedisSagaStore(redis_client, namespace=ns, buckets=2, retention=timedelta(seconds=30))
+    await store.commit(commit())
+    await store.commit(commit(expected=0, dedupe="d1", status="completed"))
+    keys = [k async for k in redis_client.scan_iter(match=f"{ns}:*:[shd]:s1")]
+    assert len(keys) == 3
+    for key in keys:
+        assert 0 < await redis_client.ttl(key) <= 30
+
+
+async def test_redis_keys_of_a_saga_share_one_hash_slot(redis_client: Redis, ns: str) -> None:
+    from redis.crc import key_slot
+
+    store = RedisSagaStore(redis_client, namespace=ns, buckets=8)
+    await store.commit(
+        commit("slot-test", outbox=[outbox("slot-test", "m")], timers_due={"deadline": T0})
+    )
+    keys = [k async for k in redis_client.scan_iter(match=f"{ns}:*")]
+    owned = [
+        k for k in keys if b"slot-test" in k or k.endswith((b"timers", b"outbox", b"outbox:z"))
+    ]
+    assert len({key_slot(k) for k in owned}) == 1, owned
