@@ -100,6 +100,12 @@ async def test_unroutable_publish_raises() -> None:
     assert transport.published == []
 
 
+async def test_a_message_that_need_not_be_routed_is_dropped_quietly() -> None:
+    transport = MemoryTransport()
+    await transport.publish("lifecycle", "saga.completed", b"x", message_id="m-1", mandatory=False)
+    assert transport.published == []
+
+
 async def test_routes_to_every_matching_queue_once() -> None:
     transport = MemoryTransport()
     a: list[bytes] = []
@@ -406,3 +412,54 @@ async def test_arguments_are_checked() -> None:
         await transport.subscribe("q", "commands", "#", _ack, prefetch=0)
     with pytest.raises(ValueError, match="exchange"):
         await transport.subscribe("q", "nope", "#", _ack)  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_handler_returns_its_message_to_the_head_of_the_queue() -> None:
+    transport = MemoryTransport()
+    started = asyncio.Event()
+
+    async def stuck(delivery: Delivery) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    subscription = await transport.subscribe("q", "commands", "#", stuck, prefetch=1)
+    await transport.publish("commands", "a.b", b"1", message_id="m-1")
+    await transport.publish("commands", "a.b", b"2", message_id="m-2")
+    await started.wait()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await subscription.stop()
+    assert transport.ready("q") == [b"1", b"2"]
+    assert transport.in_flight == 0
+
+    counts: list[tuple[bytes, int]] = []
+
+    async def record(delivery: Delivery) -> None:
+        counts.append((delivery.body, delivery.delivery_count))
+        await delivery.ack()
+
+    await transport.subscribe("q", "commands", "#", record)
+    await transport.drain()
+    assert counts == [(b"1", 2), (b"2", 1)]
+
+
+def test_loop_shutdown_with_handlers_in_flight_starts_no_new_handler() -> None:
+    # asyncio.run cancels the stuck handlers; a handler started in their place
+    # would never be awaited, and its warning would fail the test.
+    started: list[bytes] = []
+
+    async def stuck(delivery: Delivery) -> None:
+        started.append(delivery.body)
+        await asyncio.Event().wait()
+
+    async def scenario() -> MemoryTransport:
+        transport = MemoryTransport()
+        await transport.subscribe("q", "commands", "#", stuck, prefetch=1)
+        for i in range(3):
+            await transport.publish("commands", "a.b", b"%d" % i, message_id=f"m-{i}")
+        await asyncio.sleep(0)
+        return transport
+
+    transport = asyncio.run(scenario())
+    assert started == [b"0"]
+    assert transport.ready("q") == [b"0", b"1", b"2"]

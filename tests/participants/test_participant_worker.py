@@ -430,12 +430,13 @@ class FailingOnce:
         *,
         message_id: str,
         headers: Mapping[str, str] | None = None,
+        mandatory: bool = True,
     ) -> None:
         if exchange == "events" and not self.failed:
             self.failed += 1
             raise ConnectionError("connection reset by peer")
         await self.inner.publish(
-            exchange, routing_key, body, message_id=message_id, headers=headers
+            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
         )
 
     async def subscribe(
@@ -521,9 +522,12 @@ class RecordingTransport(FailingOnce):
         *,
         message_id: str,
         headers: Mapping[str, str] | None = None,
+        mandatory: bool = True,
     ) -> None:
         self.log.append("publish")
-        await super().publish(exchange, routing_key, body, message_id=message_id, headers=headers)
+        await super().publish(
+            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
+        )
 
 
 async def test_record_then_publish_then_ack(inventory: Inventory) -> None:
