@@ -241,12 +241,12 @@ def _validate(saga: Saga[D], nodes: tuple[Node[D], ...]) -> SagaDefinition[D]:
     steps: dict[str, StepDef[D]] = {}
     waits: dict[str, WaitDef[D]] = {}
     for node, group in _flat(nodes):
-        what = f"{where}, step {node.name!r}"
         if not isinstance(node, StepDef | WaitDef | ParallelDef) or node.owner is not saga:
             raise SagaDefinitionError(
                 f"{where}: {node!r} was not made by this saga's builder; "
                 f"build it with {saga.name}.step(...), .parallel(...) or .wait_for(...)"
             )
+        what = f"{where}, step {node.name!r}"
         if not _NAME.match(node.name):
             raise SagaDefinitionError(f"{what}: use letters, digits, '_', '.' and '-' only")
         if node.name in names:

@@ -23,7 +23,11 @@ Theory of operation:
   Compensations retry with the saga's capped ``compensation_retry``; when that is
   exhausted the saga is ``failed`` and waits for an operator (``RetryRequested``).
 * After a step marked ``pivot`` has succeeded there is no way back: a later
-  failure ends the saga ``failed`` rather than compensating.
+  failure ends the saga ``failed`` rather than compensating, a cancel is
+  refused and the deadline no longer applies. A pivot that succeeds after a
+  cancel or the deadline turned the saga to compensating sends it forward again.
+* Compensations are numbered on from the last attempt, also across an
+  operator's retry, so every command has its own message id.
 * Replies are matched by (step, kind, attempt) against the state, so duplicates,
   late and reordered replies change nothing twice. A late success for a step
   that had already given up makes that step owe its compensation.
@@ -59,7 +63,7 @@ from coordinator.core._inputs import (
     StepFailed,
     TimerFired,
 )
-from coordinator.core._state import SagaState, SagaStatus, StepState
+from coordinator.core._state import SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = ["decide", "start"]
 
@@ -204,8 +208,8 @@ class _Tx(Generic[D]):
                 self.set_step(step.name, status="awaiting_service", attempt=attempt - 1)
                 self.note(f"{step.name} waits: {step.service} is unavailable")
                 return
-            self.set_step(step.name, status="failed", error=f"{step.service} is unavailable")
-            self.fail(f"{step.name}: service {step.service!r} is unavailable (circuit open)")
+            error = f"service {step.service!r} is unavailable (circuit open)"
+            self.gave_up(step, error, unknown=self.steps[step.name].unknown)
             return
         try:
             payload = step.send(self.data)
@@ -288,18 +292,19 @@ class _Tx(Generic[D]):
 
     def gave_up(self, step: StepDef[D], error: str, *, unknown: bool) -> None:
         """The step's attempts are over without a success."""
+        self.note(f"{step.name} gave up: {error}")
         if unknown:
             self.set_step(step.name, status="timed_out", owes=step.undo is not None, error=error)
             self.settled.append(step.name)
         else:
             self.set_step(step.name, status="failed", error=error)
         self.set_step(step.name, finished_at=self.at)
+        if unknown and step.undo is None:
+            # It may have applied and cannot be undone: neither way is safe.
+            self.stop_forward()
+            self.finish("failed", "failed", f"{step.name}: {error}; outcome unknown and no undo")
+            return
         if self.status == "running":
-            if unknown and step.undo is None:
-                self.finish(
-                    "failed", "failed", f"{step.name}: {error}; outcome unknown and no undo"
-                )
-                return
             self.fail(f"{step.name}: {error}")
 
     def retry_or_give_up(
@@ -360,6 +365,14 @@ class _Tx(Generic[D]):
             elif st.status == "pending":
                 self.set_step(name, status="abandoned")
 
+    def resume_after_pivot(self) -> None:
+        """The pivot succeeded after a cancel or the deadline: there is no way back now."""
+        self.note(f"the pivot succeeded: going forward despite {self.reason!r}")
+        self.status, self.outcome, self.reason = "running", None, None
+        for name, st in self.steps.items():
+            if st.status == "abandoned" and st.attempt == 0:
+                self.set_step(name, status="pending")
+
     def compensate_next(self) -> None:
         if self.status != "compensating":
             return
@@ -368,7 +381,7 @@ class _Tx(Generic[D]):
         for name in reversed(self.settled):
             st = self.steps[name]
             if st.owes and st.status in ("succeeded", "timed_out"):
-                self.compensate(self.defn.steps[name], 1)
+                self.compensate(self.defn.steps[name], st.compensation_attempt + 1)
                 return
         assert self.outcome is not None
         event: LifecycleEvent = "cancelled" if self.outcome == "cancelled" else "compensated"
@@ -381,14 +394,15 @@ class _Tx(Generic[D]):
         except Exception as exc:
             self.compensation_exhausted(step, f"undo= raised {_describe(exc)}")
             return
-        self.set_step(step.name, status="compensating", compensation_attempt=attempt)
+        self.set_step(step.name, status="compensating", compensation_attempt=attempt, backoff=False)
         self.emit(step, "compensation", attempt, payload)
 
     def compensation_failed(self, step: StepDef[D], attempt: int, error: str) -> None:
         policy = self.defn.compensation_retry
-        if policy.allows(attempt, error_type=None, retryable=True):
-            delay = policy.delay(attempt, seed=f"{self.old.saga_id}:{step.name}:undo")
-            self.set_step(step.name, error=error)
+        in_round = attempt - self.steps[step.name].compensation_base
+        if policy.allows(in_round, error_type=None, retryable=True):
+            delay = policy.delay(in_round, seed=f"{self.old.saga_id}:{step.name}:undo")
+            self.set_step(step.name, error=error, backoff=True)
             self.timer(timer_name("retry", step.name, "compensation", attempt + 1), self.at + delay)
             self.note(
                 f"{step.name} compensation {attempt} {error}; retry in {delay.total_seconds():.2f}s"
@@ -414,11 +428,22 @@ def _on_completed(tx: _Tx[D], inp: StepCompleted) -> bool:
         if st.status != "compensating" or not 1 <= inp.attempt <= st.compensation_attempt:
             tx.note(f"duplicate or late compensation reply for {step.name} ignored")
             return False
-        if step.timeout is not None:
+        if st.backoff:
+            tx.cancel_timer(
+                timer_name("retry", step.name, "compensation", st.compensation_attempt + 1)
+            )
+        elif step.timeout is not None:
             tx.cancel_timer(
                 timer_name("timeout", step.name, "compensation", st.compensation_attempt)
             )
-        tx.set_step(step.name, status="compensated", owes=False, error=None, finished_at=tx.at)
+        tx.set_step(
+            step.name,
+            status="compensated",
+            owes=False,
+            error=None,
+            backoff=False,
+            finished_at=tx.at,
+        )
         tx.note(f"{step.name} compensated")
         tx.compensate_next()
         return True
@@ -428,6 +453,8 @@ def _on_completed(tx: _Tx[D], inp: StepCompleted) -> bool:
         elif st.status == "retrying":
             tx.cancel_timer(timer_name("retry", step.name, "action", st.attempt + 1))
         tx.succeeded(step, inp.result)
+        if tx.status == "compensating" and step.pivot:
+            tx.resume_after_pivot()
         if tx.status == "running":
             tx.advance()
         else:
@@ -455,7 +482,7 @@ def _on_failed(tx: _Tx[D], inp: StepFailed) -> bool:
     st = tx.steps[step.name]
     error = f"{inp.error_type}: {inp.error_message}"
     if inp.kind == "compensation":
-        if st.status != "compensating" or inp.attempt != st.compensation_attempt:
+        if st.status != "compensating" or st.backoff or inp.attempt != st.compensation_attempt:
             tx.note(f"duplicate or late compensation failure for {step.name} ignored")
             return False
         if step.timeout is not None:
@@ -479,6 +506,10 @@ def _on_timer(tx: _Tx[D], inp: TimerFired) -> bool:
     if inp.timer == DEADLINE_TIMER:
         if tx.status != "running":
             return False
+        if tx.pivot_passed:
+            # Nothing can be undone any more; the steps after the pivot retry to the end.
+            tx.note("deadline passed after the pivot: the saga keeps going forward")
+            return False
         tx.fail(f"deadline of {tx.defn.deadline} exceeded")
         return True
     prefix, _, rest = inp.timer.partition(":")
@@ -501,10 +532,10 @@ def _on_timer(tx: _Tx[D], inp: TimerFired) -> bool:
             tx.dispatch(step, attempt)
             return True
     elif st.status == "compensating":
-        if prefix == "timeout" and st.compensation_attempt == attempt:
+        if prefix == "timeout" and not st.backoff and st.compensation_attempt == attempt:
             tx.compensation_failed(step, attempt, "timed out")
             return True
-        if prefix == "retry" and st.compensation_attempt == attempt - 1:
+        if prefix == "retry" and st.backoff and st.compensation_attempt == attempt - 1:
             tx.compensate(step, attempt)
             return True
     tx.note(f"stale timer {inp.timer} ignored")
@@ -530,10 +561,12 @@ def _on_signal(tx: _Tx[D], inp: SignalReceived) -> bool:
     if inp.message_id in tx.seen_signals:
         tx.note(f"duplicate signal {inp.name!r} ignored")
         return False
-    if tx.status != "running":
-        tx.note(f"signal {inp.name!r} ignored: saga is {tx.status}")
-        return False
     tx.seen_signals = (*tx.seen_signals, inp.message_id)
+    if tx.status == "compensating":
+        # Kept: a pivot that still succeeds sends the saga forward again.
+        tx.signals[inp.name] = inp.data
+        tx.note(f"signal {inp.name!r} kept while compensating")
+        return True
     nodes = tx.defn.nodes
     node = nodes[tx.cursor] if tx.cursor < len(nodes) else None
     if (
@@ -579,7 +612,9 @@ def _on_retry(tx: _Tx[D], inp: RetryRequested) -> bool:
         tx.note("retry ignored: no failed compensation to retry")
         return False
     for name in stuck:
-        tx.set_step(name, status="succeeded" if not tx.steps[name].unknown else "timed_out")
+        st = tx.steps[name]
+        status: StepStatus = "timed_out" if st.unknown else "succeeded"
+        tx.set_step(name, status=status, compensation_base=st.compensation_attempt)
     tx.status = "compensating"
     tx.finished_at = None
     tx.note(f"operator retry of compensation: {', '.join(stuck)}")

@@ -41,6 +41,9 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         unknown: Some attempt timed out, so the effect may have been applied.
         owes: A compensation is owed (the step succeeded, or its outcome is unknown).
         error: The last error, for people.
+        backoff: The last compensation attempt failed; the next waits for its timer.
+        compensation_base: Attempts before the current round of compensation (an
+            operator's retry starts a new round; attempt numbers keep growing).
     """
 
     status: StepStatus = "pending"
@@ -49,6 +52,8 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     unknown: bool = False
     owes: bool = False
     error: str | None = None
+    backoff: bool = False
+    compensation_base: int = 0
     finished_at: datetime | None = None
 
 
