@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from contracts import asyncapi, json_schema
+from coordinator._cli_live import register
 from coordinator._dsl import to_mermaid
 from coordinator._errors import SagaError
 from coordinator._loading import load_definition
@@ -55,6 +56,9 @@ def contracts(
     """Print the wire contracts, for participants written in any language."""
     document = asyncapi() if asyncapi_ and not json_schema_ else json_schema()
     typer.echo(json.dumps(document, indent=2, sort_keys=False))
+
+
+register(app)
 
 
 def main() -> None:

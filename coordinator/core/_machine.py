@@ -418,6 +418,28 @@ class _Tx(Generic[D]):
 # -- input handlers ------------------------------------------------------------
 
 
+def _on_compensated(tx: _Tx[D], step: StepDef[D], inp: StepCompleted) -> bool:
+    st = tx.steps[step.name]
+    if st.status != "compensating" or not 1 <= inp.attempt <= st.compensation_attempt:
+        tx.note(f"duplicate or late compensation reply for {step.name} ignored")
+        return False
+    if st.backoff:
+        tx.cancel_timer(timer_name("retry", step.name, "compensation", st.compensation_attempt + 1))
+    elif step.timeout is not None:
+        tx.cancel_timer(timer_name("timeout", step.name, "compensation", st.compensation_attempt))
+    tx.set_step(
+        step.name,
+        status="compensated",
+        owes=False,
+        error=None,
+        backoff=False,
+        finished_at=tx.at,
+    )
+    tx.note(f"{step.name} compensated")
+    tx.compensate_next()
+    return True
+
+
 def _on_completed(tx: _Tx[D], inp: StepCompleted) -> bool:
     step = tx.defn.steps.get(inp.step)
     if step is None:
@@ -425,28 +447,7 @@ def _on_completed(tx: _Tx[D], inp: StepCompleted) -> bool:
         return False
     st = tx.steps[step.name]
     if inp.kind == "compensation":
-        if st.status != "compensating" or not 1 <= inp.attempt <= st.compensation_attempt:
-            tx.note(f"duplicate or late compensation reply for {step.name} ignored")
-            return False
-        if st.backoff:
-            tx.cancel_timer(
-                timer_name("retry", step.name, "compensation", st.compensation_attempt + 1)
-            )
-        elif step.timeout is not None:
-            tx.cancel_timer(
-                timer_name("timeout", step.name, "compensation", st.compensation_attempt)
-            )
-        tx.set_step(
-            step.name,
-            status="compensated",
-            owes=False,
-            error=None,
-            backoff=False,
-            finished_at=tx.at,
-        )
-        tx.note(f"{step.name} compensated")
-        tx.compensate_next()
-        return True
+        return _on_compensated(tx, step, inp)
     if st.status in _ACCEPTS_SUCCESS and 1 <= inp.attempt <= st.attempt:
         if step.timeout is not None and st.status == "dispatched":
             tx.cancel_timer(timer_name("timeout", step.name, "action", st.attempt))
@@ -502,16 +503,20 @@ def _on_failed(tx: _Tx[D], inp: StepFailed) -> bool:
     return True
 
 
+def _on_deadline(tx: _Tx[D]) -> bool:
+    if tx.status != "running":
+        return False
+    if tx.pivot_passed:
+        # Nothing can be undone any more; the steps after the pivot retry to the end.
+        tx.note("deadline passed after the pivot: the saga keeps going forward")
+        return False
+    tx.fail(f"deadline of {tx.defn.deadline} exceeded")
+    return True
+
+
 def _on_timer(tx: _Tx[D], inp: TimerFired) -> bool:
     if inp.timer == DEADLINE_TIMER:
-        if tx.status != "running":
-            return False
-        if tx.pivot_passed:
-            # Nothing can be undone any more; the steps after the pivot retry to the end.
-            tx.note("deadline passed after the pivot: the saga keeps going forward")
-            return False
-        tx.fail(f"deadline of {tx.defn.deadline} exceeded")
-        return True
+        return _on_deadline(tx)
     prefix, _, rest = inp.timer.partition(":")
     if prefix == "wait":
         return _on_wait_timeout(tx, rest)
