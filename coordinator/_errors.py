@@ -6,13 +6,17 @@ The tree, under the one root shared with the contracts package::
     ├── ContractError (ValueError)        a message could not be decoded or encoded
     ├── SagaDefinitionError (ValueError)  a saga definition is invalid; says what to fix
     ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
-    └── ConcurrencyError                  a saga changed under us (version conflict); retryable
+    ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
+    ├── UnroutableError                   a mandatory message no queue is bound to receive
+    └── PublishFailedError                the broker did not confirm a message; retryable
 
 Business failures of participants are not exceptions of the coordinator: they
 arrive as ``TaskFailed`` replies and are part of a saga's normal life.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from contracts import ContractError, SagaError
 
@@ -37,3 +41,44 @@ class ConcurrencyError(SagaError):
     """Another replica changed the saga first; reload and decide again."""
 
     retryable = True
+
+
+class UnroutableError(SagaError):
+    """A message was published that no queue is bound to receive.
+
+    The broker returned it (``basic.return``) to the ``mandatory`` publisher;
+    dropping it would lose a command or a reply without a trace.
+    """
+
+    retryable = False
+
+    def __init__(self, exchange: str, routing_key: str) -> None:
+        super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
+        self.exchange = exchange
+        self.routing_key = routing_key
+
+
+class PublishFailedError(SagaError):
+    """The broker did not take responsibility for a message.
+
+    It may still have taken it (a lost or late confirm), so publishing it again
+    can make a duplicate: consumers dedupe by message id.
+
+    Attributes:
+        reason: ``"nacked"`` (the broker refused it), ``"timeout"`` (no confirm in
+            time, e.g. a connection that went silent) or ``"connection"`` (the
+            channel or connection was closed).
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Literal["nacked", "timeout", "connection"],
+        message_id: str,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message_id = message_id

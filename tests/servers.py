@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+from redis.asyncio import Redis
 
 AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -22,3 +23,20 @@ def unavailable(what: str, error: BaseException) -> None:
 def namespace() -> str:
     """A namespace of its own for one test, so tests never see each other's data."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+async def connect_redis() -> Redis:
+    """A client of the test Redis; fails in CI and skips elsewhere when it is down."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        unavailable("Redis", exc)
+    return client
+
+
+async def drop_namespace(client: Redis, ns: str) -> None:
+    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)

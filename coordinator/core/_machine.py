@@ -24,8 +24,9 @@ Theory of operation:
   exhausted the saga is ``failed`` and waits for an operator (``RetryRequested``).
 * After a step marked ``pivot`` has succeeded there is no way back: a later
   failure ends the saga ``failed`` rather than compensating, a cancel is
-  refused and the deadline no longer applies. A pivot that succeeds after a
-  cancel or the deadline turned the saga to compensating sends it forward again.
+  refused and the deadline no longer applies. While the pivot is unresolved
+  (out, or timed out and retrying) compensation waits for it and it keeps being
+  retried; if it then succeeds the saga goes forward again.
 * Compensations are numbered on from the last attempt, also across an
   operator's retry, so every command has its own message id.
 * Replies are matched by (step, kind, attempt) against the state, so duplicates,
@@ -312,9 +313,8 @@ class _Tx(Generic[D]):
     ) -> None:
         st = self.steps[step.name]
         unknown = st.unknown or error_type is None
-        if self.status == "running" and step.retry.allows(
-            attempt, error_type=error_type, retryable=retryable
-        ):
+        going_on = self.status == "running" or (step.pivot and unknown)
+        if going_on and step.retry.allows(attempt, error_type=error_type, retryable=retryable):
             delay = step.retry.delay(attempt, seed=f"{self.old.saga_id}:{step.name}")
             self.set_step(step.name, status="retrying", unknown=unknown, error=error)
             self.timer(timer_name("retry", step.name, "action", attempt + 1), self.at + delay)
@@ -348,6 +348,8 @@ class _Tx(Generic[D]):
     def stop_forward(self) -> None:
         """Abandon every step that is not out on the wire."""
         for name, st in self.steps.items():
+            if self.resolving_pivot(name):
+                continue  # it may have applied and cannot be undone: let it finish first
             if st.status == "retrying" or st.status == "awaiting_service":
                 if st.status == "retrying":
                     self.cancel_timer(timer_name("retry", name, "action", st.attempt + 1))
@@ -365,6 +367,15 @@ class _Tx(Generic[D]):
             elif st.status == "pending":
                 self.set_step(name, status="abandoned")
 
+    def resolving_pivot(self, name: str) -> bool:
+        """The pivot is out, or timed out and retrying: its outcome decides the way."""
+        st, step = self.steps[name], self.defn.steps.get(name)
+        if step is None or not step.pivot:
+            return False
+        return st.status == "dispatched" or (
+            st.unknown and st.status in ("retrying", "awaiting_service")
+        )
+
     def resume_after_pivot(self) -> None:
         """The pivot succeeded after a cancel or the deadline: there is no way back now."""
         self.note(f"the pivot succeeded: going forward despite {self.reason!r}")
@@ -378,6 +389,8 @@ class _Tx(Generic[D]):
             return
         if any(s.status in ("dispatched", "compensating") for s in self.steps.values()):
             return  # let every branch settle first; one compensation at a time
+        if any(self.resolving_pivot(name) for name in self.steps):
+            return
         for name in reversed(self.settled):
             st = self.steps[name]
             if st.owes and st.status in ("succeeded", "timed_out"):
@@ -604,7 +617,7 @@ def _on_recovered(tx: _Tx[D], inp: ServiceRecovered) -> bool:
         for n, s in tx.steps.items()
         if s.status == "awaiting_service" and tx.defn.steps[n].service == inp.service
     ]
-    if tx.status != "running" or not waiting:
+    if tx.status not in ("running", "compensating") or not waiting:
         return False
     for step in waiting:
         tx.dispatch(step, tx.steps[step.name].attempt + 1)

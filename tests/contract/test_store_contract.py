@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import connect_redis, drop_namespace
 from redis.asyncio import Redis
+from servers import connect_redis, drop_namespace
 
 from coordinator._ports import Commit, HistoryEntry, OutboxEntry
 from coordinator.adapters.memory import MemorySagaStore

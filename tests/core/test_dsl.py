@@ -43,7 +43,7 @@ def expect_definition_error(match: str) -> pytest.RaisesExc[SagaDefinitionError]
     return pytest.raises(SagaDefinitionError, match=match)
 
 
-# -- the error type ------------------------------------------------------------
+# -- the error type ------------------------------------------------------------------------
 
 
 def test_definition_error_is_a_value_error_and_a_saga_error() -> None:
@@ -54,7 +54,7 @@ def test_definition_error_is_a_value_error_and_a_saga_error() -> None:
     assert isinstance(info.value, SagaError)
 
 
-# -- the builder's own arguments ---------------------------------------------------
+# -- the builder's own arguments -----------------------------------------------------------
 
 
 def test_invalid_saga_name() -> None:
@@ -67,7 +67,7 @@ def test_saga_version_must_be_positive() -> None:
         Saga("order", data=Order, version=0)
 
 
-# -- define() ------------------------------------------------------------------
+# -- define() ------------------------------------------------------------------------------
 
 
 def test_empty_define() -> None:
@@ -393,7 +393,7 @@ def test_something_that_is_not_a_node_at_all() -> None:
         s.define("reserve")  # type: ignore[arg-type]
 
 
-# -- Retry validation ------------------------------------------------------------
+# -- Retry validation ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("attempts", [0, -3])
@@ -432,7 +432,7 @@ def test_retry_give_up_on_takes_names_and_exception_classes() -> None:
     assert not retry.allows(3, error_type="Other", retryable=True)
 
 
-# -- a valid definition -----------------------------------------------------------
+# -- a valid definition --------------------------------------------------------------------
 
 
 def full_definition() -> tuple[Saga[Order], object]:
@@ -509,7 +509,7 @@ def test_merge_decodes_the_reply_into_the_result_type() -> None:
         apply(Order(id="1"), {"value": 3})
 
 
-# -- Mermaid ---------------------------------------------------------------------
+# -- Mermaid -------------------------------------------------------------------------------
 
 
 def test_mermaid_has_every_step_a_subgraph_dashed_undo_and_the_wait() -> None:
@@ -550,7 +550,7 @@ def test_mermaid_ids_are_sanitised() -> None:
     assert "a_b_c -.->|undo|" in text
 
 
-# -- Retry.delay -------------------------------------------------------------------
+# -- Retry.delay ---------------------------------------------------------------------------
 
 
 def test_delay_is_deterministic_for_the_same_seed() -> None:

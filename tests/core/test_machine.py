@@ -45,7 +45,7 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-# -- a small domain ------------------------------------------------------------------
+# -- a small domain ------------------------------------------------------------------------
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -99,7 +99,7 @@ def boom(*_: object) -> Any:
     raise RuntimeError("boom")
 
 
-# -- a driver that checks the revision rule on every input -------------------------------
+# -- a driver that checks the revision rule on every input ---------------------------------
 
 
 class Run:
@@ -233,7 +233,7 @@ def of_type(effects: tuple[Effect, ...], kind: type[Any]) -> list[Any]:
     return [e for e in effects if isinstance(e, kind)]
 
 
-# -- happy path ------------------------------------------------------------------------
+# -- happy path ----------------------------------------------------------------------------
 
 
 def test_happy_path_through_a_sequential_saga() -> None:
@@ -357,7 +357,7 @@ def test_a_skipped_last_step_completes_the_saga() -> None:
     assert notified(run.last) == ["started", "completed"]
 
 
-# -- parallel groups --------------------------------------------------------------------------
+# -- parallel groups -----------------------------------------------------------------------
 
 
 def pay_saga(**kwargs: Any) -> SagaDefinition[Order]:
@@ -414,6 +414,31 @@ def test_a_failed_branch_while_the_other_fails_too_compensates_only_what_applied
     assert not any(e.kind == "action" and e.attempt > 1 for e in run.all_dispatches)
 
 
+def test_every_changed_decision_has_a_note_for_the_history() -> None:
+    """A branch failing while the saga already compensates, another branch still out: the
+    decision changes the saga, so the history needs a line for it (it once was empty)."""
+    s = saga()
+    defn = s.define(s.parallel("g", step(s, "b"), step(s, "c"), step(s, "e")))
+    run = Run(defn)
+    run.fail("b", retryable=False)
+    d = decide(
+        defn,
+        run.state,
+        StepFailed(
+            message_id="m",
+            step="c",
+            kind="action",
+            attempt=1,
+            error_type="Boom",
+            error_message="it broke",
+            at=at(2),
+        ),
+    )
+    assert d.changed
+    assert d.state.steps["c"].status == "failed"
+    assert d.note != ""
+
+
 def test_compensation_runs_in_reverse_order_of_settling() -> None:
     s = saga()
     defn = s.define(
@@ -463,7 +488,7 @@ def test_the_first_step_failing_compensates_nothing() -> None:
     assert notified(d) == ["compensated"]
 
 
-# -- timeouts and retries ---------------------------------------------------------------------
+# -- timeouts and retries ------------------------------------------------------------------
 
 
 def test_a_timed_out_step_with_retries_exhausted_is_compensated() -> None:
@@ -612,7 +637,7 @@ def test_a_late_failure_of_an_earlier_attempt_is_ignored() -> None:
     assert run.status("a") == "dispatched"
 
 
-# -- compensation failures and operator retry ---------------------------------------------------
+# -- compensation failures and operator retry ----------------------------------------------
 
 
 def comp_saga(attempts: int = 2) -> SagaDefinition[Order]:
@@ -668,11 +693,8 @@ def test_retry_requested_on_a_failed_saga_resumes_compensation() -> None:
 
 
 def test_retry_requested_sends_a_fresh_message_id() -> None:
-    """BUG: an operator retry restarts the compensation attempts at 1.
-
-    The new command then has the same ``message_id`` (unique per attempt by contract) and
-    the same timer names as the first compensation attempt of the first round.
-    """
+    """An operator retry numbers compensation attempts on: every command has its own
+    ``message_id`` (unique per attempt by contract) and its own timer names."""
     run = Run(comp_saga(attempts=1))
     run.ok("a")
     run.fail("b", retryable=False)
@@ -682,6 +704,27 @@ def test_retry_requested_sends_a_fresh_message_id() -> None:
     [comp] = dispatches(d)
     assert comp.message_id not in before
     assert comp.attempt == 2
+
+
+def test_an_operator_retry_gets_a_full_round_of_compensation_attempts() -> None:
+    run = Run(comp_saga(attempts=2))
+    run.ok("a")
+    run.fail("b", retryable=False)
+    run.fail("a", 1, kind="compensation", t=2)
+    run.fire("retry:a:compensation:2", t=4)
+    run.fail("a", 2, kind="compensation", t=5)
+    assert run.state.status == "failed"
+    run.feed(RetryRequested(at=at(10)))
+    assert [x.attempt for x in dispatches(run.last)] == [3]
+    d = run.fail("a", 3, kind="compensation", t=11)
+    assert run.state.status == "compensating"  # a new round: one retry left
+    assert "retry:a:compensation:4" in started_timers(d)
+    d = run.fire("retry:a:compensation:4", t=13)
+    assert [x.attempt for x in dispatches(d)] == [4]
+    run.fail("a", 4, kind="compensation", t=14)
+    assert run.state.status == "failed"
+    assert [x.attempt for x in run.all_dispatches if x.kind == "compensation"] == [1, 2, 3, 4]
+    assert len({x.message_id for x in run.all_dispatches}) == len(run.all_dispatches)
 
 
 def test_retry_requested_on_a_running_or_completed_saga_is_ignored() -> None:
@@ -711,7 +754,7 @@ def test_compensation_timeout_counts_as_a_failed_attempt() -> None:
 
 
 def test_a_duplicate_compensation_failure_during_backoff_changes_nothing() -> None:
-    """BUG: the compensation has no 'retrying' state, so a duplicate failure is applied again."""
+    """A compensation in backoff ignores a duplicate of the failure that put it there."""
     run = Run(comp_saga(attempts=3))
     run.ok("a")
     run.fail("b", retryable=False)
@@ -722,7 +765,7 @@ def test_a_duplicate_compensation_failure_during_backoff_changes_nothing() -> No
 
 
 def test_a_compensation_timeout_racing_its_failure_reply_changes_nothing() -> None:
-    """BUG: same root cause: the timeout of an attempt already answered counts again."""
+    """The timeout of a compensation attempt already answered does not count again."""
     s = saga(compensation_retry=Retry(attempts=3))
     defn = s.define(step(s, "a", timeout=timedelta(seconds=5)), step(s, "b"))
     run = Run(defn)
@@ -746,7 +789,7 @@ def test_undo_that_raises_fails_the_saga() -> None:
     assert notified(d) == ["failed"]
 
 
-# -- the saga deadline ----------------------------------------------------------------------------
+# -- the saga deadline ---------------------------------------------------------------------
 
 
 def test_the_saga_deadline_triggers_compensation() -> None:
@@ -783,7 +826,7 @@ def test_the_deadline_while_compensating_changes_nothing() -> None:
     assert not run.fire(DEADLINE_TIMER, t=60).changed
 
 
-# -- waits and signals ---------------------------------------------------------------------------
+# -- waits and signals ---------------------------------------------------------------------
 
 
 def wait_saga(**wait: Any) -> SagaDefinition[Order]:
@@ -899,7 +942,7 @@ def test_a_saga_that_ends_waiting_is_cancelled_cleanly() -> None:
     assert run.state.reason == "customer changed their mind"
 
 
-# -- cancel and the pivot ------------------------------------------------------------------------
+# -- cancel and the pivot ------------------------------------------------------------------
 
 
 def test_cancel_requested_compensates_and_ends_cancelled() -> None:
@@ -981,20 +1024,118 @@ def test_the_pivot_timing_out_ends_failed_because_it_may_have_applied() -> None:
 
 
 def test_a_pivot_that_succeeds_after_a_cancel_is_not_followed_by_compensation() -> None:
-    """BUG: a cancel (or the deadline) while the pivot is out turns the saga to compensating;
-    when the pivot then succeeds, the steps before it are compensated anyway and the saga ends
-    ``cancelled``, although the point of no return was passed."""
+    """A cancel while the pivot is out turns the saga to compensating, but when the pivot
+    then succeeds there is no way back: nothing is compensated and the saga goes forward."""
     run = Run(pivot_saga())
     run.ok("reserve", t=1)
     assert run.status("ship") == "dispatched"
     run.feed(CancelRequested(at=at(2)))
+    assert run.state.status == "compensating"
+    assert run.status("email") == "abandoned"
     d = run.ok("ship", t=3)
     assert run.status("ship") == "succeeded"
     assert sent(d, "compensation") == []
-    assert run.state.status != "cancelled"
+    assert run.state.status == "running"
+    assert run.state.outcome is None
+    assert sent(d) == ["email"]
+    run.ok("email", t=4)
+    assert run.state.status == "completed"
+    assert not any(e.kind == "compensation" for e in run.all_dispatches)
 
 
-# -- circuit breakers -------------------------------------------------------------------------------
+def test_a_pivot_that_succeeds_after_the_deadline_goes_forward_and_takes_kept_signals() -> None:
+    s = saga(deadline=timedelta(seconds=60))
+    defn = s.define(
+        step(s, "reserve"),
+        step(s, "ship", pivot=True),
+        s.wait_for("delivered", timeout=timedelta(seconds=30)),
+        step(s, "email", undo=None),
+    )
+    run = Run(defn)
+    run.ok("reserve", t=1)
+    run.fire(DEADLINE_TIMER, t=60)
+    assert run.state.status == "compensating"
+    d = run.signal("delivered", t=61)
+    assert d.changed  # kept: the pivot may still send the saga forward
+    d = run.ok("ship", t=62)
+    assert run.state.status == "running"
+    assert run.status("delivered") == "succeeded"
+    assert sent(d) == ["email"]
+    assert sent(d, "compensation") == []
+
+
+def test_the_deadline_after_the_pivot_no_longer_applies() -> None:
+    s = saga(deadline=timedelta(seconds=60))
+    defn = s.define(step(s, "reserve"), step(s, "ship", pivot=True), step(s, "email", undo=None))
+    run = Run(defn)
+    run.ok("reserve", t=1)
+    run.ok("ship", t=2)
+    d = run.fire(DEADLINE_TIMER, t=60)
+    assert not d.changed
+    assert run.state.status == "running"
+    run.ok("email", t=61)
+    assert run.state.status == "completed"
+
+
+def test_the_pivot_timing_out_after_a_cancel_ends_failed() -> None:
+    s = saga()
+    defn = s.define(
+        step(s, "reserve"),
+        step(s, "ship", pivot=True, timeout=timedelta(seconds=5), retry=Retry(attempts=3)),
+    )
+    run = Run(defn)
+    run.ok("reserve", t=1)
+    run.feed(CancelRequested(at=at(2)))
+    # The pivot may have applied: it keeps being retried, nothing is compensated meanwhile.
+    d = run.fire("timeout:ship:action:1", t=6)
+    assert run.status("ship") == "retrying"
+    assert sent(d, "compensation") == []
+    retry_2 = next(iter(started_timers(d)))
+    d = run.fire(retry_2, t=10)
+    assert [x.attempt for x in dispatches(d)] == [2]
+    run.fire("timeout:ship:action:2", t=15)
+    run.fire(next(iter(started_timers(run.last))), t=20)
+    d = run.fire("timeout:ship:action:3", t=25)
+    # Attempts exhausted, outcome still unknown, no undo: an operator must look.
+    assert run.state.status == "failed"
+    assert sent(d, "compensation") == []
+    assert "outcome unknown" in (run.state.reason or "")
+
+
+@pytest.mark.parametrize("trigger", ["cancel", "deadline"])
+def test_a_pivot_in_backoff_after_a_timeout_is_not_given_up_by_a_cancel(trigger: str) -> None:
+    """BUG: the pivot's first attempt timed out (it may have shipped) and its retry waits for
+    the backoff timer. A cancel, or the deadline, then runs ``stop_forward``, which turns the
+    pivot into ``timed_out`` with nothing owed (it has no undo) and compensates the steps
+    before it; the saga ends ``cancelled`` (``compensated``) though the point of no return
+    may have been passed, and the pivot's late success is then ignored. Running, the same
+    unknown pivot ends the saga ``failed`` ("outcome unknown and no undo")."""
+    s = saga(deadline=timedelta(seconds=20))
+    slow_retry = Retry(attempts=3, backoff=timedelta(seconds=30), jitter=0.0)
+    defn = s.define(
+        step(s, "reserve"),
+        step(s, "ship", pivot=True, timeout=timedelta(seconds=5), retry=slow_retry),
+        step(s, "email", undo=None),
+    )
+    run = Run(defn)
+    run.ok("reserve", t=1)
+    d = run.fire("timeout:ship:action:1", t=6)
+    assert run.status("ship") == "retrying"
+    assert run.state.steps["ship"].unknown
+    assert started_timers(d) == {"retry:ship:action:2": at(36)}  # after the deadline
+    if trigger == "cancel":
+        d = run.feed(CancelRequested(at=at(8)))
+    else:
+        d = run.fire(DEADLINE_TIMER, t=20)
+    assert sent(d, "compensation") == [], "undoing reserve while the pivot may have applied"
+    # Whatever the machine does instead, the pivot that did apply must not be ignored.
+    late = run.ok("ship", 1, t=21)
+    if not run.state.terminal:
+        assert late.changed
+    assert run.state.status not in ("cancelled", "compensated")
+
+
+# -- circuit breakers ----------------------------------------------------------------------
 
 
 def test_on_unavailable_wait_parks_the_step_and_recovery_dispatches_it() -> None:
@@ -1048,9 +1189,8 @@ def test_on_unavailable_compensate_compensates() -> None:
 
 
 def test_an_open_circuit_at_a_retry_after_a_timeout_still_compensates() -> None:
-    """BUG: attempt 1 timed out (it may have applied), then the breaker opened (timeouts feed
-    it) and the retry hits ``on_unavailable="compensate"``: the step is marked ``failed`` and
-    is never compensated."""
+    """Attempt 1 timed out (it may have applied), then the breaker opened (timeouts feed it)
+    and the retry meets ``on_unavailable="compensate"``: the step still owes its undo."""
     s = saga()
     defn = s.define(
         step(s, "a"),
@@ -1084,7 +1224,7 @@ def test_cancel_while_awaiting_service_abandons_the_step() -> None:
     assert not run.feed(ServiceRecovered(service="payments", at=at(3))).changed
 
 
-# -- duplicates, late replies, terminal sagas ---------------------------------------------------------
+# -- duplicates, late replies, terminal sagas ----------------------------------------------
 
 
 def test_a_duplicate_reply_changes_nothing() -> None:
@@ -1189,7 +1329,7 @@ def test_any_input_on_a_terminal_saga_changes_nothing() -> None:
         assert d.effects == ()
 
 
-# -- callbacks that raise -------------------------------------------------------------------------------
+# -- callbacks that raise ------------------------------------------------------------------
 
 
 def test_send_that_raises_fails_the_saga_without_raising() -> None:
@@ -1260,7 +1400,7 @@ def test_a_signal_that_does_not_decode_fails_the_saga() -> None:
     assert run.state.status == "compensating"
 
 
-# -- timers ----------------------------------------------------------------------------------------------
+# -- timers --------------------------------------------------------------------------------
 
 
 def test_stale_timers_are_ignored() -> None:
@@ -1344,7 +1484,7 @@ def test_the_same_inputs_give_the_same_decisions() -> None:
     ]
 
 
-# -- purity ------------------------------------------------------------------------------------------------
+# -- purity --------------------------------------------------------------------------------
 
 FORBIDDEN = {
     "asyncio",

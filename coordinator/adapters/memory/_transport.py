@@ -25,7 +25,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, final, get_args
 
-from contracts import SagaError
+from coordinator._errors import UnroutableError
 from coordinator._ports import Exchange, Handler, Subscription
 
 __all__ = ["DeadLetter", "MemoryTransport", "Published", "UnroutableError", "topic_matches"]
@@ -35,19 +35,6 @@ _log = logging.getLogger(__name__)
 EXCHANGES: Final[tuple[Exchange, ...]] = get_args(Exchange)
 REASON_HEADER: Final = "x-death-reason"
 DETAIL_HEADER: Final = "x-death-detail"
-
-
-class UnroutableError(SagaError):
-    """A message was published that no queue is bound to receive.
-
-    RabbitMQ returns such a message to a ``mandatory`` publisher; dropping it
-    would lose a command or a reply without a trace.
-    """
-
-    def __init__(self, exchange: str, routing_key: str) -> None:
-        super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
-        self.exchange = exchange
-        self.routing_key = routing_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,248 @@
+"""``saga`` commands that talk to a running deployment (RabbitMQ + Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coordinator._client import SagaClient
+from coordinator._errors import SagaError
+from coordinator._loading import load_definition, load_object
+from coordinator._settings import Settings
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+console = Console()
+
+
+def _settings(namespace: str | None) -> Settings:
+    return Settings(namespace=namespace) if namespace else Settings()
+
+
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="Overrides SAGA_NAMESPACE.", show_default=False)
+]
+
+
+def _with_client(namespace: str | None, job: Callable[[SagaClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with SagaClient(_settings(namespace)) as client:
+            return await job(client)
+
+    try:
+        return asyncio.run(run())
+    except (SagaError, OSError, ConnectionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _json_arg(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+def _print_json(value: object) -> None:
+    typer.echo(msgspec.json.encode(value).decode())
+
+
+def _show(state: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{state['saga_id']}[/bold]  {state['name']} v{state['version']}  "
+        f"[bold]{state['status']}[/bold]"
+        + (f"  ({state['reason']})" if state.get("reason") else "")
+    )
+    table = Table("step", "status", "attempt", "error", box=None)
+    for name, step in state["steps"].items():
+        table.add_row(
+            name,
+            step.get("status", "pending"),
+            str(step.get("attempt", 0)),
+            step.get("error") or "",
+        )
+    console.print(table)
+    console.print(f"data: {json.dumps(state['data'])}")
+
+
+def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per command
+    @app.command()
+    def run(
+        saga: Annotated[
+            list[str], typer.Option("--saga", help="MODULE:ATTRIBUTE of a saga; repeatable.")
+        ],
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Run a coordinator replica: consume events, advance sagas, fire timers."""
+        from coordinator._serve import serve_coordinator
+
+        definitions = [load_definition(spec) for spec in saga]
+        asyncio.run(serve_coordinator(definitions, _settings(namespace)))
+
+    @app.command()
+    def participant(
+        services: Annotated[
+            str,
+            typer.Argument(
+                help="MODULE:ATTRIBUTE: a Service, a list, or a function returning them."
+            ),
+        ],
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Run participant services written with the participants SDK."""
+        from coordinator._serve import serve_participants
+        from participants import Service
+
+        found = load_object(services)
+        if callable(found) and not isinstance(found, Service):
+            found = found()
+        found_list = [found] if isinstance(found, Service) else list(found)  # type: ignore[call-overload]
+        asyncio.run(serve_participants(found_list, _settings(namespace)))
+
+    @app.command()
+    def start(
+        name: Annotated[str, typer.Argument(help="The saga definition's name.")],
+        input_: Annotated[
+            str, typer.Option("--input", help="The saga's input, a JSON object.")
+        ] = "{}",
+        saga_id: Annotated[
+            str | None, typer.Option("--id", help="Business key; random if absent.")
+        ] = None,
+        wait: Annotated[bool, typer.Option("--wait", help="Wait until the saga ends.")] = False,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 60.0,
+        as_json: JsonFlag = False,
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Start a saga (idempotent by --id)."""
+        data = _json_arg(input_, "--input")
+
+        async def job(client: SagaClient) -> dict[str, Any] | None:
+            sid = await client.start(name, data, saga_id)
+            if not wait:
+                return {"saga_id": sid}
+            return await client.wait(sid, timeout=timeout) or {"saga_id": sid, "status": "unknown"}
+
+        result = _with_client(namespace, job)
+        if as_json or not wait:
+            _print_json(result)
+        else:
+            _show(result or {})
+
+    @app.command("list")
+    def list_(
+        status: Annotated[str | None, typer.Option(help="Only sagas in this status.")] = None,
+        name: Annotated[str | None, typer.Option(help="Only sagas of this definition.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        as_json: JsonFlag = False,
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """List sagas, newest change first."""
+        found = _with_client(namespace, lambda c: c.find(name=name, status=status, limit=limit))
+        if as_json:
+            _print_json(
+                [
+                    {
+                        k: s[k]
+                        for k in (
+                            "saga_id",
+                            "name",
+                            "version",
+                            "status",
+                            "reason",
+                            "started_at",
+                            "updated_at",
+                        )
+                    }
+                    for s in found
+                ]
+            )
+            return
+        table = Table("saga", "name", "status", "updated", "reason", box=None)
+        for s in found:
+            table.add_row(
+                s["saga_id"], s["name"], s["status"], s["updated_at"], s.get("reason") or ""
+            )
+        console.print(table)
+
+    @app.command()
+    def show(saga_id: str, as_json: JsonFlag = False, namespace: NamespaceOpt = None) -> None:
+        """Show one saga: status, steps, data."""
+        state = _with_client(namespace, lambda c: c.get(saga_id))
+        if state is None:
+            typer.echo(f"error: no saga {saga_id!r}", err=True)
+            raise typer.Exit(1)
+        _print_json(state) if as_json else _show(state)
+
+    @app.command()
+    def history(saga_id: str, as_json: JsonFlag = False, namespace: NamespaceOpt = None) -> None:
+        """Show a saga's history: every input and what was decided."""
+        entries = _with_client(namespace, lambda c: c.history(saga_id))
+        if not entries:
+            typer.echo(f"error: no history for {saga_id!r}", err=True)
+            raise typer.Exit(1)
+        if as_json:
+            _print_json(entries)
+            return
+        table = Table("at", "rev", "input", "decided", box=None)
+        for e in entries:
+            kind = msgspec.json.decode(e.input).get("type", "?")
+            table.add_row(
+                e.at.isoformat(timespec="milliseconds"),
+                str(e.revision),
+                kind,
+                e.note if e.changed else f"[dim]{e.note}[/dim]",
+            )
+        console.print(table)
+
+    @app.command()
+    def signal(
+        saga_id: str,
+        name: str,
+        data: Annotated[str, typer.Option("--data", help="Signal data, a JSON object.")] = "{}",
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Send a signal (e.g. an approval) to a saga."""
+        payload = _json_arg(data, "--data")
+        _with_client(namespace, lambda c: c.signal(saga_id, name, payload))
+        typer.echo(f"signal {name!r} sent to {saga_id}")
+
+    @app.command()
+    def cancel(
+        saga_id: str,
+        reason: Annotated[
+            str, typer.Option(help="Why; kept with the saga.")
+        ] = "cancelled by operator",
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Cancel a saga: what it did is compensated."""
+        _with_client(namespace, lambda c: c.cancel(saga_id, reason))
+        typer.echo(f"cancel sent to {saga_id}")
+
+    @app.command()
+    def topology(
+        export: Annotated[
+            bool, typer.Option("--export", help="Print RabbitMQ definitions JSON.")
+        ] = True,
+        service: Annotated[
+            list[str], typer.Option("--service", help="Participant service; repeatable.")
+        ] = [],  # noqa: B006
+        namespace: NamespaceOpt = None,
+    ) -> None:
+        """Print the RabbitMQ topology (exchanges, queues, bindings) as definitions JSON."""
+        from coordinator.adapters.rabbitmq import definitions
+
+        settings = _settings(namespace)
+        doc = definitions(settings.namespace, service, delivery_limit=settings.delivery_limit)
+        typer.echo(json.dumps(doc, indent=2))

@@ -1,0 +1,127 @@
+"""A client of a running deployment, for the CLI (and operators' scripts).
+
+Commands (start, signal, cancel) go through RabbitMQ like any other input, so
+they are handled by whichever coordinator replica takes them; reads go to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, final
+
+import msgspec
+
+from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga
+from coordinator._ports import HistoryEntry
+from coordinator._settings import Settings
+from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.adapters.redis import RedisSagaStore, connect_redis
+from coordinator.core import TERMINAL
+
+__all__ = ["SagaClient"]
+
+
+@final
+class SagaClient:
+    """Start, signal, cancel and read sagas of the deployment ``settings`` points at."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._transport: RabbitTransport | None = None
+        self._redis: Any = None
+        self._store: RedisSagaStore | None = None
+
+    async def __aenter__(self) -> SagaClient:
+        s = self._settings
+        self._redis = connect_redis(s.redis_url)
+        self._store = RedisSagaStore(
+            self._redis, namespace=s.namespace, buckets=s.buckets, retention=s.retention
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._transport is not None:
+            await self._transport.close()
+        await self._redis.aclose()
+
+    async def _publish(self, message: StartSaga | Signal | CancelSaga, routing_key: str) -> None:
+        if self._transport is None:
+            s = self._settings
+            self._transport = await RabbitTransport.connect(
+                s.amqp_url, namespace=s.namespace, delivery_limit=s.delivery_limit
+            )
+        await self._transport.publish(
+            "events", routing_key, DEFAULT_CODEC.encode(message), message_id=message.message_id
+        )
+
+    @property
+    def store(self) -> RedisSagaStore:
+        assert self._store is not None, "use the client in an async with block"
+        return self._store
+
+    async def start(self, name: str, data: dict[str, Any], saga_id: str | None = None) -> str:
+        saga_id = saga_id or uuid.uuid4().hex
+        message = StartSaga(
+            message_id=f"start:{saga_id}",
+            saga_id=saga_id,
+            saga_name=name,
+            input=data,
+            sent_at=datetime.now(UTC),
+        )
+        await self._publish(message, f"{name}.StartSaga")
+        return saga_id
+
+    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> None:
+        message = Signal(
+            message_id=uuid.uuid4().hex,
+            saga_id=saga_id,
+            name=name,
+            data=data,
+            sent_at=datetime.now(UTC),
+        )
+        await self._publish(message, "signal.Signal")
+
+    async def cancel(self, saga_id: str, reason: str) -> None:
+        message = CancelSaga(
+            message_id=uuid.uuid4().hex, saga_id=saga_id, reason=reason, sent_at=datetime.now(UTC)
+        )
+        await self._publish(message, "cancel.CancelSaga")
+
+    async def get(self, saga_id: str) -> dict[str, Any] | None:
+        """The saga's state as JSON, whatever its definition (no code needed to read it)."""
+        stored = await self.store.load(saga_id)
+        if stored is None:
+            return None
+        state: dict[str, Any] = msgspec.json.decode(stored.state)
+        return state
+
+    async def wait(self, saga_id: str, *, timeout: float) -> dict[str, Any] | None:
+        """Poll until the saga has ended, or ``timeout`` seconds passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.get(saga_id)
+            if state is not None and state["status"] in TERMINAL:
+                return state
+            if time.monotonic() > deadline:
+                return state
+            await asyncio.sleep(0.2)
+
+    async def find(
+        self, *, name: str | None, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        found = []
+        for saga_id in await self.store.find(name=name, status=status, limit=limit):
+            state = await self.get(saga_id)
+            if state is not None:
+                found.append(state)
+        return found
+
+    async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
+        return await self.store.history(saga_id)

@@ -1,0 +1,111 @@
+"""Long-running processes: the coordinator (``saga run``) and participant
+workers (``saga participant``), wired to RabbitMQ and Redis from settings.
+
+Shutdown on SIGTERM or SIGINT is graceful: stop consuming, let the handlers in
+flight finish (their transitions commit and their deliveries are acked), then
+close the connections. Anything committed but not yet published stays in the
+outbox, and the next replica to poll publishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from contracts import Codec
+from coordinator._runtime import Coordinator
+from coordinator._settings import Settings
+from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.adapters.redis import (
+    RedisClock,
+    RedisIdempotencyStore,
+    RedisSagaStore,
+    connect_redis,
+)
+from coordinator.core import SagaDefinition
+from participants import ParticipantWorker, Service
+
+__all__ = ["serve_coordinator", "serve_participants", "until_signalled"]
+
+_log = logging.getLogger("coordinator")
+
+
+async def until_signalled(stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGTERM or SIGINT (or ``stop`` being set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _connect(stack: AsyncExitStack, settings: Settings) -> tuple[RabbitTransport, Any]:
+    transport = await RabbitTransport.connect(
+        settings.amqp_url,
+        namespace=settings.namespace,
+        delivery_limit=settings.delivery_limit,
+    )
+    stack.push_async_callback(transport.close)
+    redis = connect_redis(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    return transport, redis
+
+
+async def serve_coordinator(
+    definitions: Iterable[SagaDefinition[Any]],
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run one coordinator replica until signalled."""
+    async with AsyncExitStack() as stack:
+        transport, redis = await _connect(stack, settings)
+        clock = RedisClock(redis)
+        await clock.start()
+        stack.push_async_callback(clock.stop)
+        store = RedisSagaStore(
+            redis,
+            namespace=settings.namespace,
+            buckets=settings.buckets,
+            retention=settings.retention,
+        )
+        coordinator = Coordinator(
+            definitions,
+            transport=transport,
+            store=store,
+            clock=clock,
+            codec=Codec(max_size=settings.max_message_size),
+            timer_interval=settings.timer_interval,
+        )
+        await coordinator.start()
+        stack.push_async_callback(coordinator.stop)
+        _log.info("coordinator running in namespace %r", settings.namespace)
+        await until_signalled(stop)
+        _log.info("stopping: draining in-flight transitions")
+
+
+async def serve_participants(
+    services: Iterable[Service], settings: Settings, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run workers for ``services`` until signalled."""
+    async with AsyncExitStack() as stack:
+        transport, redis = await _connect(stack, settings)
+        idempotency = RedisIdempotencyStore(
+            redis, namespace=settings.namespace, ttl=settings.idempotency_ttl
+        )
+        codec = Codec(max_size=settings.max_message_size)
+        for service in services:
+            worker = ParticipantWorker(
+                service, transport=transport, idempotency=idempotency, codec=codec
+            )
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+        await until_signalled(stop)

@@ -1,0 +1,254 @@
+"""One AMQP delivery behind the ``Delivery`` port, and dead letters as read back.
+
+Settling follows the in-memory transport exactly: a message given back
+(``requeue``, a handler that raised or returned without settling) is
+redelivered until it has been delivered ``delivery_limit`` times, then
+dead-lettered with reason ``delivery_limit`` and the why in the detail. The
+quorum queue's own ``x-delivery-limit`` is the backstop for what the client
+cannot do itself (a consumer that died mid-handler); RabbitMQ then puts the
+reason only in its ``x-death`` table, which `DeadLetter.from_message` reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Final, final
+
+from aio_pika.abc import AbstractIncomingMessage, HeadersType
+
+from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
+from coordinator.adapters.rabbitmq._topology import (
+    DETAIL_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    REASON_HEADER,
+)
+
+__all__ = ["DeadLetter", "Park", "RabbitDelivery", "delivery_count", "string_headers"]
+
+_log = logging.getLogger("coordinator.adapters.rabbitmq")
+
+# Put there by the broker, not by the publisher: not part of the message.
+_BROKER_HEADERS: Final = frozenset({"x-delivery-count", "x-death"})
+_BROKER_PREFIXES: Final = ("x-first-death-", "x-last-death-")
+# A header must fit in one AMQP frame with the others (frame_max: 128 KiB).
+MAX_DETAIL: Final = 2000
+
+
+Park = Callable[[str, bytes, str, Mapping[str, str]], Awaitable[None]]
+"""Publish ``(queue, body, message_id, headers)`` to the dead-letter exchange, confirmed."""
+
+
+def string_headers(raw: HeadersType | None) -> dict[str, str]:
+    """The publisher's headers as strings; the broker's bookkeeping left out."""
+    headers: dict[str, str] = {}
+    for key, value in (raw or {}).items():
+        if key in _BROKER_HEADERS or key.startswith(_BROKER_PREFIXES):
+            continue
+        if isinstance(value, str):
+            headers[key] = value
+        elif isinstance(value, bytes | bytearray | memoryview):
+            headers[key] = bytes(value).decode("utf-8", errors="replace")
+        elif isinstance(value, bool | int | float | Decimal | dt.datetime):
+            headers[key] = str(value)
+        # Tables and arrays have no string form the port could promise.
+    return headers
+
+
+def delivery_count(raw: HeadersType | None) -> int:
+    """1 on first delivery: a quorum queue's ``x-delivery-count`` counts earlier returns."""
+    value = (raw or {}).get("x-delivery-count")
+    return int(value) + 1 if isinstance(value, int) else 1
+
+
+@final
+@dataclass(slots=True, eq=False, kw_only=True)
+class RabbitDelivery:
+    """Implements the ``Delivery`` port for one message from a quorum queue."""
+
+    message_id: str
+    body: bytes
+    headers: Mapping[str, str]
+    delivery_count: int
+    queue: str
+    settled: bool = False
+    _message: AbstractIncomingMessage
+    _delivery_limit: int
+    _park: Park = field(repr=False)
+
+    @classmethod
+    def wrap(
+        cls, message: AbstractIncomingMessage, *, queue: str, delivery_limit: int, park: Park
+    ) -> RabbitDelivery:
+        return cls(
+            message_id=message.message_id or "",
+            body=message.body,
+            headers=MappingProxyType(string_headers(message.headers)),
+            delivery_count=delivery_count(message.headers),
+            queue=queue,
+            _message=message,
+            _delivery_limit=delivery_limit,
+            _park=park,
+        )
+
+    async def ack(self) -> None:
+        self._settle()
+        await self._quietly("ack", self._message.ack)
+
+    async def requeue(self) -> None:
+        await self.give_back("requeued")
+
+    async def dead_letter(self, reason: str, detail: str) -> None:
+        """Park a copy with the reason in the dead-letter queue, then ack the original.
+
+        The copy is confirmed before the original is acked, so the message
+        is never lost: if parking fails it is requeued instead (and reaches
+        the dead letters through the queue's delivery limit at the latest).
+        If the ack fails after the copy was parked, the message comes again
+        and may be parked twice.
+        """
+        self._settle()
+        headers = {
+            **self.headers,
+            REASON_HEADER: reason,
+            DETAIL_HEADER: detail[:MAX_DETAIL],
+            ORIGINAL_QUEUE_HEADER: self.queue,
+            ORIGINAL_EXCHANGE_HEADER: self._message.exchange or "",
+            ORIGINAL_ROUTING_KEY_HEADER: self._message.routing_key or "",
+        }
+        try:
+            await self._park(self.queue, self.body, self.message_id, headers)
+        except Exception:
+            _log.exception(
+                "could not dead-letter %r from %r (%s); requeued instead",
+                self.message_id,
+                self.queue,
+                reason,
+            )
+            await self._quietly("requeue", self._reject_requeue)
+            return
+        _log.warning("dead-lettered %r from %r: %s", self.message_id, self.queue, reason)
+        await self._quietly("ack", self._message.ack)
+
+    async def give_back(self, why: str) -> None:
+        """Redeliver, or dead-letter with reason ``delivery_limit`` on the last delivery."""
+        if self.delivery_count >= self._delivery_limit:
+            detail = f"{why}; delivered {self.delivery_count} times"
+            await self.dead_letter("delivery_limit", detail)
+            return
+        self._settle()
+        # reject, not nack: RabbitMQ 4.3 counts only rejects towards the limit.
+        await self._quietly("requeue", self._reject_requeue)
+
+    async def release(self) -> None:
+        """Give back a message no handler saw (the subscription is stopping).
+
+        ``nack``: on RabbitMQ 4.3 it does not count towards the delivery limit.
+        """
+        self._settle()
+        await self._quietly("release", self._nack_requeue)
+
+    async def _reject_requeue(self) -> None:
+        await self._message.reject(requeue=True)
+
+    async def _nack_requeue(self) -> None:
+        await self._message.nack(requeue=True)
+
+    def _settle(self) -> None:
+        if self.settled:
+            raise RuntimeError(f"delivery of {self.message_id!r} is already settled")
+        self.settled = True
+
+    async def _quietly(self, what: str, settle: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await settle()
+        except CHANNEL_ERRORS as exc:
+            # The channel closed under the delivery (e.g. a reconnect): the
+            # broker has requeued it already and will deliver it again.
+            _log.warning(
+                "could not %s %r from %r, the broker will redeliver it: %r",
+                what,
+                self.message_id,
+                self.queue,
+                exc,
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A message in a dead-letter queue, as `RabbitTransport.dead_letters` reads it.
+
+    Attributes:
+        queue: The queue it was dead-lettered from (without the namespace).
+        message_id: Its message id.
+        body: The body, unchanged.
+        headers: Its string headers, including ``x-death-reason`` and
+            ``x-death-detail`` when the transport parked it.
+        reason: A short code: the one given to ``dead_letter``, or
+            ``delivery_limit``, also when the broker dead-lettered it.
+        detail: What was wrong, for a human.
+        exchange: The exchange it was first published to.
+        routing_key: The routing key it was first published with.
+    """
+
+    queue: str
+    message_id: str
+    body: bytes
+    headers: Mapping[str, str]
+    reason: str
+    detail: str
+    exchange: str
+    routing_key: str
+
+    @classmethod
+    def from_message(
+        cls, message: AbstractIncomingMessage, *, queue: str, namespace: str
+    ) -> DeadLetter:
+        raw = message.headers or {}
+        headers = string_headers(raw)
+        if REASON_HEADER in headers:
+            return cls(
+                queue=headers.get(ORIGINAL_QUEUE_HEADER, queue),
+                message_id=message.message_id or "",
+                body=message.body,
+                headers=MappingProxyType(headers),
+                reason=headers[REASON_HEADER],
+                detail=headers.get(DETAIL_HEADER, ""),
+                exchange=headers.get(ORIGINAL_EXCHANGE_HEADER, ""),
+                routing_key=headers.get(ORIGINAL_ROUTING_KEY_HEADER, ""),
+            )
+        # Dead-lettered by the broker: the reason is in its x-death table.
+        death = _latest_death(raw)
+        reason = str(
+            death.get("reason")
+            or raw.get("x-last-death-reason")
+            or raw.get("x-first-death-reason")
+            or "unknown"
+        )
+        keys = death.get("routing-keys")
+        routing_key = str(keys[0]) if isinstance(keys, list) and keys else ""
+        return cls(
+            queue=queue,
+            message_id=message.message_id or "",
+            body=message.body,
+            headers=MappingProxyType(headers),
+            reason=reason,
+            detail=f"dead-lettered by the broker from {death.get('queue', queue)!s}: {reason}",
+            exchange=str(death.get("exchange") or "").removeprefix(f"{namespace}."),
+            routing_key=routing_key,
+        )
+
+
+def _latest_death(raw: HeadersType) -> Mapping[str, object]:
+    # x-death holds one entry per (queue, reason), the latest dead-lettering
+    # first: the one that brought the message here.
+    deaths = raw.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}

@@ -1,0 +1,426 @@
+"""RabbitTransport against the real broker: what the contract suite cannot see.
+
+The shared semantics are in tests/contract/test_transport_contract.py. Here:
+the declared topology (quorum, delivery limit, dead-lettering) and its export,
+confirms, the broker's own dead-lettering, errors, and recovery of a consumer
+whose channel the broker closed. Reconnecting after a broker restart is the
+chaos suite's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import aio_pika
+import pytest
+
+from contracts import ContractError, SagaError
+from coordinator._ports import Delivery, Transport
+from coordinator.adapters.rabbitmq import (
+    PublishFailedError,
+    RabbitTransport,
+    TopologyMismatchError,
+    UnroutableError,
+    definitions,
+)
+from coordinator.adapters.rabbitmq._topology import queue_arguments
+
+AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+WAIT = 10.0
+
+
+async def _connect(namespace: str, **options: Any) -> RabbitTransport:
+    try:
+        return await RabbitTransport.connect(
+            AMQP_URL, namespace=namespace, connect_timeout=timedelta(seconds=3), **options
+        )
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        reason = f"RabbitMQ is not reachable at {AMQP_URL} (set SAGA_TEST_AMQP_URL): {exc!r}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def connect(namespace: str) -> AsyncIterator[Callable[..., Awaitable[RabbitTransport]]]:
+    """Connects transports to the test namespace; deletes it afterwards."""
+    opened: list[RabbitTransport] = []
+
+    async def connect(**options: Any) -> RabbitTransport:
+        options.setdefault("delivery_limit", 3)
+        transport = await _connect(namespace, **options)
+        opened.append(transport)
+        return transport
+
+    yield connect
+    queues = {queue for transport in opened for queue in transport.queues}
+    for transport in opened:
+        await transport.close()
+    if opened:
+        cleaner = await _connect(namespace)
+        await cleaner.delete_namespace(queues)
+        await cleaner.close()
+
+
+@pytest.fixture
+async def amqp() -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    """A plain aio-pika connection, to look at the broker from outside the transport."""
+    connection = await aio_pika.connect_robust(AMQP_URL)
+    yield connection
+    await connection.close()
+
+
+def _rabbitmqctl(*args: str, stdin: str | None = None) -> str:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot reach the node: {result.stderr.strip()[:200]}")
+    return result.stdout
+
+
+async def _ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+async def _message_count(amqp: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
+    async with amqp.channel() as channel:
+        declared = await channel.declare_queue(name, passive=True)
+        count = declared.declaration_result.message_count
+        assert count is not None
+        return count
+
+
+# -- topology -------------------------------------------------------------------------
+
+
+def test_it_implements_the_transport_port() -> None:
+    def check(transport: RabbitTransport) -> Transport:
+        return transport  # mypy checks the structure; nothing to run
+
+    assert check is not None
+
+
+async def test_queues_are_quorum_with_delivery_limit_and_dead_lettering(
+    connect: Callable[..., Awaitable[RabbitTransport]], namespace: str
+) -> None:
+    transport = await connect(delivery_limit=5)
+    await transport.subscribe("inventory.commands", "commands", "inventory.*", _ack)
+
+    listed = json.loads(
+        _rabbitmqctl("list_queues", "name", "type", "arguments", "--formatter", "json")
+    )
+    queues = {q["name"]: q for q in listed if q["name"].startswith(f"{namespace}.")}
+    main = queues[f"{namespace}.inventory.commands"]
+    assert main["type"] == "quorum"
+    assert dict(_pairs(main["arguments"])) == {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 4,  # RabbitMQ counts returns: 4 returns, 5 deliveries
+        "x-dead-letter-exchange": f"{namespace}.dead",
+        "x-dead-letter-routing-key": "inventory.commands",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    assert queues[f"{namespace}.inventory.commands.dead"]["type"] == "classic"
+
+
+def _pairs(arguments: Any) -> list[tuple[str, Any]]:
+    # rabbitmqctl's JSON renders a table as [key, type, value] triples (3.10) or a dict.
+    if isinstance(arguments, dict):
+        return list(arguments.items())
+    return [(str(entry[0]), entry[-1]) for entry in arguments]
+
+
+async def test_declarations_are_idempotent(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    first = await connect()
+    second = await connect()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def collect(delivery: Delivery) -> None:
+        await received.put(delivery.body)
+        await delivery.ack()
+
+    await first.declare("q", "events", "a.*")
+    await first.subscribe("q", "events", "a.*", collect)
+    await second.subscribe("q", "events", "a.*", collect)
+    await second.publish("events", "a.b", b"once", message_id="m-1")
+    assert await asyncio.wait_for(received.get(), WAIT) == b"once"
+
+
+async def test_other_arguments_for_an_existing_queue_are_refused(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    await (await connect(delivery_limit=3)).subscribe("q", "events", "#", _ack)
+    other = await connect(delivery_limit=4)
+    with pytest.raises(TopologyMismatchError, match="x-delivery-limit") as caught:
+        await other.subscribe("q", "events", "#", _ack)
+    assert isinstance(caught.value, SagaError)
+    # The transport is still usable afterwards.
+    await other.publish("events", "x", b"{}", message_id="m-1")
+
+
+async def test_exported_definitions_match_the_declarations(
+    connect: Callable[..., Awaitable[RabbitTransport]], namespace: str
+) -> None:
+    exported = definitions(namespace, ["inventory", "payments"], delivery_limit=3)
+    # From stdin: Debian's rabbitmqctl runs as the rabbitmq user, who cannot read pytest's tmp.
+    _rabbitmqctl("import_definitions", "--format", "json", stdin=json.dumps(exported))
+    listed = json.loads(_rabbitmqctl("list_queues", "name", "--formatter", "json"))
+    assert {q["name"] for q in listed} >= {q["name"] for q in exported["queues"]}
+
+    # Declaring the same queues succeeds only if every argument is equal.
+    transport = await connect(delivery_limit=3)
+    await transport.subscribe("coordinator.events", "events", "#", _ack)
+    await transport.subscribe("inventory.commands", "commands", "inventory.*", _ack)
+    await transport.subscribe("payments.commands", "commands", "payments.*", _ack)
+    await transport.publish("events", "anything", b"{}", message_id="m-1")
+    assert {q["name"] for q in exported["queues"]} == {
+        f"{namespace}.{q}{suffix}"
+        for q in ("coordinator.events", "inventory.commands", "payments.commands")
+        for suffix in ("", ".dead")
+    }
+
+
+def test_delivery_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="delivery_limit"):
+        queue_arguments("ns", "q", delivery_limit=0)
+
+
+# -- publishing -----------------------------------------------------------------------
+
+
+async def test_a_publish_returns_once_the_queue_holds_the_message(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+    namespace: str,
+    amqp: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    transport = await connect()
+    await transport.declare("parked", "commands", "svc.*")
+    for n in range(20):
+        await transport.publish("commands", "svc.Do", b"{}", message_id=f"m-{n}")
+    assert await _message_count(amqp, f"{namespace}.parked") == 20
+
+
+async def test_unroutable_is_a_saga_error_naming_the_exchange(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    transport = await connect()
+    with pytest.raises(UnroutableError) as caught:
+        await transport.publish("commands", "nobody.Home", b"{}", message_id="m-1")
+    assert (caught.value.exchange, caught.value.routing_key) == ("commands", "nobody.Home")
+
+
+async def test_a_nacked_publish_raises(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+    namespace: str,
+    amqp: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    transport = await connect()
+    # A full queue that rejects publishes makes the broker nack.
+    async with amqp.channel() as channel:
+        full = await channel.declare_queue(
+            f"{namespace}.full",
+            durable=True,
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
+        await full.bind(f"{namespace}.events", "full.#")
+        try:
+            with pytest.raises(PublishFailedError) as caught:
+                await transport.publish("events", "full.x", b"{}", message_id="m-1")
+            assert (caught.value.reason, caught.value.retryable) == ("nacked", True)
+        finally:
+            await full.delete(if_unused=False, if_empty=False)
+
+
+async def test_a_publish_that_is_never_confirmed_times_out(
+    connect: Callable[..., Awaitable[RabbitTransport]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = await connect(publish_timeout=timedelta(milliseconds=50))
+
+    async def silent(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(WAIT)  # a connection that went quiet
+
+    monkeypatch.setattr(transport._publisher._exchanges["events"], "publish", silent)
+    with pytest.raises(PublishFailedError) as caught:
+        await transport.publish("events", "x", b"{}", message_id="m-1", mandatory=False)
+    assert caught.value.reason == "timeout"
+
+
+async def test_oversized_messages_are_refused_and_dead_lettered(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    limited = await connect(max_message_size=10)
+    with pytest.raises(ContractError) as caught:
+        await limited.publish("events", "x", b"x" * 11, message_id="m-1")
+    assert caught.value.reason == "too_large"
+
+    handled: list[bytes] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.body)
+        await delivery.ack()
+
+    await limited.subscribe("q", "events", "#", handle)
+    unlimited = await connect()
+    await unlimited.publish("events", "x", b"x" * 11, message_id="big")
+    await unlimited.publish("events", "x", b"small", message_id="small")
+    letters = await _eventually(lambda: limited.dead_letters("q"))
+    assert [(d.message_id, d.reason) for d in letters] == [("big", "too_large")]
+    assert handled == [b"small"]
+
+
+# -- dead letters -----------------------------------------------------------------------
+
+
+async def test_the_broker_dead_letters_after_the_delivery_limit(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+    namespace: str,
+    amqp: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    """A consumer that dies mid-message never settles it: the broker's limit applies."""
+    transport = await connect(delivery_limit=3)
+    await transport.declare("q", "events", "#")
+    await transport.publish("events", "order.placed", b"crash", message_id="m-1")
+
+    deliveries = 0
+    async with amqp.channel() as channel:
+        queue = await channel.get_queue(f"{namespace}.q", ensure=False)
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            deliveries += 1
+            await message.reject(requeue=True)  # what a crash amounts to
+
+    assert deliveries == 3
+    [letter] = await _eventually(lambda: transport.dead_letters("q"))
+    assert (letter.reason, letter.message_id, letter.body) == ("delivery_limit", "m-1", b"crash")
+    assert (letter.exchange, letter.routing_key) == ("events", "order.placed")
+    assert "delivery_limit" in letter.detail
+
+
+async def test_listing_dead_letters_keeps_them_in_order_unless_removed(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    transport = await connect()
+
+    async def park(delivery: Delivery) -> None:
+        await delivery.dead_letter("schema_mismatch", f"bad {delivery.message_id}")
+
+    await transport.subscribe("q", "commands", "svc.*", park, prefetch=1)
+    for n in range(3):
+        await transport.publish(
+            "commands", "svc.Do", b"{}", message_id=f"m-{n}", headers={"traceparent": "00-x"}
+        )
+    await _eventually(lambda: transport.dead_letters("q"), count=3)
+
+    first = await transport.dead_letters("q")
+    assert [d.message_id for d in first] == ["m-0", "m-1", "m-2"]
+    assert first[0].headers["traceparent"] == "00-x"
+    assert first[0].headers["x-original-queue"] == "q"
+    assert (first[0].exchange, first[0].routing_key) == ("commands", "svc.Do")
+    assert [d.message_id for d in await transport.dead_letters("q", limit=2)] == ["m-0", "m-1"]
+    assert [d.message_id for d in await transport.dead_letters("q", remove=True)] == [
+        "m-0",
+        "m-1",
+        "m-2",
+    ]
+    assert await transport.dead_letters("q") == []
+    assert await transport.dead_letters("never.declared") == []
+
+
+# -- consumers --------------------------------------------------------------------------
+
+
+async def test_a_consumer_resumes_after_the_broker_closes_its_channel(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    transport = await connect()
+    counts: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+    channel_lost = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        await counts.put((delivery.body, delivery.delivery_count))
+        if delivery.body == b"first" and delivery.delivery_count == 1:
+            await channel_lost.wait()
+        await delivery.ack()  # on a closed channel: logged, and the broker redelivers
+
+    subscription = await transport.subscribe("q", "events", "#", handle)
+    await transport.publish("events", "x", b"first", message_id="m-1")
+    assert await asyncio.wait_for(counts.get(), WAIT) == (b"first", 1)
+
+    # Acking an unknown delivery tag is a channel error: the broker closes the channel.
+    underlay = await subscription._channel.get_underlay_channel()  # type: ignore[attr-defined]
+    await underlay.basic_ack(delivery_tag=10_000)
+    await _eventually(lambda: _const(underlay.is_closed))
+    channel_lost.set()
+
+    assert await asyncio.wait_for(counts.get(), WAIT) == (b"first", 2)
+    await transport.publish("events", "x", b"second", message_id="m-2")
+    assert await asyncio.wait_for(counts.get(), WAIT) == (b"second", 1)
+
+
+async def test_namespaces_do_not_see_each_other(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    transport = await connect()
+    other = await _connect(f"test-{uuid.uuid4().hex[:12]}")
+    try:
+        received: list[bytes] = []
+
+        async def collect(delivery: Delivery) -> None:
+            received.append(delivery.body)
+            await delivery.ack()
+
+        await transport.subscribe("q", "events", "#", collect)
+        with pytest.raises(UnroutableError):
+            await other.publish("events", "x", b"{}", message_id="m-1")
+        assert received == []
+    finally:
+        await other.delete_namespace()
+        await other.close()
+
+
+async def test_deleting_the_namespace_removes_its_queues(
+    namespace: str, amqp: aio_pika.abc.AbstractRobustConnection
+) -> None:
+    transport = await _connect(namespace)
+    await transport.subscribe("q", "events", "#", _ack)
+    await transport.delete_namespace()
+    await transport.close()
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await _message_count(amqp, f"{namespace}.q")
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.publish("events", "x", b"{}", message_id="m-1")
+
+
+async def _eventually(probe: Callable[[], Awaitable[Any]], *, count: int = 1) -> Any:
+    async with asyncio.timeout(WAIT):
+        while True:
+            result = await probe()
+            if (len(result) >= count) if isinstance(result, list) else result:
+                return result
+            await asyncio.sleep(0.02)
+
+
+async def _const(value: Any) -> Any:
+    return value
