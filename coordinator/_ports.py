@@ -92,6 +92,9 @@ class Transport(Protocol):
         dropped, as a topic exchange does.
         """
 
+    async def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:
+        """Declare ``queue`` bound to ``exchange`` by ``pattern``, without consuming it."""
+
     async def subscribe(
         self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
     ) -> Subscription:

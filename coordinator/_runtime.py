@@ -130,7 +130,15 @@ class Coordinator:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self, *, loops: bool = True) -> None:
-        """Consume events, and (unless ``loops`` is false) poll timers and the outbox."""
+        """Consume events, and (unless ``loops`` is false) poll timers and the outbox.
+
+        The command queue of every participant service the definitions use is
+        declared first, so commands wait there for a participant that has not
+        started yet instead of bouncing as unroutable.
+        """
+        services = {s.service for d in self._defs.values() for s in d.steps.values()}
+        for service in sorted(services):
+            await self._transport.declare(f"{service}.commands", "commands", f"{service}.*")
         self._subscription = await self._transport.subscribe(
             EVENTS_QUEUE, "events", "#", self.handle
         )

@@ -291,7 +291,7 @@ async def test_prefetch_bounds_concurrent_handlers() -> None:
 
 async def test_messages_published_before_a_consumer_wait_in_the_queue() -> None:
     transport = MemoryTransport()
-    transport.declare("q", "commands", "svc.*")
+    await transport.declare("q", "commands", "svc.*")
     await transport.publish("commands", "svc.A", b"1", message_id="m-1")
     await transport.drain()  # a queue without consumers does not hold drain up
     assert transport.ready("q") == [b"1"]

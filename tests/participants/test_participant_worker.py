@@ -123,7 +123,6 @@ class Harness:
         self.inventory = inventory
         self.memory = transport or MemoryTransport()
         self.store = MemoryIdempotencyStore()
-        self.memory.declare("replies", "events", "#")  # the coordinator's queue, unconsumed
         self.worker = ParticipantWorker(
             inventory.service(),
             transport=self.memory,
@@ -171,6 +170,7 @@ def inventory() -> Inventory:
 @pytest.fixture
 async def harness(inventory: Inventory) -> Harness:
     harness = Harness(inventory)
+    await harness.memory.declare("replies", "events", "#")  # the coordinator's queue, unconsumed
     await harness.worker.start()
     return harness
 
@@ -400,7 +400,7 @@ async def test_an_unencodable_result_is_dead_lettered_without_a_reply() -> None:
         return 42  # type: ignore[return-value]
 
     transport = MemoryTransport()
-    transport.declare("replies", "events", "#")
+    await transport.declare("replies", "events", "#")
     store = MemoryIdempotencyStore()
     async with ParticipantWorker(service, transport=transport, idempotency=store):
         cmd = command()
@@ -449,7 +449,7 @@ async def test_the_delivery_is_acked_only_after_the_reply_was_published(
     inventory: Inventory,
 ) -> None:
     memory = MemoryTransport()
-    memory.declare("replies", "events", "#")
+    await memory.declare("replies", "events", "#")
     transport = FailingOnce(memory)
     store = MemoryIdempotencyStore()
     counts: list[int] = []
@@ -533,7 +533,7 @@ class RecordingTransport(FailingOnce):
 async def test_record_then_publish_then_ack(inventory: Inventory) -> None:
     log: list[str] = []
     memory = MemoryTransport()
-    memory.declare("replies", "events", "#")
+    await memory.declare("replies", "events", "#")
     worker = ParticipantWorker(
         inventory.service(),
         transport=RecordingTransport(memory, log),
@@ -566,7 +566,7 @@ async def test_a_failing_store_requeues(inventory: Inventory) -> None:
 
 async def test_start_and_stop(inventory: Inventory) -> None:
     transport = MemoryTransport()
-    transport.declare("replies", "events", "#")
+    await transport.declare("replies", "events", "#")
     worker = ParticipantWorker(
         inventory.service(), transport=transport, idempotency=MemoryIdempotencyStore()
     )

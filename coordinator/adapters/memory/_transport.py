@@ -347,7 +347,7 @@ class MemoryTransport:
         self._dispatch(declared)
         return consumer
 
-    def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:
+    async def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:
         """Declare ``queue`` bound to ``exchange`` by ``pattern`` without consuming it.
 
         Its messages wait until a consumer subscribes; `ready` shows them.
