@@ -8,7 +8,7 @@ composes them. A port never interprets saga semantics.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 import msgspec
@@ -198,11 +198,23 @@ class SagaQueries(Protocol):
 
 
 class IdempotencyStore(Protocol):
-    """A participant's record of the replies it gave, by idempotency key."""
+    """A participant's record of the replies it gave, by idempotency key.
+
+    ``claim`` fences the execution of one key across worker processes: a
+    command redelivered to a second worker while the first still runs it must
+    wait for the first one's reply, not run the handler again.
+    """
 
     async def get(self, key: str) -> bytes | None: ...
 
     async def put(self, key: str, reply: bytes) -> None: ...
+
+    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        """Take the key for ``holder`` unless someone else holds it; expires after ``ttl``."""
+        ...
+
+    async def release(self, key: str, holder: str) -> None:
+        """Give the key back, if ``holder`` still holds it."""
 
 
 class Clock(Protocol):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, final
 
@@ -37,6 +38,7 @@ INVALID_COMMAND: Final = "InvalidCommand"
 # A failure's text travels in the reply; a bound keeps a huge message (or a
 # repr of a huge value) from making the reply itself undeliverable.
 _MAX_ERROR_MESSAGE: Final = 2000
+_CLAIM_POLL_SECONDS: Final = 0.2
 # Forwarded from the command to the reply so the trace continues.
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
@@ -99,6 +101,7 @@ class ParticipantWorker:
         codec: Codec = DEFAULT_CODEC,
         clock: Clock | None = None,
         prefetch: int = 16,
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
         """Create a worker; `start` begins consuming.
 
@@ -110,6 +113,9 @@ class ParticipantWorker:
             codec: Decodes commands and encodes replies.
             clock: Stamps the replies' ``sent_at``; the system's UTC clock by default.
             prefetch: Commands handled at once.
+            lease: How long this worker holds an idempotency key while running
+                its handler; longer than any handler takes. If the worker dies,
+                another takes the command over once the lease expires.
         """
         self._service = service
         self._transport = transport
@@ -119,6 +125,8 @@ class ParticipantWorker:
         self._prefetch = prefetch
         self._locks = _KeyLocks()
         self._subscription: Subscription | None = None
+        self._lease = lease
+        self._holder = uuid.uuid4().hex
 
     @property
     def queue(self) -> str:
@@ -186,16 +194,20 @@ class ParticipantWorker:
     async def _answer(
         self, delivery: Delivery, command: Command, registration: Registration
     ) -> None:
+        key = command.idempotency_key
         try:
-            recorded = await self._idempotency.get(command.idempotency_key)
+            recorded = await self._claim_or_recorded(key)
             if recorded is not None:
                 reply = self._restamp(self._recorded(recorded), command)
                 body = self._codec.encode(reply)
             else:
-                reply = await self._execute(registration, command)
-                body = self._encode_reply(reply)
-                if _worth_recording(reply):
-                    await self._idempotency.put(command.idempotency_key, body)
+                try:
+                    reply = await self._execute(registration, command)
+                    body = self._encode_reply(reply)
+                    if _worth_recording(reply):
+                        await self._idempotency.put(key, body)
+                finally:
+                    await self._idempotency.release(key, self._holder)
             await self._transport.publish(
                 "events",
                 f"{command.saga_name}.{type(reply).__name__}",
@@ -215,6 +227,24 @@ class ParticipantWorker:
             await delivery.requeue()
             return
         await delivery.ack()
+
+    async def _claim_or_recorded(self, key: str) -> bytes | None:
+        """The recorded reply for ``key``, or None once this worker may execute it.
+
+        Another worker (another process) may be running the same key: then wait
+        for its reply rather than run the handler a second time. Its claim
+        expires if it dies, and this worker takes over.
+        """
+        while True:
+            recorded = await self._idempotency.get(key)
+            if recorded is not None:
+                return recorded
+            if await self._idempotency.claim(key, self._holder, self._lease):
+                recorded = await self._idempotency.get(key)  # finished just before we claimed
+                if recorded is not None:
+                    await self._idempotency.release(key, self._holder)
+                return recorded
+            await self._clock.sleep(_CLAIM_POLL_SECONDS)
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -507,6 +507,12 @@ class RecordingStore:
         self.log.append("record")
         await self.inner.put(key, reply)
 
+    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        return await self.inner.claim(key, holder, ttl)
+
+    async def release(self, key: str, holder: str) -> None:
+        await self.inner.release(key, holder)
+
 
 class RecordingTransport(FailingOnce):
     def __init__(self, inner: MemoryTransport, log: list[str]) -> None:
@@ -588,3 +594,54 @@ async def test_start_and_stop(inventory: Inventory) -> None:
     assert len(inventory.calls) == 1
     assert len(transport.ready("replies")) == 1
     await worker.stop()
+
+
+async def test_a_key_claimed_by_another_worker_waits_for_its_reply(inventory: Inventory) -> None:
+    """Two worker processes got the same command (a redelivery after a crash, say):
+    the second waits for the first one's recorded reply and never runs the handler."""
+    memory = MemoryTransport()
+    await memory.declare("replies", "events", "#")
+    shared = MemoryIdempotencyStore()
+    cmd = command()
+    assert await shared.claim(cmd.idempotency_key, "the-other-worker", timedelta(minutes=1))
+    worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
+    log: list[str] = []
+    handling = asyncio.create_task(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)))
+    await asyncio.sleep(0.3)
+    assert not handling.done(), "it must wait while the other worker holds the key"
+    # the other worker finishes: records its reply and releases the key
+    other = TaskCompleted(
+        message_id="other:reply",
+        saga_id=cmd.saga_id,
+        saga_name=cmd.saga_name,
+        step=cmd.step,
+        attempt=cmd.attempt,
+        kind=cmd.kind,
+        causation_id=cmd.message_id,
+        sent_at=cmd.sent_at,
+        result={"hold_id": "from-the-other"},
+    )
+    await shared.put(cmd.idempotency_key, DEFAULT_CODEC.encode(other))
+    await shared.release(cmd.idempotency_key, "the-other-worker")
+    await asyncio.wait_for(handling, 2)
+    assert log == ["ack"]
+    assert inventory.calls == []
+    assert inventory.effects == []
+    [reply] = [DEFAULT_CODEC.decode_inbound(b) for b in memory.ready("replies")]
+    assert isinstance(reply, TaskCompleted)
+    assert reply.result == {"hold_id": "from-the-other"}
+
+
+async def test_an_expired_claim_is_taken_over(inventory: Inventory) -> None:
+    memory = MemoryTransport()
+    await memory.declare("replies", "events", "#")
+    shared = MemoryIdempotencyStore()
+    cmd = command()
+    assert await shared.claim(cmd.idempotency_key, "a-dead-worker", timedelta(milliseconds=50))
+    worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
+    log: list[str] = []
+    await asyncio.wait_for(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)), 2)
+    assert log == ["ack"]
+    [reply] = [DEFAULT_CODEC.decode_inbound(b) for b in memory.ready("replies")]
+    assert isinstance(reply, TaskCompleted)
+    assert len(inventory.effects) == 1

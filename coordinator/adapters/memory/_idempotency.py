@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import final
 
 __all__ = ["MemoryIdempotencyStore"]
@@ -16,12 +18,25 @@ class MemoryIdempotencyStore:
 
     def __init__(self) -> None:
         self._replies: dict[str, bytes] = {}
+        self._claims: dict[str, tuple[str, float]] = {}
 
     async def get(self, key: str) -> bytes | None:
         return self._replies.get(key)
 
     async def put(self, key: str, reply: bytes) -> None:
         self._replies[key] = reply
+
+    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        current = self._claims.get(key)
+        now = time.monotonic()
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self._claims[key] = (holder, now + ttl.total_seconds())
+        return True
+
+    async def release(self, key: str, holder: str) -> None:
+        if self._claims.get(key, ("", 0.0))[0] == holder:
+            del self._claims[key]
 
     def __len__(self) -> int:
         return len(self._replies)

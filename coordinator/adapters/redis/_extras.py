@@ -30,6 +30,11 @@ class RedisIdempotencyStore:
     def __init__(self, redis: Redis | RedisCluster, *, namespace: str, ttl: timedelta) -> None:
         self._redis: Any = redis
         self._prefix = f"{namespace}:reply:"
+        self._claim_prefix = f"{namespace}:claim:"
+        # Delete the claim only if it is still ours: it may have expired and been retaken.
+        self._release = redis.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
+        )
         self._ttl = int(ttl.total_seconds())
 
     async def get(self, key: str) -> bytes | None:
@@ -38,6 +43,17 @@ class RedisIdempotencyStore:
 
     async def put(self, key: str, reply: bytes) -> None:
         await self._redis.set(self._prefix + key, reply, ex=self._ttl)
+
+    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        taken = await self._redis.set(
+            self._claim_prefix + key, holder, nx=True, px=int(ttl.total_seconds() * 1000)
+        )
+        if taken:
+            return True
+        return bool(await self._redis.get(self._claim_prefix + key) == holder.encode())
+
+    async def release(self, key: str, holder: str) -> None:
+        await self._release(keys=[self._claim_prefix + key], args=[holder])
 
 
 @final
