@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -77,6 +79,15 @@ def _show(state: dict[str, Any]) -> None:
     console.print(f"data: {json.dumps(state['data'])}")
 
 
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=os.environ.get("SAGA_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    for noisy in ("aiormq", "aio_pika", "redis"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per command
     @app.command()
     def run(
@@ -89,6 +100,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         from coordinator._serve import serve_coordinator
 
         definitions = [load_definition(spec) for spec in saga]
+        _log_to_stderr()
         asyncio.run(serve_coordinator(definitions, _settings(namespace)))
 
     @app.command()
@@ -109,6 +121,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         if callable(found) and not isinstance(found, Service):
             found = found()
         found_list = [found] if isinstance(found, Service) else list(found)  # type: ignore[call-overload]
+        _log_to_stderr()
         asyncio.run(serve_participants(found_list, _settings(namespace)))
 
     @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -93,7 +93,7 @@ async def serve_coordinator(
 
 
 async def serve_participants(
-    services: Iterable[Service], settings: Settings, *, stop: asyncio.Event | None = None
+    services: Sequence[Service], settings: Settings, *, stop: asyncio.Event | None = None
 ) -> None:
     """Run workers for ``services`` until signalled."""
     async with AsyncExitStack() as stack:
@@ -108,4 +108,7 @@ async def serve_participants(
             )
             await worker.start()
             stack.push_async_callback(worker.stop)
+        names = ", ".join(s.name for s in services)
+        _log.info("participants running in namespace %r: %s", settings.namespace, names)
         await until_signalled(stop)
+        _log.info("stopping: finishing the commands in flight")
