@@ -1104,12 +1104,10 @@ def test_the_pivot_timing_out_after_a_cancel_ends_failed() -> None:
 
 @pytest.mark.parametrize("trigger", ["cancel", "deadline"])
 def test_a_pivot_in_backoff_after_a_timeout_is_not_given_up_by_a_cancel(trigger: str) -> None:
-    """BUG: the pivot's first attempt timed out (it may have shipped) and its retry waits for
-    the backoff timer. A cancel, or the deadline, then runs ``stop_forward``, which turns the
-    pivot into ``timed_out`` with nothing owed (it has no undo) and compensates the steps
-    before it; the saga ends ``cancelled`` (``compensated``) though the point of no return
-    may have been passed, and the pivot's late success is then ignored. Running, the same
-    unknown pivot ends the saga ``failed`` ("outcome unknown and no undo")."""
+    """The pivot's first attempt timed out (it may have shipped) and its retry waits for the
+    backoff timer when a cancel, or the deadline, comes: the steps before it must not be
+    undone while its outcome is unknown, and its late success must not be ignored (the
+    saga once compensated them, ended ``cancelled`` and dropped the pivot's success)."""
     s = saga(deadline=timedelta(seconds=20))
     slow_retry = Retry(attempts=3, backoff=timedelta(seconds=30), jitter=0.0)
     defn = s.define(
@@ -1546,7 +1544,7 @@ def test_the_core_source_imports_no_io_module() -> None:
 
 def test_mypy_strict_passes_on_the_core() -> None:
     out = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "mypy"), "--strict", "coordinator/core"],
+        [str(Path(sys.executable).parent / "mypy"), "--strict", "coordinator/core"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -248,3 +248,33 @@ async def _reply(transport: MemoryTransport, step: str, result: dict[str, object
         result=result,
     )
     await transport.publish("events", "t", DEFAULT_CODEC.encode(reply), message_id=reply.message_id)
+
+
+async def test_lifecycle_events_tell_other_services_the_outcome() -> None:
+    clock = VirtualClock()
+    async with Harness([saga], build_services(Ledger(), clock), clock=clock) as h:
+        seen: list[tuple[str, bytes]] = []
+
+        async def watch(delivery: Delivery) -> None:
+            seen.append((delivery.message_id, delivery.body))
+            await delivery.ack()
+
+        await h.transport.subscribe("audit", "lifecycle", "order.place.*", watch)
+        for o in (
+            Order(order_id="ok", lines=[], total_cents=1),
+            Order(order_id="no", lines=[], total_cents=1, card="declined"),
+        ):
+            await h.start(saga.name, o, saga_id=o.order_id)
+            await h.run_until_done(o.order_id)
+        await h.settle()
+        events = [DEFAULT_CODEC.decode_lifecycle(body) for _id, body in seen]
+        assert [(e.saga_id, e.event) for e in events] == [
+            ("ok", "started"),
+            ("ok", "completed"),
+            ("no", "started"),
+            ("no", "compensated"),
+        ]
+        completed = events[1]
+        assert completed.data["tracking_number"] == "trk-ok"
+        assert "CardDeclined" in (events[3].reason or "")
+        assert len({mid for mid, _ in seen}) == 4
