@@ -7,6 +7,7 @@ The tree, under the one root shared with the contracts package::
     ├── SagaDefinitionError (ValueError)  a saga definition is invalid; says what to fix
     ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
     ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
+    ├── StoreUnavailableError             the saga store cannot be reached now; retryable
     ├── UnroutableError                   a mandatory message no queue is bound to receive
     └── PublishFailedError                the broker did not confirm a message; retryable
 
@@ -25,6 +26,7 @@ __all__ = [
     "ContractError",
     "SagaDefinitionError",
     "SagaError",
+    "StoreUnavailableError",
     "UnknownSagaError",
 ]
 
@@ -82,3 +84,13 @@ class PublishFailedError(SagaError):
         super().__init__(message)
         self.reason = reason
         self.message_id = message_id
+
+
+class StoreUnavailableError(SagaError):
+    """The saga store cannot be reached (restarting, failing over, network).
+
+    The runtime keeps the message it is handling and tries again with backoff,
+    rather than spend the message's deliveries on an outage.
+    """
+
+    retryable = True

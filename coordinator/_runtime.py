@@ -26,13 +26,14 @@ from contracts import (
     Codec,
     Command,
     ContractError,
+    CoordinatorInbound,
     SagaLifecycle,
     Signal,
     StartSaga,
     TaskCompleted,
     TaskFailed,
 )
-from coordinator._errors import ConcurrencyError, UnknownSagaError
+from coordinator._errors import ConcurrencyError, StoreUnavailableError, UnknownSagaError
 from coordinator._ports import (
     Clock,
     Commit,
@@ -97,6 +98,8 @@ class Coordinator:
         timer_interval: How often due timers are polled.
         relay_after: How old an unpublished outbox entry must be before the relay
             publishes it (entries are normally published right after their commit).
+        store_outage: How long a message is held while the store is unreachable
+            before it goes back to the broker.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class Coordinator:
         services_down: Callable[[], frozenset[str]] = frozenset,
         timer_interval: float = 0.2,
         relay_after: timedelta = timedelta(seconds=5),
+        store_outage: timedelta = timedelta(minutes=5),
     ) -> None:
         self._defs: dict[tuple[str, int], SagaDefinition[Any]] = {}
         self._latest: dict[str, SagaDefinition[Any]] = {}
@@ -124,6 +128,7 @@ class Coordinator:
         self._services_down = services_down
         self._timer_interval = timer_interval
         self._relay_after = relay_after
+        self._store_outage = store_outage
         self._subscription: Subscription | None = None
         self._loops: list[asyncio.Task[None]] = []
 
@@ -162,18 +167,40 @@ class Coordinator:
 
     async def _every(self, job: Callable[[], Any]) -> None:
         while True:
-            await job()
+            try:
+                await job()
+            except Exception:  # an outage must not end the loop
+                _log.warning("%s failed; trying again", job.__name__, exc_info=True)
             await self._clock.sleep(self._timer_interval)
 
     # -- inputs -----------------------------------------------------------------------
 
     async def handle(self, delivery: Delivery) -> None:
-        """Handle one message from the events queue, then settle it."""
+        """Handle one message from the events queue, then settle it.
+
+        While the store is unreachable the message is held and retried with
+        backoff (up to ``store_outage``), not returned to the broker, where each
+        failure would spend one of its deliveries.
+        """
         try:
             message = self._codec.decode_inbound(delivery.body)
         except ContractError as exc:
             await delivery.dead_letter(exc.reason, str(exc))
             return
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                await self._handle(delivery, message)
+                return
+            except StoreUnavailableError:
+                if waited >= self._store_outage.total_seconds():
+                    raise
+                _log.warning("store unavailable; retrying %s in %.2fs", delivery.message_id, delay)
+                await self._clock.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
+
+    async def _handle(self, delivery: Delivery, message: CoordinatorInbound) -> None:
         try:
             match message:
                 case StartSaga():

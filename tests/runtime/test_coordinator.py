@@ -12,6 +12,7 @@ import pytest
 
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
 from coordinator import Coordinator
+from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, Delivery, Stored
 from coordinator.adapters.memory import MemorySagaStore, MemoryTransport
 from coordinator.testing import Harness, VirtualClock
@@ -278,3 +279,70 @@ async def test_lifecycle_events_tell_other_services_the_outcome() -> None:
         assert completed.data["tracking_number"] == "trk-ok"
         assert "CardDeclined" in (events[3].reason or "")
         assert len({mid for mid, _ in seen}) == 4
+
+
+class FlakyStore(YieldingStore):
+    """The store is down for the next ``outage`` calls."""
+
+    def __init__(self, inner: MemorySagaStore, outage: int) -> None:
+        super().__init__(inner)
+        self.outage = outage
+
+    def _maybe_down(self) -> None:
+        if self.outage > 0:
+            self.outage -= 1
+            raise StoreUnavailableError("Redis is unavailable: restarting")
+
+    async def load(self, saga_id: str) -> Stored | None:
+        self._maybe_down()
+        return await self.inner.load(saga_id)
+
+    async def due(self, now: datetime, limit: int) -> Any:
+        self._maybe_down()
+        return await self.inner.due(now, limit)
+
+
+async def test_a_store_outage_holds_the_message_instead_of_spending_deliveries() -> None:
+    clock = VirtualClock()
+    transport = MemoryTransport(delivery_limit=2)
+    store = FlakyStore(MemorySagaStore(), outage=0)
+    coordinator = Coordinator([saga], transport=transport, store=store, clock=clock)  # type: ignore[arg-type]
+    await transport.subscribe("sink", "commands", "#", _ack)
+    await coordinator.start(loops=False)
+    try:
+        store.outage = 6  # longer than the delivery limit would survive
+        await transport.publish("events", "t", start_message("held"), message_id="m")
+        for _ in range(50):
+            await asyncio.sleep(0)
+            clock.advance(timedelta(seconds=1))  # the backoff sleeps on the clock
+        await transport.drain()
+        assert transport.dead_letters == []
+        state = await coordinator.load("held")
+        assert state is not None
+        assert state.steps["reserve"].status == "dispatched"
+    finally:
+        await coordinator.stop()
+        await transport.close()
+
+
+async def test_timer_and_relay_loops_survive_an_outage() -> None:
+    clock = VirtualClock()
+    transport = MemoryTransport()
+    store = FlakyStore(MemorySagaStore(), outage=3)
+    coordinator = Coordinator(
+        [saga],
+        transport=transport,
+        store=store,
+        clock=clock,  # type: ignore[arg-type]
+        timer_interval=1.0,
+    )
+    await coordinator.start()
+    try:
+        for _ in range(10):
+            await asyncio.sleep(0)
+            clock.advance(timedelta(seconds=1))
+        assert store.outage == 0
+        assert all(not task.done() for task in coordinator._loops)
+    finally:
+        await coordinator.stop()
+        await transport.close()

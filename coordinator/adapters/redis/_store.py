@@ -16,15 +16,20 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import BusyLoadingError, ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
 from coordinator.adapters.redis._scripts import COMMIT, DONE, RECORD
 
@@ -36,6 +41,31 @@ _outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
 
 AnyRedis = Redis | RedisCluster
+
+
+_OUTAGE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ClusterDownError,
+    TryAgainError,
+    OSError,
+)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _outage_is_unavailable(method: F) -> F:
+    """Report a Redis outage as ``StoreUnavailableError``, which the runtime waits out."""
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except _OUTAGE as exc:
+            raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
+
+    return call  # type: ignore[return-value]
 
 
 def _ms(when: datetime) -> int:
@@ -92,12 +122,14 @@ class RedisSagaStore:
 
     # -- SagaStore --------------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def load(self, saga_id: str) -> Stored | None:
         state, rev = await self._redis.hmget(f"{self._bucket(saga_id)}:s:{saga_id}", "state", "rev")
         if state is None or rev is None:
             return None
         return Stored(state=state, revision=int(rev))
 
+    @_outage_is_unavailable
     async def commit(self, commit: Commit) -> CommitResult:
         saga_id = commit.saga_id
         args: list[Any] = [
@@ -127,6 +159,7 @@ class RedisSagaStore:
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
 
+    @_outage_is_unavailable
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
@@ -134,6 +167,7 @@ class RedisSagaStore:
 
     # -- OutboxStore -------------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
         found: list[OutboxEntry] = []
         for bucket in range(self._buckets):
@@ -148,6 +182,7 @@ class RedisSagaStore:
                 break
         return found
 
+    @_outage_is_unavailable
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
         by_bucket: dict[str, list[str]] = {}
         for entry in entries:
@@ -158,6 +193,7 @@ class RedisSagaStore:
 
     # -- TimerStore ---------------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         for bucket in range(self._buckets):
@@ -173,6 +209,7 @@ class RedisSagaStore:
 
     # -- SagaQueries --------------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         rows = await self._redis.xrange(f"{self._bucket(saga_id)}:h:{saga_id}")
         return [_history_decoder.decode(fields[b"e"]) for _id, fields in rows]
