@@ -9,6 +9,7 @@ tests and the demo read to check that each effect happened exactly once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 
 from coordinator._ports import Clock
@@ -43,7 +44,7 @@ class GatewayTimeout(Failure):
 
 
 class Ledger:
-    """Effects applied by the participants, as ``(service, effect, order_id)`` counts.
+    """Effects applied by the participants, counted by ``(service, effect, order_id)``.
 
     A cancelled shipment leaves a tombstone, so a booking that arrives after its
     cancellation (a slow first attempt) is refused instead of applied.
@@ -51,16 +52,65 @@ class Ledger:
 
     def __init__(self) -> None:
         self.effects: Counter[tuple[str, str, str]] = Counter()
-        self.cancelled_shipments: set[str] = set()
-        self.flaky_seen: set[str] = set()
+        self._cancelled: set[str] = set()
+        self._tried: set[str] = set()
 
     def apply(self, service: str, effect: str, order_id: str) -> None:
         self.effects[(service, effect, order_id)] += 1
 
     def of(self, order_id: str) -> list[str]:
+        """Every effect applied for the order, sorted, once per application."""
         return sorted(
             f"{s}.{e}" for (s, e, o), n in self.effects.items() for _ in range(n) if o == order_id
         )
+
+    def cancel_shipment(self, order_id: str) -> None:
+        self._cancelled.add(order_id)
+
+    def shipment_cancelled(self, order_id: str) -> bool:
+        return order_id in self._cancelled
+
+    def first_try(self, key: str) -> bool:
+        """True the first time ``key`` is seen (drives the flaky card)."""
+        if key in self._tried:
+            return False
+        self._tried.add(key)
+        return True
+
+
+class SqliteLedger(Ledger):
+    """The same ledger in a SQLite file, shared by participant processes and read by tests."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS effects (service TEXT, effect TEXT, order_id TEXT);"
+            "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY);"
+        )
+
+    def apply(self, service: str, effect: str, order_id: str) -> None:
+        self._db.execute("INSERT INTO effects VALUES (?, ?, ?)", (service, effect, order_id))
+
+    def of(self, order_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT service || '.' || effect FROM effects WHERE order_id = ?", (order_id,)
+        )
+        return sorted(r[0] for r in rows)
+
+    def all(self) -> Counter[tuple[str, str, str]]:
+        return Counter(self._db.execute("SELECT service, effect, order_id FROM effects"))
+
+    def cancel_shipment(self, order_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO marks VALUES (?)", (f"cancelled:{order_id}",))
+
+    def shipment_cancelled(self, order_id: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM marks WHERE key = ?", (f"cancelled:{order_id}",))
+        return found.fetchone() is not None
+
+    def first_try(self, key: str) -> bool:
+        return self._db.execute("INSERT OR IGNORE INTO marks VALUES (?)", (key,)).rowcount == 1
 
 
 def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
@@ -93,8 +143,7 @@ def _payments(ledger: Ledger) -> Service:
     async def charge(cmd: Charge, ctx: Context) -> Charged:
         if cmd.card == "declined":
             raise CardDeclined("the card was declined")
-        if cmd.card == "flaky" and cmd.order_id not in ledger.flaky_seen:
-            ledger.flaky_seen.add(cmd.order_id)
+        if cmd.card == "flaky" and ledger.first_try(f"flaky:{cmd.order_id}"):
             raise GatewayTimeout("the card network did not answer")
         ledger.apply("payments", "charge", cmd.order_id)
         return Charged(charge_id=f"ch-{cmd.order_id}")
@@ -128,7 +177,7 @@ def _shipping(ledger: Ledger, clock: Clock) -> Service:
         if cmd.shipper == "slow":
             await clock.sleep(SLOW_SHIPPER_SECONDS)
         # A cancellation that overtook this booking left a tombstone: do not apply.
-        if cmd.order_id in ledger.cancelled_shipments:
+        if ledger.shipment_cancelled(cmd.order_id):
             raise Failure(
                 "ShipmentCancelled", "the shipment was cancelled meanwhile", retryable=False
             )
@@ -137,7 +186,7 @@ def _shipping(ledger: Ledger, clock: Clock) -> Service:
 
     @shipping.handles(CancelShipment)
     async def cancel(cmd: CancelShipment, ctx: Context) -> None:
-        ledger.cancelled_shipments.add(cmd.order_id)
+        ledger.cancel_shipment(cmd.order_id)
         ledger.apply("shipping", "cancel", cmd.order_id)
 
     return shipping

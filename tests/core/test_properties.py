@@ -12,6 +12,19 @@ fails. It records a success (and a non-retryable failure) under the idempotency
 key and replays it for any later delivery of that key; a retryable failure is not
 recorded, so a retry really executes. A compensation that ran leaves a tombstone,
 so an action delivered after its own compensation is refused rather than applied.
+
+Checked on every decision: (b) each (step, kind, attempt) is dispatched once, attempts
+count up by one, no action goes through an open circuit; (d) a terminal saga never
+changes; (e) the revision grows by one per change and not otherwise, and an unchanged
+decision has no effects; a duplicate reply, signal or stale timer changes nothing;
+``settled`` grows by exactly the steps that succeeded or timed out.
+
+Checked at the end: (a) the saga is terminal; (c) when it ended compensated or
+cancelled, every step that applied at its participant, or whose outcome is unknown,
+was compensated exactly once and nothing else was, in reverse order of settling,
+and the pivot neither applied nor may have; (f) a completed saga ran or skipped every
+step and compensated nothing; ``failed`` only ever means a compensation exhausted,
+a failure after the pivot, or an unknown outcome that cannot be undone.
 """
 
 from __future__ import annotations
@@ -330,7 +343,6 @@ class World:
         self.dead_timers: list[str] = []
         self.sent: Counter[str] = Counter()
         self.attempts: dict[tuple[str, str], int] = {}
-        self.ever: dict[str, set[str]] = {}
         self.compensation_order: list[str] = []
         self.compensation_successes: Counter[str] = Counter()
         self.signals_sent: list[SignalReceived] = []
@@ -365,6 +377,9 @@ class World:
 
     def absorb(self, before: SagaState[Data] | None, d: Decision[Data], inp: Input | None) -> None:
         new = d.state
+        pivots = [s.name for s in self.defn.steps.values() if s.pivot]
+        if d.changed and pivots and new.steps[pivots[0]].status == "succeeded":
+            self.pivot_succeeded = True  # before the effects: they may undo things already
         for effect in d.effects:
             if isinstance(effect, Dispatch):
                 self.on_dispatch(effect)
@@ -382,7 +397,6 @@ class World:
         old_steps = before.steps if before is not None else {}
         newly: list[str] = []
         for name, st_ in new.steps.items():
-            self.ever.setdefault(name, set()).add(st_.status)
             old = old_steps.get(name)
             if name not in self.defn.steps:
                 continue  # waits are not compensated, so they do not settle
@@ -397,9 +411,6 @@ class World:
         if isinstance(inp, StepCompleted) and inp.kind == "compensation":
             assert new.steps[inp.step].status == "compensated"
             self.compensation_successes[inp.step] += 1
-        pivots = [s.name for s in self.defn.steps.values() if s.pivot]
-        if pivots and new.steps[pivots[0]].status == "succeeded":
-            self.pivot_succeeded = True
 
     def on_dispatch(self, cmd: Dispatch) -> None:
         # (b) each (step, kind, attempt) is sent once, and attempts count up by one.
