@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Protocol, final
 
@@ -24,21 +25,19 @@ from contracts import (
     DEFAULT_CODEC,
     CancelSaga,
     Codec,
-    Command,
     ContractError,
     CoordinatorInbound,
-    SagaLifecycle,
     Signal,
     StartSaga,
     TaskCompleted,
     TaskFailed,
 )
 from coordinator._errors import ConcurrencyError, StoreUnavailableError, UnknownSagaError
+from coordinator._outbox import OutboxPublisher
 from coordinator._ports import (
     Clock,
     Commit,
     Delivery,
-    HistoryEntry,
     OutboxEntry,
     OutboxStore,
     SagaQueries,
@@ -47,6 +46,7 @@ from coordinator._ports import (
     TimerStore,
     Transport,
 )
+from coordinator._translate import command_entry, history_entry, input_for, lifecycle_entry
 from coordinator.core import (
     CancelRequested,
     CancelTimer,
@@ -60,8 +60,6 @@ from coordinator.core import (
     SignalReceived,
     Start,
     StartTimer,
-    StepCompleted,
-    StepFailed,
     TimerFired,
     decide,
     start,
@@ -100,6 +98,8 @@ class Coordinator:
             publishes it (entries are normally published right after their commit).
         store_outage: How long a message is held while the store is unreachable
             before it goes back to the broker.
+        cache_size: Sagas whose last committed state this replica keeps, to skip a
+            load (0 disables it).
     """
 
     def __init__(
@@ -114,6 +114,7 @@ class Coordinator:
         timer_interval: float = 0.2,
         relay_after: timedelta = timedelta(seconds=5),
         store_outage: timedelta = timedelta(minutes=5),
+        cache_size: int = 10_000,
     ) -> None:
         self._defs: dict[tuple[str, int], SagaDefinition[Any]] = {}
         self._latest: dict[str, SagaDefinition[Any]] = {}
@@ -127,8 +128,13 @@ class Coordinator:
         self._codec = codec
         self._services_down = services_down
         self._timer_interval = timer_interval
-        self._relay_after = relay_after
         self._store_outage = store_outage
+        self._cache: OrderedDict[str, SagaState[Any]] = OrderedDict()
+        self._cache_size = cache_size
+        # With a single definition (the common case) a state decodes in one pass.
+        self._only = next(iter(self._defs.values())) if len(self._defs) == 1 else None
+        self._only_decoder = msgspec.json.Decoder(_state_type(self._only))
+        self._outbox = OutboxPublisher(transport, store, clock, relay_after=relay_after)
         self._subscription: Subscription | None = None
         self._loops: list[asyncio.Task[None]] = []
 
@@ -148,6 +154,7 @@ class Coordinator:
             EVENTS_QUEUE, "events", "#", self.handle
         )
         if loops:
+            self._outbox.start()
             self._loops = [
                 asyncio.create_task(self._every(self.fire_due_timers), name="saga-timers"),
                 asyncio.create_task(self._every(self.relay), name="saga-relay"),
@@ -160,10 +167,10 @@ class Coordinator:
             self._subscription = None
         for task in self._loops:
             task.cancel()
-        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops = []
+        await self._outbox.stop()
 
     async def _every(self, job: Callable[[], Any]) -> None:
         while True:
@@ -208,7 +215,7 @@ class Coordinator:
                         message.saga_name, message.saga_id, message.input, message.message_id
                     )
                 case TaskCompleted() | TaskFailed() | Signal() | CancelSaga():
-                    await self._apply(message.saga_id, message.message_id, _input_for(message))
+                    await self._apply(message.saga_id, message.message_id, input_for(message))
         except UnknownSagaError as exc:
             await delivery.dead_letter("unknown_saga", str(exc))
             return
@@ -245,6 +252,7 @@ class Coordinator:
                 definition, None, inp, decision, message_id or f"start:{saga_id}"
             )
             if outcome == "committed":
+                self._remember(decision.state)
                 return decision.state, True
         raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {_CAS_ATTEMPTS} tries")
 
@@ -284,9 +292,7 @@ class Coordinator:
 
     async def relay(self, limit: int = 256) -> int:
         """Publish outbox entries left behind (a crash or a broker error after commit)."""
-        entries = await self._store.pending(self._clock.now() - self._relay_after, limit)
-        await self._publish(entries)
-        return len(entries)
+        return await self._outbox.relay(limit)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -302,11 +308,28 @@ class Coordinator:
         stored = await self._store.load(saga_id)
         if stored is None:
             return None
+        if self._only is not None:
+            state: SagaState[Any] = self._only_decoder.decode(stored.state)
+            if (state.name, state.version) == (self._only.name, self._only.version):
+                return state
         header = msgspec.json.decode(stored.state, type=_Header)
         definition = self.definition(header.name, header.version)
-        return msgspec.json.decode(stored.state, type=SagaState[definition.data_type])  # type: ignore[name-defined]
+        decoded: SagaState[Any] = msgspec.json.decode(stored.state, type=_state_type(definition))
+        return decoded
 
     # -- the transition -----------------------------------------------------------------
+
+    def _remember(self, state: SagaState[Any]) -> None:
+        """Keep the state just committed: the next input for the saga skips the load.
+
+        Correctness never depends on it: the commit compares revisions, and a
+        no-op decided on a kept copy is checked again against the store.
+        """
+        if state.terminal or self._cache_size <= 0:
+            return
+        self._cache[state.saga_id] = state
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def _down(self) -> frozenset[str]:
         return self._services_down()
@@ -314,20 +337,28 @@ class Coordinator:
     async def _apply(
         self, saga_id: str, dedupe_id: str, make: Callable[..., Input]
     ) -> Decision[Any]:
+        cached = self._cache.pop(saga_id, None)
         for _ in range(_CAS_ATTEMPTS):
-            state = await self.load(saga_id)
+            state = cached or await self.load(saga_id)
             if state is None:
                 raise UnknownSagaError(f"no saga with id {saga_id!r}")
             definition = self.definition(state.name, state.version)
             inp = make(self._clock.now(), self._down())
             decision = decide(definition, state, inp)
             if not decision.changed:
+                if cached is not None:
+                    cached = None  # a no-op on a kept copy may be news to the stored saga
+                    continue
                 timer = inp.timer if isinstance(inp, TimerFired) else None
                 await self._store.record(
-                    saga_id, _history(state.revision, inp, decision), timer=timer
+                    saga_id, history_entry(state.revision, inp, decision), timer=timer
                 )
+                self._remember(state)
                 return decision
+            cached = None
             outcome = await self._commit(definition, state, inp, decision, dedupe_id)
+            if outcome == "committed":
+                self._remember(decision.state)
             if outcome != "conflict":
                 return decision
         raise ConcurrencyError(f"saga {saga_id!r}: still conflicting after {_CAS_ATTEMPTS} tries")
@@ -341,15 +372,16 @@ class Coordinator:
         dedupe_id: str,
     ) -> str:
         state = decision.state
+        now = self._clock.now()
         outbox: list[OutboxEntry] = []
         due: dict[str, Any] = {}
         cancelled: list[str] = [inp.timer] if isinstance(inp, TimerFired) else []
         for effect in decision.effects:
             match effect:
                 case Dispatch():
-                    outbox.append(self._command(state, effect, dedupe_id))
+                    outbox.append(command_entry(self._codec, state, effect, dedupe_id, now))
                 case Notify():
-                    outbox.append(self._lifecycle(state, effect))
+                    outbox.append(lifecycle_entry(self._codec, state, effect, now))
                 case StartTimer():
                     due[effect.timer] = effect.due
                 case CancelTimer():
@@ -364,132 +396,17 @@ class Coordinator:
                 revision=state.revision,
                 state=msgspec.json.encode(state),
                 dedupe_id=dedupe_id,
-                history=_history(state.revision, inp, decision),
+                history=history_entry(state.revision, inp, decision),
                 outbox=outbox,
                 timers_due=due,
                 timers_cancelled=cancelled,
             )
         )
         if result == "committed":
-            await self._publish(outbox)
+            await self._outbox.publish(outbox)
         return result
 
-    def _command(self, state: SagaState[Any], effect: Dispatch, causation_id: str) -> OutboxEntry:
-        now = self._clock.now()
-        command = Command(
-            message_id=effect.message_id,
-            idempotency_key=effect.idempotency_key,
-            saga_id=state.saga_id,
-            saga_name=state.name,
-            saga_version=state.version,
-            step=effect.step,
-            attempt=effect.attempt,
-            kind=effect.kind,
-            service=effect.service,
-            command=effect.command,
-            payload=msgspec.json.decode(effect.payload),
-            causation_id=causation_id,
-            sent_at=now,
-            deadline=effect.deadline,
-        )
-        return OutboxEntry(
-            saga_id=state.saga_id,
-            message_id=effect.message_id,
-            exchange="commands",
-            routing_key=command.routing_key,
-            body=self._codec.encode(command),
-            created_at=now,
-        )
 
-    def _lifecycle(self, state: SagaState[Any], effect: Notify) -> OutboxEntry:
-        now = self._clock.now()
-        message_id = f"{state.saga_id}:{effect.event}:{state.revision}"
-        event = SagaLifecycle(
-            message_id=message_id,
-            saga_id=state.saga_id,
-            saga_name=state.name,
-            saga_version=state.version,
-            event=effect.event,
-            reason=effect.reason,
-            data=msgspec.to_builtins(state.data),
-            sent_at=now,
-        )
-        return OutboxEntry(
-            saga_id=state.saga_id,
-            message_id=message_id,
-            exchange="lifecycle",
-            routing_key=f"{state.name}.{effect.event}",
-            body=self._codec.encode(event),
-            created_at=now,
-        )
-
-    async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
-        """Publish committed entries; whatever fails stays in the outbox for the relay."""
-        sent: list[OutboxEntry] = []
-        for entry in entries:
-            try:
-                await self._transport.publish(
-                    entry.exchange,
-                    entry.routing_key,
-                    entry.body,
-                    message_id=entry.message_id,
-                    headers=entry.headers,
-                    mandatory=entry.exchange != "lifecycle",
-                )
-            except Exception:
-                _log.warning(
-                    "publish of %s failed; left in the outbox", entry.message_id, exc_info=True
-                )
-                continue
-            sent.append(entry)
-        if sent:
-            await self._store.done(sent)
-
-
-def _input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Callable[..., Input]:
-    match message:
-        case TaskCompleted():
-            return lambda at, down: StepCompleted(
-                message_id=message.message_id,
-                step=message.step,
-                kind=message.kind,
-                attempt=message.attempt,
-                result=message.result,
-                at=at,
-                services_down=down,
-            )
-        case TaskFailed():
-            return lambda at, down: StepFailed(
-                message_id=message.message_id,
-                step=message.step,
-                kind=message.kind,
-                attempt=message.attempt,
-                error_type=message.error_type,
-                error_message=message.error_message,
-                retryable=message.retryable,
-                at=at,
-                services_down=down,
-            )
-        case Signal():
-            return lambda at, down: SignalReceived(
-                message_id=message.message_id,
-                name=message.name,
-                data=message.data,
-                at=at,
-                services_down=down,
-            )
-        case CancelSaga():
-            return lambda at, down: CancelRequested(
-                reason=message.reason, at=at, services_down=down
-            )
-
-
-def _history(revision: int, inp: Input | Start[Any], decision: Decision[Any]) -> HistoryEntry:
-    return HistoryEntry(
-        at=inp.at,
-        revision=revision,
-        input=msgspec.Raw(msgspec.json.encode(inp)),
-        note=decision.note,
-        effects=msgspec.Raw(msgspec.json.encode(decision.effects)),
-        changed=decision.changed,
-    )
+def _state_type(definition: SagaDefinition[Any] | None) -> Any:
+    """``SagaState[data type]`` of a definition, for msgspec to decode into."""
+    return SagaState[definition.data_type] if definition else SagaState[Any]  # type: ignore[name-defined]
