@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck contracts clean
+.PHONY: demo test check lint typecheck contracts clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ check: lint typecheck test
 
 contracts: $(STAMP)
 	$(BIN)/saga contracts --json-schema
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
