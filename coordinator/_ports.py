@@ -200,21 +200,18 @@ class SagaQueries(Protocol):
 class IdempotencyStore(Protocol):
     """A participant's record of the replies it gave, by idempotency key.
 
-    ``claim`` fences the execution of one key across worker processes: a
-    command redelivered to a second worker while the first still runs it must
-    wait for the first one's reply, not run the handler again.
+    Each key is fenced across worker processes: a command redelivered to a
+    second worker while the first still runs it waits for the first one's
+    reply instead of running the handler again. Two calls per command.
     """
 
-    async def get(self, key: str) -> bytes | None: ...
-
-    async def put(self, key: str, reply: bytes) -> None: ...
-
-    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
-        """Take the key for ``holder`` unless someone else holds it; expires after ``ttl``."""
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        """The reply recorded for ``key``; else True if ``holder`` now holds the key
+        (run the handler; the hold expires after ``ttl``), False if another does."""
         ...
 
-    async def release(self, key: str, holder: str) -> None:
-        """Give the key back, if ``holder`` still holds it."""
+    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        """Record ``reply`` (None: nothing worth recording) and give the key back."""
 
 
 class Clock(Protocol):

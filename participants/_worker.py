@@ -196,18 +196,19 @@ class ParticipantWorker:
     ) -> None:
         key = command.idempotency_key
         try:
-            recorded = await self._claim_or_recorded(key)
+            recorded = await self._wait_for_turn(key)
             if recorded is not None:
                 reply = self._restamp(self._recorded(recorded), command)
                 body = self._codec.encode(reply)
             else:
+                encoded: bytes | None = None
                 try:
                     reply = await self._execute(registration, command)
-                    body = self._encode_reply(reply)
-                    if _worth_recording(reply):
-                        await self._idempotency.put(key, body)
+                    encoded = self._encode_reply(reply)
                 finally:
-                    await self._idempotency.release(key, self._holder)
+                    keep = encoded is not None and _worth_recording(reply)
+                    await self._idempotency.finish(key, self._holder, encoded if keep else None)
+                body = encoded
             await self._transport.publish(
                 "events",
                 f"{command.saga_name}.{type(reply).__name__}",
@@ -228,22 +229,19 @@ class ParticipantWorker:
             return
         await delivery.ack()
 
-    async def _claim_or_recorded(self, key: str) -> bytes | None:
-        """The recorded reply for ``key``, or None once this worker may execute it.
+    async def _wait_for_turn(self, key: str) -> bytes | None:
+        """The recorded reply for ``key``, or None once this worker holds the key.
 
         Another worker (another process) may be running the same key: then wait
-        for its reply rather than run the handler a second time. Its claim
+        for its reply rather than run the handler a second time. Its hold
         expires if it dies, and this worker takes over.
         """
         while True:
-            recorded = await self._idempotency.get(key)
-            if recorded is not None:
-                return recorded
-            if await self._idempotency.claim(key, self._holder, self._lease):
-                recorded = await self._idempotency.get(key)  # finished just before we claimed
-                if recorded is not None:
-                    await self._idempotency.release(key, self._holder)
-                return recorded
+            found = await self._idempotency.begin(key, self._holder, self._lease)
+            if isinstance(found, bytes):
+                return found
+            if found:
+                return None
             await self._clock.sleep(_CLAIM_POLL_SECONDS)
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:

@@ -27,35 +27,46 @@ async def store(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
-async def test_a_recorded_reply_is_returned(store: Any) -> None:
-    assert await store.get("s:step:action") is None
-    await store.put("s:step:action", b'{"type":"TaskCompleted"}')
-    assert await store.get("s:step:action") == b'{"type":"TaskCompleted"}'
-    assert await store.get("s:step:compensation") is None
+async def test_the_first_worker_holds_the_key_and_its_reply_is_returned(store: Any) -> None:
+    assert await store.begin("s:step:action", "w1", MINUTE) is True
+    assert await store.begin("s:step:action", "w2", MINUTE) is False
+    await store.finish("s:step:action", "w1", b'{"type":"TaskCompleted"}')
+    assert await store.begin("s:step:action", "w2", MINUTE) == b'{"type":"TaskCompleted"}'
+    assert await store.begin("s:step:compensation", "w2", MINUTE) is True
 
 
-async def test_one_holder_at_a_time(store: Any) -> None:
-    assert await store.claim("k", "w1", MINUTE)
-    assert not await store.claim("k", "w2", MINUTE)
-    assert await store.claim("k", "w1", MINUTE), "the holder may renew its own claim"
-    await store.release("k", "w2")  # not the holder: nothing happens
-    assert not await store.claim("k", "w2", MINUTE)
-    await store.release("k", "w1")
-    assert await store.claim("k", "w2", MINUTE)
+async def test_finishing_without_a_reply_lets_the_next_worker_run_it(store: Any) -> None:
+    """A retryable failure is not recorded: the retry must really run."""
+    assert await store.begin("k", "w1", MINUTE) is True
+    await store.finish("k", "w1", None)
+    assert await store.begin("k", "w2", MINUTE) is True
 
 
-async def test_a_claim_expires(store: Any) -> None:
-    assert await store.claim("k", "dead-worker", timedelta(milliseconds=100))
+async def test_only_the_holder_releases_and_may_renew(store: Any) -> None:
+    assert await store.begin("k", "w1", MINUTE) is True
+    assert await store.begin("k", "w1", MINUTE) is True, "the holder may renew its hold"
+    await store.finish("k", "w2", None)  # not the holder: the key stays held
+    assert await store.begin("k", "w2", MINUTE) is False
+    await store.finish("k", "w1", None)
+    assert await store.begin("k", "w2", MINUTE) is True
+
+
+async def test_a_hold_expires(store: Any) -> None:
+    assert await store.begin("k", "dead-worker", timedelta(milliseconds=100)) is True
     await asyncio.sleep(0.25)
-    assert await store.claim("k", "w2", MINUTE)
+    assert await store.begin("k", "w2", MINUTE) is True
 
 
 async def test_redis_replies_expire_after_the_ttl(ns: str) -> None:
     client = await connect_redis()
     try:
         store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
-        await store.put("k", b"reply")
-        assert 0 < await client.ttl(f"{ns}:reply:k") <= 90
+        assert await store.begin("k", "w", MINUTE) is True
+        await store.finish("k", "w", b"reply")
+        keys = [key async for key in client.scan_iter(match=f"{ns}:reply:*")]
+        assert len(keys) == 1
+        assert 0 < await client.ttl(keys[0]) <= 90
+        assert [key async for key in client.scan_iter(match=f"{ns}:claim:*")] == []
     finally:
         await drop_namespace(client, ns)
         await client.aclose()

@@ -500,18 +500,13 @@ class RecordingStore:
         self.inner = MemoryIdempotencyStore()
         self.log = log
 
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        return await self.inner.begin(key, holder, ttl)
 
-    async def put(self, key: str, reply: bytes) -> None:
-        self.log.append("record")
-        await self.inner.put(key, reply)
-
-    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
-        return await self.inner.claim(key, holder, ttl)
-
-    async def release(self, key: str, holder: str) -> None:
-        await self.inner.release(key, holder)
+    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        if reply is not None:
+            self.log.append("record")
+        await self.inner.finish(key, holder, reply)
 
 
 class RecordingTransport(FailingOnce):
@@ -555,10 +550,10 @@ async def test_record_then_publish_then_ack(inventory: Inventory) -> None:
 
 async def test_a_failing_store_requeues(inventory: Inventory) -> None:
     class BrokenStore:
-        async def get(self, key: str) -> bytes | None:
+        async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
             raise ConnectionError("redis is down")
 
-        async def put(self, key: str, reply: bytes) -> None:
+        async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
             raise AssertionError("unreachable")
 
     log: list[str] = []
@@ -603,7 +598,7 @@ async def test_a_key_claimed_by_another_worker_waits_for_its_reply(inventory: In
     await memory.declare("replies", "events", "#")
     shared = MemoryIdempotencyStore()
     cmd = command()
-    assert await shared.claim(cmd.idempotency_key, "the-other-worker", timedelta(minutes=1))
+    assert await shared.begin(cmd.idempotency_key, "the-other-worker", timedelta(minutes=1))
     worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
     log: list[str] = []
     handling = asyncio.create_task(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)))
@@ -621,8 +616,7 @@ async def test_a_key_claimed_by_another_worker_waits_for_its_reply(inventory: In
         sent_at=cmd.sent_at,
         result={"hold_id": "from-the-other"},
     )
-    await shared.put(cmd.idempotency_key, DEFAULT_CODEC.encode(other))
-    await shared.release(cmd.idempotency_key, "the-other-worker")
+    await shared.finish(cmd.idempotency_key, "the-other-worker", DEFAULT_CODEC.encode(other))
     await asyncio.wait_for(handling, 2)
     assert log == ["ack"]
     assert inventory.calls == []
@@ -637,7 +631,7 @@ async def test_an_expired_claim_is_taken_over(inventory: Inventory) -> None:
     await memory.declare("replies", "events", "#")
     shared = MemoryIdempotencyStore()
     cmd = command()
-    assert await shared.claim(cmd.idempotency_key, "a-dead-worker", timedelta(milliseconds=50))
+    assert await shared.begin(cmd.idempotency_key, "a-dead-worker", timedelta(milliseconds=50))
     worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
     log: list[str] = []
     await asyncio.wait_for(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)), 2)

@@ -20,13 +20,10 @@ class MemoryIdempotencyStore:
         self._replies: dict[str, bytes] = {}
         self._claims: dict[str, tuple[str, float]] = {}
 
-    async def get(self, key: str) -> bytes | None:
-        return self._replies.get(key)
-
-    async def put(self, key: str, reply: bytes) -> None:
-        self._replies[key] = reply
-
-    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        recorded = self._replies.get(key)
+        if recorded is not None:
+            return recorded
         current = self._claims.get(key)
         now = time.monotonic()
         if current is not None and current[0] != holder and current[1] > now:
@@ -34,7 +31,9 @@ class MemoryIdempotencyStore:
         self._claims[key] = (holder, now + ttl.total_seconds())
         return True
 
-    async def release(self, key: str, holder: str) -> None:
+    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        if reply is not None:
+            self._replies[key] = reply
         if self._claims.get(key, ("", 0.0))[0] == holder:
             del self._claims[key]
 

@@ -23,6 +23,27 @@ def connect_redis(url: str) -> Redis | RedisCluster:
     return Redis.from_url(url)
 
 
+# KEYS: reply, claim. ARGV: holder, ttl_ms. The reply, or 1 (ours now), or 0 (someone else's).
+_BEGIN = """
+local reply = redis.call('GET', KEYS[1])
+if reply then return reply end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: reply, claim. ARGV: holder, reply_ttl_s, reply, has_reply. The claim is deleted
+# only if it is still ours: it may have expired and been taken by another worker.
+_FINISH = """
+if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
 @final
 class RedisIdempotencyStore:
     """Replies a participant gave, by idempotency key, kept for ``ttl``."""
@@ -31,29 +52,26 @@ class RedisIdempotencyStore:
         self._redis: Any = redis
         self._prefix = f"{namespace}:reply:"
         self._claim_prefix = f"{namespace}:claim:"
-        # Delete the claim only if it is still ours: it may have expired and been retaken.
-        self._release = redis.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
-        )
+        self._begin = redis.register_script(_BEGIN)
+        self._finish = redis.register_script(_FINISH)
         self._ttl = int(ttl.total_seconds())
 
-    async def get(self, key: str) -> bytes | None:
-        found: bytes | None = await self._redis.get(self._prefix + key)
-        return found
-
-    async def put(self, key: str, reply: bytes) -> None:
-        await self._redis.set(self._prefix + key, reply, ex=self._ttl)
-
-    async def claim(self, key: str, holder: str, ttl: timedelta) -> bool:
-        taken = await self._redis.set(
-            self._claim_prefix + key, holder, nx=True, px=int(ttl.total_seconds() * 1000)
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        found = await self._begin(
+            keys=self._keys(key), args=[holder, int(ttl.total_seconds() * 1000)]
         )
-        if taken:
-            return True
-        return bool(await self._redis.get(self._claim_prefix + key) == holder.encode())
+        if isinstance(found, bytes):
+            return found
+        return bool(found)
 
-    async def release(self, key: str, holder: str) -> None:
-        await self._release(keys=[self._claim_prefix + key], args=[holder])
+    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        has_reply = 1 if reply is not None else 0
+        args: list[str | int | bytes] = [holder, self._ttl, reply or b"", has_reply]
+        await self._finish(keys=self._keys(key), args=args)
+
+    def _keys(self, key: str) -> list[str]:
+        # One hash tag per key: the reply and its claim are on one cluster slot.
+        return [f"{self._prefix}{{{key}}}", f"{self._claim_prefix}{{{key}}}"]
 
 
 @final
