@@ -100,6 +100,7 @@ class Coordinator:
             before it goes back to the broker.
         cache_size: Sagas whose last committed state this replica keeps, to skip a
             load (0 disables it).
+        prefetch: Events handled at once by this replica.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Coordinator:
         relay_after: timedelta = timedelta(seconds=5),
         store_outage: timedelta = timedelta(minutes=5),
         cache_size: int = 10_000,
+        prefetch: int = 64,
     ) -> None:
         self._defs: dict[tuple[str, int], SagaDefinition[Any]] = {}
         self._latest: dict[str, SagaDefinition[Any]] = {}
@@ -131,6 +133,7 @@ class Coordinator:
         self._store_outage = store_outage
         self._cache: OrderedDict[str, SagaState[Any]] = OrderedDict()
         self._cache_size = cache_size
+        self._prefetch = prefetch
         # With a single definition (the common case) a state decodes in one pass.
         self._only = next(iter(self._defs.values())) if len(self._defs) == 1 else None
         self._only_decoder = msgspec.json.Decoder(_state_type(self._only))
@@ -151,7 +154,7 @@ class Coordinator:
         for service in sorted(services):
             await self._transport.declare(f"{service}.commands", "commands", f"{service}.*")
         self._subscription = await self._transport.subscribe(
-            EVENTS_QUEUE, "events", "#", self.handle
+            EVENTS_QUEUE, "events", "#", self.handle, prefetch=self._prefetch
         )
         if loops:
             self._outbox.start()
@@ -241,9 +244,8 @@ class Coordinator:
             raise UnknownSagaError(f"no saga definition named {name!r}")
         value = msgspec.convert(data, definition.data_type, from_attributes=True)
         for _ in range(_CAS_ATTEMPTS):
-            existing = await self.load(saga_id)
-            if existing is not None:
-                return existing, False
+            # Commit first (it is refused if the saga exists), load only then: a new
+            # saga costs one round trip.
             inp = Start(
                 saga_id=saga_id, data=value, at=self._clock.now(), services_down=self._down()
             )
@@ -254,6 +256,9 @@ class Coordinator:
             if outcome == "committed":
                 self._remember(decision.state)
                 return decision.state, True
+            existing = await self.load(saga_id)
+            if existing is not None:
+                return existing, False
         raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {_CAS_ATTEMPTS} tries")
 
     async def signal(

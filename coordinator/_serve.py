@@ -84,6 +84,7 @@ async def serve_coordinator(
             clock=clock,
             codec=Codec(max_size=settings.max_message_size),
             timer_interval=settings.timer_interval,
+            prefetch=settings.prefetch,
         )
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)
@@ -104,7 +105,11 @@ async def serve_participants(
         codec = Codec(max_size=settings.max_message_size)
         for service in services:
             worker = ParticipantWorker(
-                service, transport=transport, idempotency=idempotency, codec=codec
+                service,
+                transport=transport,
+                idempotency=idempotency,
+                codec=codec,
+                prefetch=settings.prefetch,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

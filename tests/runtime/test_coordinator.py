@@ -297,6 +297,10 @@ class FlakyStore(YieldingStore):
         self._maybe_down()
         return await self.inner.load(saga_id)
 
+    async def commit(self, commit: Commit) -> CommitResult:
+        self._maybe_down()
+        return await super().commit(commit)
+
     async def due(self, now: datetime, limit: int) -> Any:
         self._maybe_down()
         return await self.inner.due(now, limit)

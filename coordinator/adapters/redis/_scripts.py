@@ -30,7 +30,7 @@ local saga_id, now_ms, prefix = ARGV[10], tonumber(ARGV[8]), ARGV[9]
 redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
            'status', ARGV[6], 'last', dedupe_id)
 redis.call('SADD', seen_key, dedupe_id)
-redis.call('XADD', hist_key, '*', 'e', ARGV[7])
+redis.call('RPUSH', hist_key, ARGV[7])
 local i = 16
 for _ = 1, tonumber(ARGV[13]) do
   redis.call('HSET', outbox_key, ARGV[i], ARGV[i + 1])
@@ -63,16 +63,7 @@ return 'committed'
 
 # KEYS: history stream, timers zset; ARGV: history entry, timer member ('' for none)
 RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('XADD', KEYS[1], '*', 'e', ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return 1
-"""
-
-# KEYS: outbox hash, outbox zset; ARGV: fields
-DONE = """
-for i = 1, #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-end
-return #ARGV
 """
