@@ -35,6 +35,7 @@ class SagaClient:
         self._transport: RabbitTransport | None = None
         self._redis: Any = None
         self._store: RedisSagaStore | None = None
+        self._connecting = asyncio.Lock()
 
     async def __aenter__(self) -> SagaClient:
         s = self._settings
@@ -52,11 +53,12 @@ class SagaClient:
         await self._redis.aclose()
 
     async def _publish(self, message: StartSaga | Signal | CancelSaga, routing_key: str) -> None:
-        if self._transport is None:
-            s = self._settings
-            self._transport = await RabbitTransport.connect(
-                s.amqp_url, namespace=s.namespace, delivery_limit=s.delivery_limit
-            )
+        async with self._connecting:  # concurrent first calls share one connection
+            if self._transport is None:
+                s = self._settings
+                self._transport = await RabbitTransport.connect(
+                    s.amqp_url, namespace=s.namespace, delivery_limit=s.delivery_limit
+                )
         await self._transport.publish(
             "events", routing_key, DEFAULT_CODEC.encode(message), message_id=message.message_id
         )

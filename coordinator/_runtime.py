@@ -140,6 +140,7 @@ class Coordinator:
         self._outbox = OutboxPublisher(transport, store, clock, relay_after=relay_after)
         self._subscription: Subscription | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -156,6 +157,7 @@ class Coordinator:
         self._subscription = await self._transport.subscribe(
             EVENTS_QUEUE, "events", "#", self.handle, prefetch=self._prefetch
         )
+        self._stopping = False
         if loops:
             self._outbox.start()
             self._loops = [
@@ -168,15 +170,19 @@ class Coordinator:
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
+        # The loops also check this flag: a cancel that lands inside a Redis call
+        # can be swallowed by the client (asyncio.wait_for on Python 3.11).
+        self._stopping = True
         for task in self._loops:
             task.cancel()
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops = []
         await self._outbox.stop()
 
     async def _every(self, job: Callable[[], Any]) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await job()
             except Exception:  # an outage must not end the loop

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -39,6 +39,7 @@ INVALID_COMMAND: Final = "InvalidCommand"
 # repr of a huge value) from making the reply itself undeliverable.
 _MAX_ERROR_MESSAGE: Final = 2000
 _CLAIM_POLL_SECONDS: Final = 0.2
+_PERSIST_SECONDS: Final = 120.0
 # Forwarded from the command to the reply so the trace continues.
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
@@ -207,14 +208,24 @@ class ParticipantWorker:
                     encoded = self._encode_reply(reply)
                 finally:
                     keep = encoded is not None and _worth_recording(reply)
-                    await self._idempotency.finish(key, self._holder, encoded if keep else None)
+                    # The effect may be applied: never run the handler again for a
+                    # failed record, keep trying to record it (Redis restarting).
+                    await self._persist(
+                        lambda: self._idempotency.finish(
+                            key, self._holder, encoded if keep else None
+                        )
+                    )
                 body = encoded
-            await self._transport.publish(
-                "events",
-                f"{command.saga_name}.{type(reply).__name__}",
-                body,
-                message_id=reply.message_id,
-                headers=_trace_headers(delivery.headers),
+            # Recorded: publishing again is safe, and holding the delivery through
+            # a broker reconnect spares its delivery limit.
+            await self._persist(
+                lambda: self._transport.publish(
+                    "events",
+                    f"{command.saga_name}.{type(reply).__name__}",
+                    body,
+                    message_id=reply.message_id,
+                    headers=_trace_headers(delivery.headers),
+                )
             )
         except _Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
@@ -228,6 +239,21 @@ class ParticipantWorker:
             await delivery.requeue()
             return
         await delivery.ack()
+
+    async def _persist(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Retry an I/O step with backoff for up to ``_PERSIST_SECONDS``, then give up."""
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                await attempt()
+                return
+            except Exception:
+                if waited >= _PERSIST_SECONDS:
+                    raise
+                _log.warning("retrying in %.2fs after an I/O error", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
 
     async def _wait_for_turn(self, key: str) -> bytes | None:
         """The recorded reply for ``key``, or None once this worker holds the key.
