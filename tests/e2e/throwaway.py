@@ -1,0 +1,205 @@
+"""Throwaway servers for one test: a RabbitMQ node, a Redis, a Redis Cluster.
+
+Each runs on free local ports with its data in the test's tmp directory, as a
+subprocess of the test (see `procs.Proc`), and can be killed with SIGKILL and
+started again on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+from procs import Proc, free_port, poll, port_open
+from redis.asyncio import Redis
+
+# The wrapper in /usr/sbin switches to the rabbitmq user; this one runs as we are.
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+class RabbitServer:
+    """A RabbitMQ node of its own (own port, node name, data and log directories).
+
+    Started in the foreground from ``/usr/lib/rabbitmq/bin/rabbitmq-server``
+    with the system's config and env files replaced by ours, no plugins (so
+    no management listener), and the system's epmd. Killing and restarting it
+    keeps its Mnesia directory, so durable queues and persistent messages
+    survive.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "rabbitmq"
+        self.port = free_port(plus=(20000,))
+        self.dist_port = self.port + 20000
+        self.node = f"rabbit-e2e-{uuid.uuid4().hex[:8]}@localhost"
+        home = self.dir / "home"
+        for sub in ("mnesia", "log", "home", "plugins-expand"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        # A cookie of its own: the node never talks to the system's broker.
+        (home / ".erlang.cookie").write_text(uuid.uuid4().hex.upper())
+        (home / ".erlang.cookie").chmod(0o400)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "SAGA_"))},
+            "HOME": str(home),
+            "RABBITMQ_CONF_ENV_FILE": str(self.dir / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(self.dir / "plugins-expand"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        self.proc = Proc(
+            "rabbitmq", [RABBITMQ_SERVER], env=env, log_dir=tmp, cwd=self.dir, group=True
+        )
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @staticmethod
+    def available() -> str | None:
+        """Why a throwaway broker cannot run here, or None."""
+        if not Path(RABBITMQ_SERVER).exists():
+            return f"{RABBITMQ_SERVER} is not installed (apt install rabbitmq-server)"
+        return None  # our own HOME, directories and config: no root needed
+
+    async def start(self, timeout: float = 90) -> float:
+        """Start (or restart) the node; returns how long it took to accept AMQP."""
+        began = time.monotonic()
+        self.proc.start()
+        await poll(
+            f"RabbitMQ {self.node} on port {self.port}",
+            self._amqp_ok,
+            timeout=timeout,
+            interval=0.3,
+            describe=lambda: self.proc.tail(30),
+        )
+        return time.monotonic() - began
+
+    async def _amqp_ok(self) -> bool | None:
+        if not self.proc.alive:
+            raise AssertionError(f"rabbitmq-server exited: {self.proc.tail(30)}")
+        if not port_open(self.port):
+            return None
+        connection = await aio_pika.connect(self.url, timeout=3)
+        await connection.close()
+        return True
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    async def stop(self) -> None:
+        await self.proc.stop(timeout=20)
+
+
+class RedisServer:
+    """A redis-server of its own: AOF with fsync on every write, in its own directory."""
+
+    def __init__(self, tmp: Path, name: str = "redis", *, cluster: bool = False) -> None:
+        self.dir = tmp / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(plus=(10000,) if cluster else ())
+        argv = [
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        if cluster:
+            argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        self.proc = Proc(name, argv, env=dict(os.environ), log_dir=tmp, cwd=self.dir)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self, timeout: float = 30) -> None:
+        self.proc.start()
+
+        async def ping() -> bool | None:
+            if not self.proc.alive:
+                raise AssertionError(f"redis-server exited: {self.proc.tail(20)}")
+            client = Redis.from_url(self.url)
+            try:
+                # A restarted server answers LOADING until its AOF is read back.
+                return True if await client.ping() else None
+            finally:
+                await client.aclose()
+
+        await poll(f"redis on {self.port}", ping, timeout=timeout, interval=0.1)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    async def stop(self) -> None:
+        await self.proc.stop(timeout=10)
+
+
+class RedisClusterServers:
+    """A three-primary Redis Cluster on local ports, created with ``redis-cli --cluster``."""
+
+    def __init__(self, tmp: Path, size: int = 3) -> None:
+        self.tmp = tmp
+        self.nodes: list[RedisServer] = []
+        ports: set[int] = set()
+        for i in range(size):
+            node = RedisServer(tmp, f"redis-cluster-{i}", cluster=True)
+            while node.port in ports:  # free_port may hand out the same port twice
+                node = RedisServer(tmp, f"redis-cluster-{i}", cluster=True)
+            ports.add(node.port)
+            self.nodes.append(node)
+        self.url = f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    async def start(self) -> None:
+        for node in self.nodes:
+            await node.start()
+        create = subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert create.returncode == 0, f"cluster create failed: {create.stdout}\n{create.stderr}"
+
+        async def cluster_ok() -> bool | None:
+            for node in self.nodes:
+                client = Redis.from_url(node.url)
+                try:
+                    info = await client.execute_command("CLUSTER", "INFO")
+                finally:
+                    await client.aclose()
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" not in text:
+                    return None
+            return True
+
+        await poll("the Redis Cluster to be ok", cluster_ok, timeout=30)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(n.stop() for n in self.nodes))
+
+    @property
+    def procs(self) -> list[Proc]:
+        return [n.proc for n in self.nodes]
