@@ -21,10 +21,10 @@ MIX = {"declined": 0.15, "out_of_stock": 0.02, "flaky": 0.10, "large": 0.10}
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="open: during a broker restart with a backlog, some steps exceed their 10 s "
-    "timeouts and the sagas compensate instead of completing; whether the run can keep "
-    "every saga on its expected path through the outage is not settled yet",
+    strict=False,
+    reason="open and intermittent: in some runs, during a broker restart with a backlog, "
+    "steps exceed their 10 s timeouts and those sagas compensate instead of completing "
+    "(nothing lost or applied twice); other runs pass",
 )
 @pytest.mark.timeout(420)
 async def test_rabbitmq_restarted_mid_run(
