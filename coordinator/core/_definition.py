@@ -49,11 +49,6 @@ class StepDef(Generic[D]):
     pivot: bool = False
     owner: object = None
 
-    @property
-    def command_name(self) -> str:
-        """Best-effort name of the command for graphs; the real one comes from ``send``."""
-        return self.name
-
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class WaitDef(Generic[D]):
