@@ -110,6 +110,7 @@ async def serve_participants(
                 idempotency=idempotency,
                 codec=codec,
                 prefetch=settings.prefetch,
+                lease=settings.participant_lease,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
         buckets: Hash slots the sagas are spread over in Redis.
         retention: How long finished sagas (state and history) are kept.
         idempotency_ttl: How long participants remember their replies.
+        participant_lease: How long a participant's hold on a command outlives the
+            worker that died running it; renewed while the handler runs.
         timer_interval: Seconds between polls for due timers and stale outbox entries.
         max_message_size: Larger messages are refused (and dead-lettered).
     """
@@ -39,5 +41,6 @@ class Settings(BaseSettings):
     buckets: int = 16
     retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(days=7)
+    participant_lease: timedelta = timedelta(seconds=15)
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024

@@ -5,9 +5,13 @@ Per delivery, in this order, because each step makes the next one safe to repeat
 1. decode the command (undecodable or unknown: dead letter, never a crash);
 2. under a per-key lock, look up the reply recorded for its idempotency key
    and, if there is one, send it again for this command without running the
-   handler;
-3. otherwise run the handler and record a success or a non-retryable failure
-   *before* publishing, so a crash after the effect cannot lead to a second one;
+   handler; otherwise take a hold on the key, which fences it from the
+   service's other workers and which is renewed while the handler runs, so it
+   expires within one ``lease`` when this worker dies;
+3. run the handler and record a success or a non-retryable failure *before*
+   publishing, so a crash after recording cannot lead to a second run (a crash
+   between the effect and its record can: the handler's own effect must be
+   idempotent by ``ctx.idempotency_key``);
 4. publish the reply and ack only once the publish returned; if it fails the
    delivery is requeued and the recorded reply answers the redelivery.
 """
@@ -102,7 +106,7 @@ class ParticipantWorker:
         codec: Codec = DEFAULT_CODEC,
         clock: Clock | None = None,
         prefetch: int = 16,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = timedelta(seconds=15),
     ) -> None:
         """Create a worker; `start` begins consuming.
 
@@ -114,9 +118,10 @@ class ParticipantWorker:
             codec: Decodes commands and encodes replies.
             clock: Stamps the replies' ``sent_at``; the system's UTC clock by default.
             prefetch: Commands handled at once.
-            lease: How long this worker holds an idempotency key while running
-                its handler; longer than any handler takes. If the worker dies,
-                another takes the command over once the lease expires.
+            lease: How long a hold on an idempotency key lasts unless renewed;
+                it is renewed every third of it while the handler runs. If the
+                worker dies, another takes the command over once it expires.
+                Raise it if handlers block the event loop for longer.
         """
         self._service = service
         self._transport = transport
@@ -203,18 +208,22 @@ class ParticipantWorker:
                 body = self._codec.encode(reply)
             else:
                 encoded: bytes | None = None
+                renewing = asyncio.create_task(self._renew(key), name=f"hold {key}")
                 try:
                     reply = await self._execute(registration, command)
                     encoded = self._encode_reply(reply)
                 finally:
                     keep = encoded is not None and _worth_recording(reply)
-                    # The effect may be applied: never run the handler again for a
-                    # failed record, keep trying to record it (Redis restarting).
-                    await self._persist(
-                        lambda: self._idempotency.finish(
-                            key, self._holder, encoded if keep else None
+                    try:
+                        # The effect may be applied: never run the handler again for
+                        # a failed record, keep trying to record it (Redis restarting).
+                        await self._persist(
+                            lambda: self._idempotency.finish(
+                                key, self._holder, encoded if keep else None
+                            )
                         )
-                    )
+                    finally:
+                        renewing.cancel()
                 body = encoded
             # Recorded: publishing again is safe, and holding the delivery through
             # a broker reconnect spares its delivery limit.
@@ -269,6 +278,20 @@ class ParticipantWorker:
             if found:
                 return None
             await self._clock.sleep(_CLAIM_POLL_SECONDS)
+
+    async def _renew(self, key: str) -> None:
+        """Keep the hold on ``key`` while its handler runs and its reply is recorded."""
+        every = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await self._idempotency.begin(key, self._holder, self._lease)
+            except Exception:  # Redis restarting: the next renewal may succeed
+                _log.warning("could not renew the hold on %s", key, exc_info=True)
+                continue
+            if held is not True:
+                _log.warning("lost the hold on %s: another worker may run it too", key)
+                return
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:

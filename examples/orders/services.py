@@ -46,17 +46,25 @@ class GatewayTimeout(Failure):
 class Ledger:
     """Effects applied by the participants, counted by ``(service, effect, order_id)``.
 
+    Each effect is applied once per idempotency key, as a real service stores
+    the key with its effect: a handler run again for the same key (its worker
+    died before the reply was recorded) changes nothing. ``runs`` counts the
+    handler runs per key, so that tests can tell such re-runs apart.
+
     A cancelled shipment leaves a tombstone, so a booking that arrives after its
     cancellation (a slow first attempt) is refused instead of applied.
     """
 
     def __init__(self) -> None:
         self.effects: Counter[tuple[str, str, str]] = Counter()
+        self.runs: Counter[str] = Counter()
         self._cancelled: set[str] = set()
         self._tried: set[str] = set()
 
-    def apply(self, service: str, effect: str, order_id: str) -> None:
-        self.effects[(service, effect, order_id)] += 1
+    def apply(self, service: str, effect: str, order_id: str, key: str) -> None:
+        self.runs[key] += 1
+        if self.runs[key] == 1:
+            self.effects[(service, effect, order_id)] += 1
 
     def of(self, order_id: str) -> list[str]:
         """Every effect applied for the order, sorted, once per application."""
@@ -86,12 +94,20 @@ class SqliteLedger(Ledger):
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(
-            "CREATE TABLE IF NOT EXISTS effects (service TEXT, effect TEXT, order_id TEXT);"
+            "CREATE TABLE IF NOT EXISTS effects"
+            " (service TEXT, effect TEXT, order_id TEXT, key TEXT UNIQUE);"
+            "CREATE TABLE IF NOT EXISTS runs (key TEXT);"
             "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY);"
         )
 
-    def apply(self, service: str, effect: str, order_id: str) -> None:
-        self._db.execute("INSERT INTO effects VALUES (?, ?, ?)", (service, effect, order_id))
+    def apply(self, service: str, effect: str, order_id: str, key: str) -> None:
+        with self._db:  # one transaction: the run and, the first time, the effect
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO runs VALUES (?)", (key,))
+            self._db.execute(
+                "INSERT OR IGNORE INTO effects VALUES (?, ?, ?, ?)",
+                (service, effect, order_id, key),
+            )
 
     def of(self, order_id: str) -> list[str]:
         rows = self._db.execute(
@@ -126,12 +142,12 @@ def _inventory(ledger: Ledger) -> Service:
         for line in cmd.lines:
             if line.sku == "out-of-stock":
                 raise OutOfStock(f"sku {line.sku!r} is out of stock")
-        ledger.apply("inventory", "reserve", cmd.order_id)
+        ledger.apply("inventory", "reserve", cmd.order_id, ctx.idempotency_key)
         return Reserved(hold_id=f"hold-{cmd.order_id}")
 
     @inventory.handles(Release)
     async def release(cmd: Release, ctx: Context) -> None:
-        ledger.apply("inventory", "release", cmd.order_id)
+        ledger.apply("inventory", "release", cmd.order_id, ctx.idempotency_key)
 
     return inventory
 
@@ -145,12 +161,12 @@ def _payments(ledger: Ledger) -> Service:
             raise CardDeclined("the card was declined")
         if cmd.card == "flaky" and ledger.first_try(f"flaky:{cmd.order_id}"):
             raise GatewayTimeout("the card network did not answer")
-        ledger.apply("payments", "charge", cmd.order_id)
+        ledger.apply("payments", "charge", cmd.order_id, ctx.idempotency_key)
         return Charged(charge_id=f"ch-{cmd.order_id}")
 
     @payments.handles(Refund)
     async def refund(cmd: Refund, ctx: Context) -> None:
-        ledger.apply("payments", "refund", cmd.order_id)
+        ledger.apply("payments", "refund", cmd.order_id, ctx.idempotency_key)
 
     return payments
 
@@ -160,11 +176,11 @@ def _loyalty(ledger: Ledger) -> Service:
 
     @loyalty.handles(AwardPoints)
     async def award(cmd: AwardPoints, ctx: Context) -> None:
-        ledger.apply("loyalty", "award", cmd.order_id)
+        ledger.apply("loyalty", "award", cmd.order_id, ctx.idempotency_key)
 
     @loyalty.handles(RevokePoints)
     async def revoke(cmd: RevokePoints, ctx: Context) -> None:
-        ledger.apply("loyalty", "revoke", cmd.order_id)
+        ledger.apply("loyalty", "revoke", cmd.order_id, ctx.idempotency_key)
 
     return loyalty
 
@@ -181,12 +197,12 @@ def _shipping(ledger: Ledger, clock: Clock) -> Service:
             raise Failure(
                 "ShipmentCancelled", "the shipment was cancelled meanwhile", retryable=False
             )
-        ledger.apply("shipping", "book", cmd.order_id)
+        ledger.apply("shipping", "book", cmd.order_id, ctx.idempotency_key)
         return Booked(tracking_number=f"trk-{cmd.order_id}")
 
     @shipping.handles(CancelShipment)
     async def cancel(cmd: CancelShipment, ctx: Context) -> None:
         ledger.cancel_shipment(cmd.order_id)
-        ledger.apply("shipping", "cancel", cmd.order_id)
+        ledger.apply("shipping", "cancel", cmd.order_id, ctx.idempotency_key)
 
     return shipping

@@ -330,6 +330,16 @@ def ledger_rows(path: str) -> list[tuple[str, str, str]]:
     return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
+def ledger_runs(path: str) -> Counter[str]:
+    """How many times a handler applying an effect ran, per idempotency key."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        rows = db.execute("SELECT key FROM runs").fetchall()
+    finally:
+        db.close()
+    return Counter(str(k) for (k,) in rows)
+
+
 async def check_histories(
     store: RedisSagaStore, states: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
@@ -366,9 +376,17 @@ async def check_at_rest(
     run: Run,
     *,
     settle: float = 30,
+    may_rerun: Iterable[str] = (),
 ) -> None:
-    """Assert every invariant once all sagas have ended (I1-I6)."""
+    """Assert every invariant once all sagas have ended (I1-I6).
+
+    A handler runs once per idempotency key, except for the keys in
+    ``may_rerun``: those a participant held when it was killed.
+    """
     problems = check_outcomes(run.orders, run.states, ledger_rows(str(deployment.ledger_path)))
+    allowed = {k.strip("{}") for k in may_rerun}
+    reruns = {k: n for k, n in ledger_runs(str(deployment.ledger_path)).items() if n > 1}
+    problems += [f"handler ran {n} times for {k}" for k, n in reruns.items() if k not in allowed]
     problems += await check_histories(client.store, run.states)
 
     # The outbox is emptied right after each commit, or by the relay within seconds;

@@ -641,3 +641,28 @@ async def test_an_expired_claim_is_taken_over(inventory: Inventory) -> None:
     [reply] = [DEFAULT_CODEC.decode_inbound(b) for b in memory.ready("replies")]
     assert isinstance(reply, TaskCompleted)
     assert len(inventory.effects) == 1
+
+
+async def test_a_running_handler_keeps_its_hold_past_the_lease(inventory: Inventory) -> None:
+    """The hold is renewed while the handler runs: a handler that takes several
+    leases is never run a second time by another worker meanwhile."""
+    memory = MemoryTransport()
+    await memory.declare("replies", "events", "#")
+    shared = MemoryIdempotencyStore()
+    inventory.gate = asyncio.Event()
+    cmd = command()
+    lease = timedelta(milliseconds=150)
+    worker = ParticipantWorker(
+        inventory.service(), transport=memory, idempotency=shared, lease=lease
+    )
+    log: list[str] = []
+    handling = asyncio.create_task(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)))
+    for _ in range(6):  # 0.6 s: four leases
+        await asyncio.sleep(0.1)
+        assert await shared.begin(cmd.idempotency_key, "another-worker", lease) is False
+    inventory.gate.set()
+    await asyncio.wait_for(handling, 2)
+    assert log == ["ack"]
+    assert len(inventory.effects) == 1
+    # Finished: the key now answers with the recorded reply, to anyone.
+    assert isinstance(await shared.begin(cmd.idempotency_key, "another-worker", lease), bytes)
