@@ -57,7 +57,10 @@ class SagaClient:
             if self._transport is None:
                 s = self._settings
                 self._transport = await RabbitTransport.connect(
-                    s.amqp_url, namespace=s.namespace, delivery_limit=s.delivery_limit
+                    s.amqp_url,
+                    namespace=s.namespace,
+                    delivery_limit=s.delivery_limit,
+                    reconnect_interval=s.reconnect_interval,
                 )
         await self._transport.publish(
             "events", routing_key, DEFAULT_CODEC.encode(message), message_id=message.message_id

@@ -52,6 +52,7 @@ async def _connect(stack: AsyncExitStack, settings: Settings) -> tuple[RabbitTra
         settings.amqp_url,
         namespace=settings.namespace,
         delivery_limit=settings.delivery_limit,
+        reconnect_interval=settings.reconnect_interval,
     )
     stack.push_async_callback(transport.close)
     redis = connect_redis(settings.redis_url)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
         idempotency_ttl: How long participants remember their replies.
         participant_lease: How long a participant's hold on a command outlives the
             worker that died running it; renewed while the handler runs.
+        reconnect_interval: Pause between attempts to reconnect to RabbitMQ.
         timer_interval: Seconds between polls for due timers and stale outbox entries.
         max_message_size: Larger messages are refused (and dead-lettered).
     """
@@ -42,5 +43,6 @@ class Settings(BaseSettings):
     retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(days=7)
     participant_lease: timedelta = timedelta(seconds=15)
+    reconnect_interval: timedelta = timedelta(seconds=1)
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024

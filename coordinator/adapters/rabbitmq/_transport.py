@@ -95,6 +95,7 @@ class RabbitTransport:
         max_message_size: int | None = None,
         publish_timeout: timedelta = timedelta(seconds=10),
         connect_timeout: timedelta = timedelta(seconds=10),
+        reconnect_interval: timedelta = timedelta(seconds=1),
     ) -> RabbitTransport:
         """Connect (robustly) and declare the exchanges of ``namespace``.
 
@@ -109,6 +110,9 @@ class RabbitTransport:
             publish_timeout: How long a publish waits for the broker's
                 confirm; a lost connection would otherwise hang it.
             connect_timeout: How long the first connection may take.
+            reconnect_interval: Pause between attempts to reconnect after the
+                connection was lost (aio-pika's default is 5 s, which a broker
+                restart turns into seconds of stalled sagas).
 
         Raises:
             ValueError: If a limit is out of range or the namespace empty.
@@ -124,6 +128,7 @@ class RabbitTransport:
         connection = await aio_pika.connect_robust(
             url,
             timeout=connect_timeout.total_seconds(),
+            reconnect_interval=reconnect_interval.total_seconds(),
             client_properties={"connection_name": f"saga-coordinator {namespace}"},
         )
         try:
