@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     buckets: int = 16
     retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(days=7)
-    participant_lease: timedelta = timedelta(seconds=15)
+    participant_lease: timedelta = timedelta(seconds=5)
     reconnect_interval: timedelta = timedelta(seconds=1)
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024

@@ -106,7 +106,7 @@ class ParticipantWorker:
         codec: Codec = DEFAULT_CODEC,
         clock: Clock | None = None,
         prefetch: int = 16,
-        lease: timedelta = timedelta(seconds=15),
+        lease: timedelta = timedelta(seconds=5),
     ) -> None:
         """Create a worker; `start` begins consuming.
 

@@ -73,10 +73,11 @@ async def test_participant_killed_inside_a_handler(deploy: Callable[..., Deploym
     idempotency key); it is restarted at once. Every order here is plain, so
     every saga must still complete, each effect applied once.
 
-    The dead worker's hold lapses within the lease (15 s, renewed only while
-    its handler runs), so a retry of the step runs the command on the new
-    worker. The handler may run twice for the held keys only; the example's
-    effects are idempotent by key, so they are applied once.
+    The dead worker's hold lapses within the lease (5 s; a live worker renews
+    it while the handler runs), so the redelivered command runs on the new
+    worker within the steps' 10 s timeouts, even for the loyalty step, which
+    has a single attempt. The handler may run twice for the held keys only;
+    the example's effects are idempotent by key, so they are applied once.
     """
     d = deploy()
     d.coordinator()
