@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Final, final
 
 import msgspec
 
@@ -21,9 +21,30 @@ from coordinator._ports import HistoryEntry
 from coordinator._settings import Settings
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
-from coordinator.core import TERMINAL
+from coordinator.core import TERMINAL, SagaState, StepState
 
 __all__ = ["SagaClient"]
+
+
+def _defaults(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for f in msgspec.structs.fields(struct):
+        if f.default is not msgspec.NODEFAULT:
+            found[f.encode_name] = msgspec.to_builtins(f.default)
+        elif f.default_factory is not msgspec.NODEFAULT:
+            found[f.encode_name] = msgspec.to_builtins(f.default_factory())
+    return found
+
+
+_SAGA_DEFAULTS: Final = _defaults(SagaState)
+_STEP_DEFAULTS: Final = _defaults(StepState)
+
+
+def _fill(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    for name, default in defaults.items():
+        if name not in values:
+            values[name] = default.copy() if isinstance(default, dict | list) else default
+    return values
 
 
 @final
@@ -105,7 +126,10 @@ class SagaClient:
         if stored is None:
             return None
         state: dict[str, Any] = msgspec.json.decode(stored.state)
-        return state
+        # Stored without the fields at their defaults; shown with every field.
+        for step in state.get("steps", {}).values():
+            _fill(step, _STEP_DEFAULTS)
+        return _fill(state, _SAGA_DEFAULTS)
 
     async def wait(self, saga_id: str, *, timeout: float) -> dict[str, Any] | None:
         """Poll until the saga has ended, or ``timeout`` seconds passed."""

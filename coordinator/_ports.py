@@ -117,7 +117,7 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One line of a saga's append-only history: what came in, what was decided."""
 
     at: datetime

@@ -56,6 +56,34 @@ class _UtcClock:
         await asyncio.sleep(seconds)
 
 
+class _Recorded(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a reply says, without its envelope: what the idempotency store keeps.
+
+    A whole reply, as earlier versions recorded, decodes into it as well.
+    """
+
+    result: dict[str, Any] | None = None
+    error_type: str | None = None
+    error_message: str = ""
+    retryable: bool = False
+
+
+_recorded_decoder = msgspec.json.Decoder(_Recorded)
+_recorded_encoder = msgspec.json.Encoder()
+
+
+def _record_of(reply: Reply) -> bytes:
+    if isinstance(reply, TaskCompleted):
+        return _recorded_encoder.encode(_Recorded(result=reply.result))
+    return _recorded_encoder.encode(
+        _Recorded(
+            error_type=reply.error_type,
+            error_message=reply.error_message,
+            retryable=reply.retryable,
+        )
+    )
+
+
 class _Unanswerable(Exception):
     """The handler ran but its result cannot be sent; the outcome stays unknown."""
 
@@ -204,7 +232,7 @@ class ParticipantWorker:
         try:
             recorded = await self._wait_for_turn(key)
             if recorded is not None:
-                reply = self._restamp(self._recorded(recorded), command)
+                reply = self._recorded(recorded, command)
                 body = self._codec.encode(reply)
             else:
                 encoded: bytes | None = None
@@ -213,14 +241,16 @@ class ParticipantWorker:
                     reply = await self._execute(registration, command)
                     encoded = self._encode_reply(reply)
                 finally:
-                    keep = encoded is not None and _worth_recording(reply)
+                    record = (
+                        _record_of(reply)
+                        if encoded is not None and _worth_recording(reply)
+                        else None
+                    )
                     try:
                         # The effect may be applied: never run the handler again for
                         # a failed record, keep trying to record it (Redis restarting).
                         await self._persist(
-                            lambda: self._idempotency.finish(
-                                key, self._holder, encoded if keep else None
-                            )
+                            lambda: self._idempotency.finish(key, self._holder, record)
                         )
                     finally:
                         renewing.cancel()
@@ -333,18 +363,23 @@ class ParticipantWorker:
             retryable=retryable,
         )
 
-    def _recorded(self, data: bytes) -> Reply:
-        reply = self._codec.decode_inbound(data)
-        if not isinstance(reply, TaskCompleted | TaskFailed):
+    def _recorded(self, data: bytes, command: Command) -> Reply:
+        """The recorded outcome, as the reply to this command."""
+        try:
+            recorded = _recorded_decoder.decode(data)
+        except msgspec.DecodeError as exc:
             raise ContractError(
-                f"the idempotency store holds a {type(reply).__name__}, not a reply",
-                reason="unknown_type",
-            )
-        return reply
-
-    def _restamp(self, recorded: Reply, command: Command) -> Reply:
-        # The outcome is the recorded one; the envelope answers this command.
-        return msgspec.structs.replace(recorded, **self._envelope(command))
+                f"the idempotency store holds something else than a reply: {exc}",
+                reason="schema_mismatch",
+            ) from exc
+        if recorded.error_type is None:
+            return TaskCompleted(**self._envelope(command), result=recorded.result or {})
+        return TaskFailed(
+            **self._envelope(command),
+            error_type=recorded.error_type,
+            error_message=recorded.error_message,
+            retryable=recorded.retryable,
+        )
 
     def _envelope(self, command: Command) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ D = TypeVar("D")
 LifecycleEvent = Literal["started", "completed", "compensated", "failed", "cancelled"]
 
 
-class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """Send one command attempt to a participant service.
 
     ``message_id`` is unique per attempt; ``idempotency_key`` is shared by every
@@ -57,7 +57,7 @@ class CancelTimer(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     timer: str
 
 
-class Notify(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class Notify(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """Publish a saga lifecycle event for other services."""
 
     event: LifecycleEvent

@@ -24,7 +24,7 @@ __all__ = [
 D = TypeVar("D")
 
 
-class _Input(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class _Input(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     # ``services_down`` is the circuit breakers' view when the input is handled:
     # the core decides whether a command may be sent from it, without I/O.
     at: datetime

@@ -57,7 +57,7 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     finished_at: datetime | None = None
 
 
-class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
+class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defaults=True):
     """One saga instance.
 
     Attributes:

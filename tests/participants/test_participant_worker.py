@@ -241,6 +241,24 @@ async def test_a_non_retryable_failure_is_recorded_and_replayed(harness: Harness
     assert harness.inventory.effects == []
 
 
+async def test_only_the_outcome_is_recorded_not_the_envelope(harness: Harness) -> None:
+    """The record answers any later attempt, so it keeps what the reply says and
+    nothing of the command it answered (a smaller record per key)."""
+    await harness.ask(command())
+    await harness.ask(command("Charge", {"cents": 500}, step="charge"))
+    records = {
+        key: msgspec.json.decode(harness.store._replies[key])
+        for key in (f"{SAGA}:reserve:action", f"{SAGA}:charge:action")
+    }
+    assert records == {
+        f"{SAGA}:reserve:action": {"result": {"hold_id": f"hold-{SAGA}", "qty": 2}},
+        f"{SAGA}:charge:action": {
+            "error_type": "CardDeclined",
+            "error_message": "card ending 4242 was declined",
+        },
+    }
+
+
 async def test_a_failure_subclass_names_the_error(harness: Harness) -> None:
     reply = await harness.ask(command("Charge", {"cents": 500}, step="charge"))
     assert isinstance(reply, TaskFailed)

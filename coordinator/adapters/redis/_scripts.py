@@ -7,20 +7,23 @@ on a Redis Cluster too.
 
 from __future__ import annotations
 
-# KEYS: state hash, history stream, dedupe set, timers zset, outbox hash, outbox zset
+# KEYS: state hash, history list, timers zset, outbox hash, outbox zset
 # ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry, now_ms,
 #       index prefix, saga_id, retention_s, terminal (0/1), n_outbox, n_due, n_cancel,
 #       then n_outbox (field, entry), n_due (member, score), n_cancel (member)
 #
 # Idempotent: redis-py retries a command that timed out, and the first try may
 # have committed. The dedupe id of the last commit is kept on the saga, so a
-# retry of the very commit that succeeded answers "committed" again.
+# retry of the very commit that succeeded answers "committed" again. The ids of
+# the inputs applied are fields ``d:<id>`` of the saga's hash: a small hash is
+# stored compactly, a set of strings is not (Redis 7.0).
 COMMIT = """
-local state_key, hist_key, seen_key, timers_key, outbox_key, outbox_z =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local state_key, hist_key, timers_key, outbox_key, outbox_z =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local expected, new_rev, dedupe_id = tonumber(ARGV[1]), ARGV[2], ARGV[4]
-local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name')
-if redis.call('SISMEMBER', seen_key, dedupe_id) == 1 then
+local seen = 'd:' .. dedupe_id
+local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name', seen)
+if current[5] then
   if current[1] == new_rev and current[2] == dedupe_id then return 'committed' end
   return 'duplicate'
 end
@@ -28,8 +31,7 @@ local rev = current[1] and tonumber(current[1]) or -1
 if rev ~= expected then return 'conflict' end
 local saga_id, now_ms, prefix = ARGV[10], tonumber(ARGV[8]), ARGV[9]
 redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
-           'status', ARGV[6], 'last', dedupe_id)
-redis.call('SADD', seen_key, dedupe_id)
+           'status', ARGV[6], 'last', dedupe_id, seen, '')
 redis.call('RPUSH', hist_key, ARGV[7])
 local i = 16
 for _ = 1, tonumber(ARGV[13]) do
@@ -54,14 +56,13 @@ if ARGV[12] == '1' then
   if ttl > 0 then
     redis.call('EXPIRE', state_key, ttl)
     redis.call('EXPIRE', hist_key, ttl)
-    redis.call('EXPIRE', seen_key, ttl)
     redis.call('ZREMRANGEBYSCORE', prefix .. ARGV[5] .. ':' .. ARGV[6], '-inf', now_ms - ttl * 1000)
   end
 end
 return 'committed'
 """
 
-# KEYS: history stream, timers zset; ARGV: history entry, timer member ('' for none)
+# KEYS: history list, timers zset; ARGV: history entry, timer member ('' for none)
 RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end

@@ -2,10 +2,10 @@
 
 Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
 
-    ns:{ns.bN}:s:<id>       hash: state, rev, name, status, last (dedupe id of the last commit)
+    ns:{ns.bN}:s:<id>       hash: state, rev, name, status, last (dedupe id of the last
+                            commit), and d:<input id> for each input applied (dedupe)
     ns:{ns.bN}:h:<id>       list: the saga's history (a list, not a stream: a stream
                             preallocates ~4.7 KB, more than a whole saga should cost)
-    ns:{ns.bN}:d:<id>       set: ids of the inputs applied (dedupe)
     ns:{ns.bN}:timers       zset: "<timer>|<id>" scored by due time (ms)
     ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
     ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
@@ -117,7 +117,6 @@ class RedisSagaStore:
         return [
             f"{p}:s:{saga_id}",
             f"{p}:h:{saga_id}",
-            f"{p}:d:{saga_id}",
             f"{p}:timers",
             f"{p}:outbox",
             f"{p}:outbox:z",
@@ -166,7 +165,7 @@ class RedisSagaStore:
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
-        await self._record(keys=[keys[1], keys[3]], args=[msgspec.json.encode(entry), member])
+        await self._record(keys=[keys[1], keys[2]], args=[msgspec.json.encode(entry), member])
 
     # -- OutboxStore -------------------------------------------------------------------
 
