@@ -36,6 +36,7 @@ class Config:
     celery_concurrency: int = 2
     celery_prefetch: int = 8
     ns_prefix: str = "bn"
+    event_loop: str = "auto"  # SAGA_EVENT_LOOP of ours, --loop of the floor: the same for both
 
 
 def new_namespace(cfg: Config) -> str:

@@ -218,6 +218,7 @@ class Ours(_AmqpSystem):
             "SAGA_RETENTION": f"PT{self.cfg.retention}S",
             "SAGA_IDEMPOTENCY_TTL": f"PT{self.cfg.retention}S",
             "SAGA_LOG_LEVEL": "WARNING",
+            "SAGA_EVENT_LOOP": self.cfg.event_loop,
         }
 
     def _argv(self, args: list[str], wrap: tuple[str, Path] | None) -> tuple[list[str], bool]:
@@ -376,6 +377,8 @@ class OursRawParticipant(Ours):
                 self.cfg.amqp_url,
                 "--protocol",
                 "saga",
+                "--loop",
+                self.cfg.event_loop,
                 *hold,
             ]
             self.procs.append(launch("participant", argv, {}, f"{self.ns}-responder{i}"))
@@ -390,7 +393,7 @@ class Floor(_AmqpSystem):
     end_keys = ("floor.completed",)
 
     def _common(self) -> list[str]:
-        return ["--ns", self.ns, "--amqp", self.cfg.amqp_url]
+        return ["--ns", self.ns, "--amqp", self.cfg.amqp_url, "--loop", self.cfg.event_loop]
 
     async def launch(self, *, participants: str | None = "all") -> None:
         for i in range(self.replicas):

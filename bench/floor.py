@@ -47,6 +47,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from contracts import DEFAULT_CODEC, Command, TaskCompleted
+from coordinator._serve import run_loop
 from coordinator.adapters.rabbitmq._topology import dead_queue_arguments, queue_arguments
 
 STEPS = 3
@@ -227,12 +228,16 @@ def main() -> None:
     parser.add_argument("--retention", type=int, default=600, help="TTL of a finished saga (s)")
     parser.add_argument("--protocol", choices=["floor", "saga"], default="floor")
     parser.add_argument("--hold-step", type=int, default=None)
+    parser.add_argument(
+        "--loop", choices=["auto", "uvloop", "asyncio"], default="auto", help="as SAGA_EVENT_LOOP"
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         if args.role == "coordinator":
-            asyncio.run(run_coordinator(args.amqp, args.redis, args.ns, args.retention))
+            main = run_coordinator(args.amqp, args.redis, args.ns, args.retention)
         else:
-            asyncio.run(run_responder(args.amqp, args.ns, args.protocol, args.hold_step))
+            main = run_responder(args.amqp, args.ns, args.protocol, args.hold_step)
+        run_loop(main, args.loop)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only profile ours: pyspy,cprofile,trace (default pyspy,trace)",
     )
     p.add_argument("--profile-level", type=int, default=64, help="in-flight level for CPU profiles")
+    p.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop of ours and of the floor alike (auto: uvloop when installed)",
+    )
     p.add_argument("--celery-pool", default="prefork")
     p.add_argument("--celery-concurrency", type=int, default=2)
     p.add_argument(
@@ -408,6 +414,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         participants=args.participants,
         celery_pool=args.celery_pool,
         celery_concurrency=args.celery_concurrency,
+        event_loop=args.event_loop,
     )
     conn = await aio_pika.connect(
         args.amqp_url, client_properties={"connection_name": "bench driver"}

@@ -97,11 +97,12 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         namespace: NamespaceOpt = None,
     ) -> None:
         """Run a coordinator replica: consume events, advance sagas, fire timers."""
-        from coordinator._serve import serve_coordinator
+        from coordinator._serve import run_loop, serve_coordinator
 
         definitions = [load_definition(spec) for spec in saga]
         _log_to_stderr()
-        asyncio.run(serve_coordinator(definitions, _settings(namespace)))
+        settings = _settings(namespace)
+        run_loop(serve_coordinator(definitions, settings), settings.event_loop)
 
     @app.command()
     def participant(
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         namespace: NamespaceOpt = None,
     ) -> None:
         """Run participant services written with the participants SDK."""
-        from coordinator._serve import serve_participants
+        from coordinator._serve import run_loop, serve_participants
         from participants import Service
 
         found = load_object(services)
@@ -122,7 +123,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
             found = found()
         found_list = [found] if isinstance(found, Service) else list(found)  # type: ignore[call-overload]
         _log_to_stderr()
-        asyncio.run(serve_participants(found_list, _settings(namespace)))
+        settings = _settings(namespace)
+        run_loop(serve_participants(found_list, settings), settings.event_loop)
 
     @app.command()
     def start(

@@ -48,6 +48,7 @@ from coordinator._ports import (
 )
 from coordinator._translate import command_entry, history_entry, input_for, lifecycle_entry
 from coordinator.core import (
+    NOTHING_DOWN,
     CancelRequested,
     CancelTimer,
     Decision,
@@ -343,7 +344,7 @@ class Coordinator:
             self._cache.popitem(last=False)
 
     def _down(self) -> frozenset[str]:
-        return self._services_down()
+        return self._services_down() or NOTHING_DOWN
 
     async def _apply(
         self, saga_id: str, dedupe_id: str, make: Callable[..., Input]

@@ -6,6 +6,7 @@ Everything below the command line receives a frozen :class:`Settings`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
         reconnect_interval: Pause between attempts to reconnect to RabbitMQ.
         timer_interval: Seconds between polls for due timers and stale outbox entries.
         max_message_size: Larger messages are refused (and dead-lettered).
+        event_loop: ``auto`` runs ``saga run`` and ``saga participant`` on uvloop
+            when it is installed, ``asyncio`` on the standard loop.
     """
 
     model_config = SettingsConfigDict(env_prefix="SAGA_", frozen=True)
@@ -46,3 +49,4 @@ class Settings(BaseSettings):
     reconnect_interval: timedelta = timedelta(seconds=1)
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"

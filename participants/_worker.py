@@ -236,7 +236,7 @@ class ParticipantWorker:
                 body = self._codec.encode(reply)
             else:
                 encoded: bytes | None = None
-                renewing = asyncio.create_task(self._renew(key), name=f"hold {key}")
+                stop_renewing = self._keep_held(key)
                 try:
                     reply = await self._execute(registration, command)
                     encoded = self._encode_reply(reply)
@@ -253,7 +253,7 @@ class ParticipantWorker:
                             lambda: self._idempotency.finish(key, self._holder, record)
                         )
                     finally:
-                        renewing.cancel()
+                        stop_renewing()
                 body = encoded
             # Recorded: publishing again is safe, and holding the delivery through
             # a broker reconnect spares its delivery limit.
@@ -309,19 +309,37 @@ class ParticipantWorker:
                 return None
             await self._clock.sleep(_CLAIM_POLL_SECONDS)
 
-    async def _renew(self, key: str) -> None:
-        """Keep the hold on ``key`` while its handler runs and its reply is recorded."""
+    def _keep_held(self, key: str) -> Callable[[], None]:
+        """Renew the hold on ``key`` every third of the lease until the returned
+        function is called. Most handlers finish before the first renewal, and
+        then cost a timer, not a task."""
+        loop = asyncio.get_running_loop()
         every = self._lease.total_seconds() / 3
+        renewing: list[asyncio.Task[None]] = []
+
+        def begin() -> None:
+            renewing.append(loop.create_task(self._renew(key, every), name=f"hold {key}"))
+
+        timer = loop.call_later(every, begin)
+
+        def stop() -> None:
+            timer.cancel()
+            for task in renewing:
+                task.cancel()
+
+        return stop
+
+    async def _renew(self, key: str, every: float) -> None:
         while True:
-            await asyncio.sleep(every)
             try:
                 held = await self._idempotency.begin(key, self._holder, self._lease)
             except Exception:  # Redis restarting: the next renewal may succeed
                 _log.warning("could not renew the hold on %s", key, exc_info=True)
-                continue
+                held = True
             if held is not True:
                 _log.warning("lost the hold on %s: another worker may run it too", key)
                 return
+            await asyncio.sleep(every)
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:

@@ -15,6 +15,7 @@ from coordinator.core._effects import (
     StartTimer,
 )
 from coordinator.core._inputs import (
+    NOTHING_DOWN,
     CancelRequested,
     Input,
     RetryRequested,
@@ -30,6 +31,7 @@ from coordinator.core._retry import Retry
 from coordinator.core._state import TERMINAL, SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = [
+    "NOTHING_DOWN",
     "DEADLINE_TIMER",
     "TERMINAL",
     "CancelRequested",

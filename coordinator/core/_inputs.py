@@ -10,6 +10,7 @@ import msgspec
 from contracts import StepKind
 
 __all__ = [
+    "NOTHING_DOWN",
     "CancelRequested",
     "Input",
     "RetryRequested",
@@ -23,12 +24,16 @@ __all__ = [
 
 D = TypeVar("D")
 
+# The default of ``services_down``. msgspec leaves a default out of the JSON only
+# when it is this very object, so callers pass it rather than a new empty set.
+NOTHING_DOWN: frozenset[str] = frozenset()
+
 
 class _Input(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     # ``services_down`` is the circuit breakers' view when the input is handled:
     # the core decides whether a command may be sent from it, without I/O.
     at: datetime
-    services_down: frozenset[str] = frozenset()
+    services_down: frozenset[str] = NOTHING_DOWN
 
 
 class Start(_Input, Generic[D], frozen=True, kw_only=True):

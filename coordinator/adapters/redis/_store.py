@@ -194,11 +194,15 @@ class RedisSagaStore:
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
         if not entries:
             return
+        by_bucket: dict[str, list[str]] = {}
+        for entry in entries:
+            field = f"{entry.saga_id}{_SEP}{entry.message_id}"
+            by_bucket.setdefault(self._bucket(entry.saga_id), []).append(field)
+        # Two commands per bucket, whatever the number of entries.
         async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                p, field = self._bucket(entry.saga_id), f"{entry.saga_id}{_SEP}{entry.message_id}"
-                pipe.hdel(f"{p}:outbox", field)
-                pipe.zrem(f"{p}:outbox:z", field)
+            for p, fields in by_bucket.items():
+                pipe.hdel(f"{p}:outbox", *fields)
+                pipe.zrem(f"{p}:outbox:z", *fields)
             await pipe.execute()
 
     # -- TimerStore ---------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""The processes' event loop: uvloop when installed, the standard one on request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from coordinator._serve import run_loop
+from coordinator._settings import Settings
+
+
+async def _loop_type() -> type[asyncio.AbstractEventLoop]:
+    return type(asyncio.get_running_loop())
+
+
+@pytest.mark.parametrize("kind", ["auto", "uvloop"])
+def test_uvloop_runs_when_installed(kind: str) -> None:
+    assert run_loop(_loop_type(), kind) is uvloop.Loop  # type: ignore[arg-type]
+
+
+def test_the_standard_loop_on_request() -> None:
+    assert not issubclass(run_loop(_loop_type(), "asyncio"), uvloop.Loop)
+
+
+def test_the_setting_defaults_to_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().event_loop == "auto"
+    monkeypatch.setenv("SAGA_EVENT_LOOP", "asyncio")
+    assert Settings().event_loop == "asyncio"
