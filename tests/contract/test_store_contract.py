@@ -170,6 +170,9 @@ async def test_redis_finished_sagas_expire_after_retention(redis_client: Redis, 
     await store.commit(commit(expected=0, dedupe="d1", status="completed"))
     keys = [k async for k in redis_client.scan_iter(match=f"{ns}:*:[sh]:s1")]
     assert len(keys) == 2
+    # The index of finished sagas goes too, with the last saga that finished in it.
+    keys += [k async for k in redis_client.scan_iter(match=f"{ns}:*:i:*:completed")]
+    assert len(keys) == 3
     for key in keys:
         assert 0 < await redis_client.ttl(key) <= 30
 

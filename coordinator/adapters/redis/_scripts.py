@@ -56,7 +56,11 @@ if ARGV[12] == '1' then
   if ttl > 0 then
     redis.call('EXPIRE', state_key, ttl)
     redis.call('EXPIRE', hist_key, ttl)
-    redis.call('ZREMRANGEBYSCORE', prefix .. ARGV[5] .. ':' .. ARGV[6], '-inf', now_ms - ttl * 1000)
+    -- The index of finished sagas: older entries go now, and the whole key
+    -- with the last saga that finished in it.
+    local index = prefix .. ARGV[5] .. ':' .. ARGV[6]
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', now_ms - ttl * 1000)
+    redis.call('EXPIRE', index, ttl)
   end
 end
 return 'committed'
