@@ -54,6 +54,12 @@ def run_loop(main: Coroutine[Any, Any, T], kind: Literal["auto", "uvloop", "asyn
     return asyncio.run(main)
 
 
+def _loop_name() -> str:
+    return (
+        "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+    )
+
+
 async def until_signalled(stop: asyncio.Event | None = None) -> None:
     """Wait for SIGTERM or SIGINT (or ``stop`` being set)."""
     stop = stop or asyncio.Event()
@@ -109,7 +115,7 @@ async def serve_coordinator(
         )
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)
-        _log.info("coordinator running in namespace %r", settings.namespace)
+        _log.info("coordinator running in namespace %r on %s", settings.namespace, _loop_name())
         await until_signalled(stop)
         _log.info("stopping: draining in-flight transitions")
 
@@ -136,6 +142,11 @@ async def serve_participants(
             await worker.start()
             stack.push_async_callback(worker.stop)
         names = ", ".join(s.name for s in services)
-        _log.info("participants running in namespace %r: %s", settings.namespace, names)
+        _log.info(
+            "participants running in namespace %r on %s: %s",
+            settings.namespace,
+            _loop_name(),
+            names,
+        )
         await until_signalled(stop)
         _log.info("stopping: finishing the commands in flight")

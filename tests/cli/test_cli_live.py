@@ -3,6 +3,7 @@ processes on the real RabbitMQ and Redis, each test in its own namespace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from servers import AMQP_URL, REDIS_URL, namespace, unavailable
+
+from coordinator.adapters.rabbitmq import RabbitTransport
 
 BIN = Path(sys.executable).parent
 
@@ -102,14 +106,21 @@ def live(tmp_path: Path) -> Iterator[Deployment]:
     d.spawn("run", "--saga", "examples.orders:saga", ready="coordinator running")
     yield d
     codes = d.stop()
+    asyncio.run(_delete_namespace(d.env["SAGA_NAMESPACE"]))
     assert codes == [0, 0], "SIGTERM must drain and exit 0"
-    import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{d.env['SAGA_NAMESPACE']}:*", count=1000))
+
+async def _delete_namespace(ns: str) -> None:
+    """Its Redis keys, its queues and exchanges: a shared broker keeps nothing of a run."""
+    redis = Redis.from_url(REDIS_URL)
+    keys = [k async for k in redis.scan_iter(match=f"{ns}:*", count=1000)]
     if keys:
-        client.delete(*keys)
-    client.close()
+        await redis.delete(*keys)
+    await redis.aclose()
+    transport = await RabbitTransport.connect(AMQP_URL, namespace=ns)
+    services = ("inventory", "payments", "loyalty", "shipping")
+    await transport.delete_namespace(["coordinator.events", *(f"{s}.commands" for s in services)])
+    await transport.close()
 
 
 def order(order_id: str, **extra: object) -> str:
