@@ -56,7 +56,10 @@ class OutboxPublisher:
         """Publish committed entries; what fails stays in the outbox for the relay."""
         if not entries:
             return
-        results = await asyncio.gather(*(self._publish_one(e) for e in entries))
+        if len(entries) == 1:  # the common case: no task needed
+            results = [await self._publish_one(entries[0])]
+        else:
+            results = await asyncio.gather(*(self._publish_one(e) for e in entries))
         sent = [entry for entry, ok in zip(entries, results, strict=True) if ok]
         if not sent:
             return

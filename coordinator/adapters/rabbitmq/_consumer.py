@@ -95,18 +95,18 @@ class Consumer:
         except CHANNEL_ERRORS as exc:
             _log.warning("closing the channel of %r failed: %r", self.name, exc)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    def _on_message(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
+        # A plain function returning the handler's task, not a coroutine: aio-pika
+        # then calls it without a task of its own (aio_pika.tools.create_task),
+        # and the delivery gets exactly one task, ours.
         delivery = RabbitDelivery.wrap(
             message, queue=self.name, delivery_limit=self._delivery_limit, park=self._park
         )
-        if self._stopping:
-            await delivery.release()
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._run(delivery), name=f"saga-consume {self.name}"
-        )
+        work = delivery.release() if self._stopping else self._run(delivery)
+        task = asyncio.get_running_loop().create_task(work, name=f"saga-consume {self.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self, delivery: RabbitDelivery) -> None:
         try:
