@@ -54,15 +54,15 @@ def make_app(
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name="bench.a")
+    @app.task(name="bench.a", shared=False)
     def a(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
-    @app.task(name="bench.b")
+    @app.task(name="bench.b", shared=False)
     def b(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
-    @app.task(name="bench.c")
+    @app.task(name="bench.c", shared=False)
     def c(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
