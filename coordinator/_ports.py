@@ -207,7 +207,8 @@ class IdempotencyStore(Protocol):
 
     async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
         """The reply recorded for ``key``; else True if ``holder`` now holds the key
-        (run the handler; the hold expires after ``ttl``), False if another does."""
+        (run the handler; the hold expires after ``ttl``), False if another does.
+        The holder calls it again to renew its hold while the handler runs."""
         ...
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
