@@ -11,6 +11,8 @@ from typing import Any, final
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from coordinator.adapters.redis._batch import Batcher, LuaScript
+
 __all__ = ["RedisClock", "RedisIdempotencyStore", "connect_redis"]
 
 _log = logging.getLogger("coordinator.redis")
@@ -52,13 +54,15 @@ class RedisIdempotencyStore:
         self._redis: Any = redis
         self._prefix = f"{namespace}:reply:"
         self._claim_prefix = f"{namespace}:claim:"
-        self._begin = redis.register_script(_BEGIN)
-        self._finish = redis.register_script(_FINISH)
+        # A worker runs many commands at once: their calls share pipelines.
+        self._batch = Batcher(redis)
+        self._begin = LuaScript(redis, _BEGIN)
+        self._finish = LuaScript(redis, _FINISH)
         self._ttl = int(ttl.total_seconds())
 
     async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
-        found = await self._begin(
-            keys=self._keys(key), args=[holder, int(ttl.total_seconds() * 1000)]
+        found = await self._batch.run(
+            self._begin, self._keys(key), [holder, int(ttl.total_seconds() * 1000)]
         )
         if isinstance(found, bytes):
             return found
@@ -67,7 +71,7 @@ class RedisIdempotencyStore:
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
         has_reply = 1 if reply is not None else 0
         args: list[str | int | bytes] = [holder, self._ttl, reply or b"", has_reply]
-        await self._finish(keys=self._keys(key), args=args)
+        await self._batch.run(self._finish, self._keys(key), args)
 
     def _keys(self, key: str) -> list[str]:
         # One hash tag per key: the reply and its claim are on one cluster slot.

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
+from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._scripts import COMMIT, RECORD
 
 __all__ = ["RedisSagaStore"]
@@ -98,8 +99,11 @@ class RedisSagaStore:
         self._ns = namespace
         self._buckets = buckets
         self._retention = int(retention.total_seconds())
-        self._commit = redis.register_script(COMMIT)
-        self._record = redis.register_script(RECORD)
+        # The hot path (load, commit, record) goes through the batcher: many
+        # transitions in flight share one pipeline per loop turn.
+        self._batch = Batcher(redis)
+        self._commit = LuaScript(redis, COMMIT)
+        self._record = LuaScript(redis, RECORD)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -126,7 +130,8 @@ class RedisSagaStore:
 
     @_outage_is_unavailable
     async def load(self, saga_id: str) -> Stored | None:
-        state, rev = await self._redis.hmget(f"{self._bucket(saga_id)}:s:{saga_id}", "state", "rev")
+        key = f"{self._bucket(saga_id)}:s:{saga_id}"
+        state, rev = await self._batch.execute("HMGET", key, "state", "rev")
         if state is None or rev is None:
             return None
         return Stored(state=state, revision=int(rev))
@@ -156,7 +161,7 @@ class RedisSagaStore:
         for timer, due in commit.timers_due.items():
             args += [f"{timer}{_SEP}{saga_id}", _ms(due)]
         args += [f"{timer}{_SEP}{saga_id}" for timer in commit.timers_cancelled]
-        result = await self._commit(keys=self._keys(saga_id), args=args)
+        result = await self._batch.run(self._commit, self._keys(saga_id), args)
         text = result.decode() if isinstance(result, bytes) else str(result)
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
@@ -165,7 +170,8 @@ class RedisSagaStore:
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
-        await self._record(keys=[keys[1], keys[2]], args=[msgspec.json.encode(entry), member])
+        args = [msgspec.json.encode(entry), member]
+        await self._batch.run(self._record, [keys[1], keys[2]], args)
 
     # -- OutboxStore -------------------------------------------------------------------
 
