@@ -8,12 +8,13 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    handler; otherwise take a hold on the key, which fences it from the
    service's other workers and which is renewed while the handler runs, so it
    expires within one ``lease`` when this worker dies;
-3. run the handler and record a success or a non-retryable failure *before*
-   publishing, so a crash after recording cannot lead to a second run (a crash
-   between the effect and its record can: the handler's own effect must be
-   idempotent by ``ctx.idempotency_key``);
-4. publish the reply and ack only once the publish returned; if it fails the
-   delivery is requeued and the recorded reply answers the redelivery.
+3. run the handler, then record a success or a non-retryable failure and
+   publish the reply at once (the record does not wait for the publish's
+   confirm, nor the publish for the record); a crash before the record landed
+   can lead to a second run, so the handler's own effect must be idempotent
+   by ``ctx.idempotency_key``;
+4. ack only once both are done; if the publish fails the delivery is requeued
+   and the recorded reply answers the redelivery.
 """
 
 from __future__ import annotations
@@ -233,39 +234,9 @@ class ParticipantWorker:
             recorded = await self._wait_for_turn(key)
             if recorded is not None:
                 reply = self._recorded(recorded, command)
-                body = self._codec.encode(reply)
+                await self._persist(lambda: self._publish(delivery, command, reply))
             else:
-                encoded: bytes | None = None
-                stop_renewing = self._keep_held(key)
-                try:
-                    reply = await self._execute(registration, command)
-                    encoded = self._encode_reply(reply)
-                finally:
-                    record = (
-                        _record_of(reply)
-                        if encoded is not None and _worth_recording(reply)
-                        else None
-                    )
-                    try:
-                        # The effect may be applied: never run the handler again for
-                        # a failed record, keep trying to record it (Redis restarting).
-                        await self._persist(
-                            lambda: self._idempotency.finish(key, self._holder, record)
-                        )
-                    finally:
-                        stop_renewing()
-                body = encoded
-            # Recorded: publishing again is safe, and holding the delivery through
-            # a broker reconnect spares its delivery limit.
-            await self._persist(
-                lambda: self._transport.publish(
-                    "events",
-                    f"{command.saga_name}.{type(reply).__name__}",
-                    body,
-                    message_id=reply.message_id,
-                    headers=_trace_headers(delivery.headers),
-                )
-            )
+                await self._run_and_reply(delivery, command, registration)
         except _Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
             # applied): no reply, so the coordinator's timeout treats the step
@@ -278,6 +249,47 @@ class ParticipantWorker:
             await delivery.requeue()
             return
         await delivery.ack()
+
+    async def _run_and_reply(
+        self, delivery: Delivery, command: Command, registration: Registration
+    ) -> None:
+        """Run the handler while holding its key, then record and publish its reply.
+
+        The record and the publish go out together, and both are done before
+        the delivery is settled: a requeued command finds its reply recorded.
+        """
+        key = command.idempotency_key
+        encoded: bytes | None = None
+        stop_renewing = self._keep_held(key)
+        try:
+            reply = await self._execute(registration, command)
+            encoded = self._encode_reply(reply)
+        finally:
+            record = _record_of(reply) if encoded is not None and _worth_recording(reply) else None
+            # The effect may be applied: never run the handler again for a failed
+            # record, keep trying to record it (Redis restarting).
+            recording = asyncio.get_running_loop().create_task(
+                self._persist(lambda: self._idempotency.finish(key, self._holder, record))
+            )
+            recording.add_done_callback(lambda _: stop_renewing())
+            try:
+                if encoded is not None:
+                    # Recorded or not yet, publishing is safe to repeat; holding the
+                    # delivery through a broker reconnect spares its delivery limit.
+                    await self._persist(lambda: self._publish(delivery, command, reply, encoded))
+            finally:
+                await recording
+
+    async def _publish(
+        self, delivery: Delivery, command: Command, reply: Reply, body: bytes | None = None
+    ) -> None:
+        await self._transport.publish(
+            "events",
+            f"{command.saga_name}.{type(reply).__name__}",
+            body if body is not None else self._codec.encode(reply),
+            message_id=reply.message_id,
+            headers=_trace_headers(delivery.headers),
+        )
 
     async def _persist(self, attempt: Callable[[], Awaitable[None]]) -> None:
         """Retry an I/O step with backoff for up to ``_PERSIST_SECONDS``, then give up."""

@@ -516,14 +516,16 @@ class RecordingDelivery:
 
 
 class RecordingStore:
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], *, record_takes: float = 0.0) -> None:
         self.inner = MemoryIdempotencyStore()
         self.log = log
+        self.record_takes = record_takes
 
     async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
         return await self.inner.begin(key, holder, ttl)
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        await asyncio.sleep(self.record_takes)
         if reply is not None:
             self.log.append("record")
         await self.inner.finish(key, holder, reply)
@@ -551,17 +553,20 @@ class RecordingTransport(FailingOnce):
         )
 
 
-async def test_record_then_publish_then_ack(inventory: Inventory) -> None:
+async def test_record_and_publish_go_out_together_and_the_ack_waits_for_both(
+    inventory: Inventory,
+) -> None:
     log: list[str] = []
     memory = MemoryTransport()
     await memory.declare("replies", "events", "#")
     worker = ParticipantWorker(
         inventory.service(),
         transport=RecordingTransport(memory, log),
-        idempotency=RecordingStore(log),
+        idempotency=RecordingStore(log, record_takes=0.05),
     )
     await worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(command()), log))
-    assert log == ["record", "publish", "ack"]
+    # The publish did not wait for the slow record; the ack waited for it.
+    assert log == ["publish", "record", "ack"]
 
     log.clear()
     await worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(command(attempt=2)), log))
