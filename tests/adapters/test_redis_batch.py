@@ -74,12 +74,28 @@ async def test_a_command_alone_in_its_turn_is_sent_without_a_pipeline(
     assert await counting.get(f"{ns}:alone") == b"2"
 
 
+async def test_commands_issued_while_a_pipeline_is_on_the_wire_go_out_together_after_it(
+    counting: _CountingRedis, ns: str
+) -> None:
+    batch = Batcher(counting)
+    first = asyncio.ensure_future(batch.execute("BLPOP", f"{ns}:empty", "0.2"))
+    await asyncio.sleep(0.05)  # sent, and blocking its connection
+    later = []
+    for _ in range(3):
+        later.append(asyncio.ensure_future(batch.execute("INCR", f"{ns}:n")))
+        await asyncio.sleep(0)  # each in a turn of its own
+    assert await first is None
+    assert sorted(await asyncio.gather(*later)) == [1, 2, 3]
+    assert counting.singles == 1
+    assert counting.pipelines == [3]
+
+
 async def test_a_long_turn_is_split_into_pipelines_of_max_batch(
     counting: _CountingRedis, ns: str
 ) -> None:
     batch = Batcher(counting, max_batch=8)
     await asyncio.gather(*(batch.execute("INCR", f"{ns}:n") for _ in range(20)))
-    assert sorted(counting.pipelines) == [4, 8, 8]
+    assert counting.pipelines == [8, 8, 4]
     assert await counting.get(f"{ns}:n") == b"20"
 
 

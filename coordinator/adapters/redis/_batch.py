@@ -1,12 +1,14 @@
-"""Commands issued in one turn of the event loop, sent to Redis as one pipeline.
+"""Redis commands from many tasks, sent together as pipelines.
 
 redis-py spends about 100 us of CPU on every command it sends on its own
 (taking a pooled connection, its retry wrapper, its metrics hooks), and about
 a quarter of that per command in a pipeline. A coordinator or a participant
-with many deliveries in flight issues its commands from many tasks at once:
-collected until the loop has run every ready task, they go out together, each
-caller getting its own reply. A caller alone in its turn costs what it did
-before; nobody waits for a batch to fill.
+with many deliveries in flight issues its commands from many tasks at once.
+The batcher collects them until the loop has run every ready task, and while
+a pipeline is on the wire, until it returns; then they go out together, each
+caller getting its own reply. Under load a batch is what arrived during one
+round trip; a caller alone costs what it did before, and nobody waits for a
+batch to fill.
 
 Every command sent this way must be safe to send twice: a pipeline is sent
 again as a whole when the connection fails under it (redis-py's retry), and
@@ -40,14 +42,23 @@ class LuaScript:
 class Batcher:
     """Sends the commands of one loop turn in one pipeline (no MULTI).
 
+    While ``max_in_flight`` pipelines are on the wire, what callers issue
+    waits and goes out in the next pipeline, once one returns: under load the
+    batches grow to what arrived during a round trip, and a lone caller never
+    waits.
+
     Args:
         redis: A ``redis.asyncio`` client, standalone or cluster.
         max_batch: Commands per pipeline at most; a longer turn is split.
+        max_in_flight: Pipelines on the wire at once.
     """
 
-    def __init__(self, redis: Redis | RedisCluster, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, *, max_batch: int = 256, max_in_flight: int = 1
+    ) -> None:
         self._redis: Any = redis
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[_Pending] = []
         self._flushing = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -62,9 +73,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if not self._flushing:
-            self._flushing = True
-            loop.call_soon(self._flush)
+        self._schedule(loop)
         return await future
 
     async def run(self, script: LuaScript, keys: list[Any], args: list[Any]) -> Any:
@@ -76,15 +85,27 @@ class Batcher:
             await self._redis.script_load(script.text)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # At the end of this turn, once every ready task has issued its commands;
+        # with a pipeline still on the wire, once it has returned.
+        if not self._flushing and len(self._sending) < self._max_in_flight:
+            self._flushing = True
+            loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flushing = False
-        pending, self._pending = self._pending, []
         loop = asyncio.get_running_loop()
-        for start in range(0, len(pending), self._max_batch):
-            batch = pending[start : start + self._max_batch]
+        while self._pending and len(self._sending) < self._max_in_flight:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             task = loop.create_task(self._send(batch), name="redis-batch")
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._pending:
+            self._schedule(asyncio.get_running_loop())
 
     async def _send(self, batch: list[_Pending]) -> None:
         results: list[Any]
