@@ -37,6 +37,7 @@ class Config:
     celery_prefetch: int = 8
     ns_prefix: str = "bn"
     event_loop: str = "auto"  # SAGA_EVENT_LOOP of ours, --loop of the floor: the same for both
+    baseline: str = ""  # a source tree that ours-base runs from (an earlier commit)
 
 
 def new_namespace(cfg: Config) -> str:

@@ -385,6 +385,19 @@ class OursRawParticipant(Ours):
         await self._wait_ready(self.cfg.participants)
 
 
+class OursBaseline(Ours):
+    """Ours from another source tree (``--baseline DIR``), to compare two versions
+    in one run: ``git worktree add /tmp/base <commit>``, then
+    ``--baseline /tmp/base``. The same venv, its code first on the path."""
+
+    name = "ours-base"
+
+    def env(self) -> dict[str, str]:
+        if not self.cfg.baseline:
+            raise ValueError("ours-base needs --baseline DIR (a checkout of another commit)")
+        return {**super().env(), "PYTHONPATH": self.cfg.baseline}
+
+
 class Floor(_AmqpSystem):
     """``bench.floor``: a hand-written coordinator loop and responder."""
 
@@ -464,6 +477,7 @@ SYSTEMS: dict[str, type[System]] = {
     "floor": Floor,
     "ours": Ours,
     "ours-rawp": OursRawParticipant,
+    "ours-base": OursBaseline,
 }
 
 

@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -70,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--systems", default="floor,ours", help=f"of {','.join(SYSTEMS)}")
     p.add_argument("--with-celery", action="store_true", help="add the Celery chain")
     p.add_argument(
+        "--baseline",
+        default="",
+        help="source tree of another version of ours, run as ours-base alongside (A/B)",
+    )
+    p.add_argument(
         "--replicas",
         type=_parse_ints,
         help="coordinator replicas for the scaling run; default 1,2,4, quick none",
@@ -117,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.systems = [s for s in a.systems.split(",") if s]
     if a.with_celery and "celery" not in a.systems:
         a.systems.append("celery")
+    if a.baseline:
+        a.baseline = str(Path(a.baseline).resolve())
+        if not (Path(a.baseline) / "coordinator").is_dir():
+            p.error(f"--baseline {a.baseline}: no coordinator/ package there")
+        if "ours-base" not in a.systems:
+            a.systems.append("ours-base")
     unknown = [s for s in a.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown systems {unknown}; choose from {list(SYSTEMS)}")
@@ -415,6 +427,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         celery_pool=args.celery_pool,
         celery_concurrency=args.celery_concurrency,
         event_loop=args.event_loop,
+        baseline=args.baseline,
     )
     conn = await aio_pika.connect(
         args.amqp_url, client_properties={"connection_name": "bench driver"}
