@@ -258,11 +258,13 @@ async def test_a_publish_that_is_never_confirmed_times_out(
     connect: Callable[..., Awaitable[RabbitTransport]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     transport = await connect(publish_timeout=timedelta(milliseconds=50))
+    exchange = transport._publisher._exchanges["events"]
+    channel = await exchange.channel.get_underlay_channel()
 
-    async def silent(*args: object, **kwargs: object) -> None:
-        await asyncio.sleep(WAIT)  # a connection that went quiet
+    async def lost(frame: object) -> None:
+        """The broker's confirm never arrives, as on a connection that went quiet."""
 
-    monkeypatch.setattr(transport._publisher._exchanges["events"], "publish", silent)
+    monkeypatch.setattr(channel, "_on_confirm_frame", lost)
     with pytest.raises(PublishFailedError) as caught:
         await transport.publish("events", "x", b"{}", message_id="m-1", mandatory=False)
     assert caught.value.reason == "timeout"

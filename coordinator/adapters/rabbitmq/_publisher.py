@@ -8,7 +8,6 @@ dead connection will never send: hence the timeout.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import final
@@ -88,8 +87,10 @@ class Publisher:
             message_id=message_id,
         )
         try:
-            async with asyncio.timeout(self._timeout.total_seconds()):
-                await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+            # aiormq bounds the write and the wait for the confirm with this timeout.
+            await self._exchanges[exchange].publish(
+                message, routing_key, mandatory=mandatory, timeout=self._timeout.total_seconds()
+            )
         except aiormq.exceptions.PublishError as exc:
             raise UnroutableError(exchange, routing_key) from exc
         except aiormq.exceptions.DeliveryError as exc:
