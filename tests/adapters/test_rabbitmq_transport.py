@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 
 from contracts import ContractError, SagaError
@@ -426,3 +427,91 @@ async def _eventually(probe: Callable[[], Awaitable[Any]], *, count: int = 1) ->
 
 async def _const(value: Any) -> Any:
     return value
+
+
+class _Held:
+    """A handler that keeps every delivery open until the test settles it."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        await self.release.wait()
+
+    async def arrived(self, count: int) -> list[Delivery]:
+        async with asyncio.timeout(WAIT):
+            while len(self.deliveries) < count:
+                await asyncio.sleep(0.01)
+        return self.deliveries[:count]
+
+
+@pytest.fixture
+def basic_acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Every ``basic.ack`` the client sends, as (delivery tag, multiple)."""
+    sent: list[tuple[int, bool]] = []
+    original = aiormq.Channel.basic_ack
+
+    async def recorded(self: aiormq.Channel, delivery_tag: int, multiple: bool = False) -> None:
+        sent.append((delivery_tag, multiple))
+        await original(self, delivery_tag, multiple)
+
+    monkeypatch.setattr(aiormq.Channel, "basic_ack", recorded)
+    return sent
+
+
+async def _left_in(transport: RabbitTransport, queue: str) -> list[str]:
+    """The ids of the messages back in ``queue`` once its consumer is gone."""
+    found: list[str] = []
+    peer = _Held()
+    await transport.subscribe(queue, "events", "#", peer, prefetch=50)
+    await asyncio.sleep(0.5)
+    found = [d.message_id for d in peer.deliveries]
+    peer.release.set()
+    return found
+
+
+async def test_acks_made_together_go_as_one_multiple_ack(
+    connect: Callable[..., Awaitable[RabbitTransport]], basic_acks: list[tuple[int, bool]]
+) -> None:
+    transport = await connect()
+    held = _Held()
+    subscription = await transport.subscribe("q", "events", "#", held, prefetch=20)
+    try:
+        for i in range(10):
+            await transport.publish("events", "x", b"{}", message_id=f"m{i}")
+        deliveries = await held.arrived(10)
+        await asyncio.gather(*(d.ack() for d in deliveries))
+        assert basic_acks == [(10, True)]
+    finally:
+        held.release.set()
+    await subscription.stop()
+    assert await _left_in(transport, "q") == []  # all ten settled by the one ack
+
+
+async def test_a_multiple_ack_never_covers_a_delivery_still_open_or_given_back(
+    connect: Callable[..., Awaitable[RabbitTransport]], basic_acks: list[tuple[int, bool]]
+) -> None:
+    transport = await connect(delivery_limit=5)
+    held = _Held()
+    subscription = await transport.subscribe("q", "events", "#", held, prefetch=20)
+    try:
+        for i in range(6):
+            await transport.publish("events", "x", b"{}", message_id=f"m{i}")
+        d = await held.arrived(6)
+        await asyncio.gather(d[0].ack(), d[1].ack(), d[3].ack(), d[5].ack())
+        # The run before the open m2 as one ack; after it, each alone.
+        assert basic_acks == [(2, True), (4, False), (6, False)]
+        await d[2].requeue()
+        await d[4].ack()
+        # Everything before it is settled now: it may be a multiple ack again.
+        assert basic_acks[3:] == [(5, True)]
+        redelivered = await held.arrived(7)
+        assert redelivered[6].message_id == "m2"
+        assert redelivered[6].delivery_count == 2
+        await redelivered[6].ack()
+    finally:
+        held.release.set()
+    await subscription.stop()
+    assert await _left_in(transport, "q") == []

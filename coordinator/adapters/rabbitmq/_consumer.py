@@ -16,6 +16,7 @@ from typing import final
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
 from coordinator._ports import Handler
+from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._delivery import Park, RabbitDelivery
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
 
@@ -48,6 +49,7 @@ class Consumer:
         self._park = park
         self._tag: ConsumerTag | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acks = ChannelAcks()
         self._stopping = False
         self._lock = asyncio.Lock()
 
@@ -100,7 +102,11 @@ class Consumer:
         # then calls it without a task of its own (aio_pika.tools.create_task),
         # and the delivery gets exactly one task, ours.
         delivery = RabbitDelivery.wrap(
-            message, queue=self.name, delivery_limit=self._delivery_limit, park=self._park
+            message,
+            queue=self.name,
+            delivery_limit=self._delivery_limit,
+            park=self._park,
+            acks=self._acks,
         )
         work = delivery.release() if self._stopping else self._run(delivery)
         task = asyncio.get_running_loop().create_task(work, name=f"saga-consume {self.name}")

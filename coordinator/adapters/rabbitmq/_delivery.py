@@ -21,6 +21,7 @@ from typing import Final, final
 
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
+from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
 from coordinator.adapters.rabbitmq._topology import (
     DETAIL_HEADER,
@@ -81,11 +82,19 @@ class RabbitDelivery:
     _message: AbstractIncomingMessage
     _delivery_limit: int
     _park: Park = field(repr=False)
+    _acks: ChannelAcks = field(repr=False)
 
     @classmethod
     def wrap(
-        cls, message: AbstractIncomingMessage, *, queue: str, delivery_limit: int, park: Park
+        cls,
+        message: AbstractIncomingMessage,
+        *,
+        queue: str,
+        delivery_limit: int,
+        park: Park,
+        acks: ChannelAcks,
     ) -> RabbitDelivery:
+        acks.delivered(message)
         return cls(
             message_id=message.message_id or "",
             body=message.body,
@@ -95,11 +104,12 @@ class RabbitDelivery:
             _message=message,
             _delivery_limit=delivery_limit,
             _park=park,
+            _acks=acks,
         )
 
     async def ack(self) -> None:
         self._settle()
-        await self._quietly("ack", self._message.ack)
+        await self._quietly("ack", self._ack)
 
     async def requeue(self) -> None:
         await self.give_back("requeued")
@@ -134,7 +144,7 @@ class RabbitDelivery:
             await self._quietly("requeue", self._reject_requeue)
             return
         _log.warning("dead-lettered %r from %r: %s", self.message_id, self.queue, reason)
-        await self._quietly("ack", self._message.ack)
+        await self._quietly("ack", self._ack)
 
     async def give_back(self, why: str) -> None:
         """Redeliver, or dead-letter with reason ``delivery_limit`` on the last delivery."""
@@ -154,10 +164,15 @@ class RabbitDelivery:
         self._settle()
         await self._quietly("release", self._nack_requeue)
 
+    async def _ack(self) -> None:
+        await self._acks.ack(self._message)
+
     async def _reject_requeue(self) -> None:
+        self._acks.withdraw(self._message)
         await self._message.reject(requeue=True)
 
     async def _nack_requeue(self) -> None:
+        self._acks.withdraw(self._message)
         await self._message.nack(requeue=True)
 
     def _settle(self) -> None:
