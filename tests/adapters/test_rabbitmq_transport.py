@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import subprocess
 import uuid
@@ -515,3 +516,31 @@ async def test_a_multiple_ack_never_covers_a_delivery_still_open_or_given_back(
         held.release.set()
     await subscription.stop()
     assert await _left_in(transport, "q") == []
+
+
+async def test_acks_of_handlers_finishing_in_any_order_settle_each_delivery_once(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    # Batches of acks overlap while earlier ones are still being written; a
+    # multiple ack sent ahead of a single ack it covers would make the broker
+    # close the channel (unknown delivery tag) and redeliver what was open.
+    transport = await connect()
+    rng = random.Random(7)
+    seen: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        await asyncio.sleep(rng.random() * 0.01)
+        seen.append(delivery.message_id)
+        await delivery.ack()
+
+    subscription = await transport.subscribe("q", "events", "#", handle, prefetch=64)
+    count = 1500
+    await asyncio.gather(
+        *(transport.publish("events", "x", b"{}", message_id=f"m{i}") for i in range(count))
+    )
+    async with asyncio.timeout(60):
+        while len(seen) < count:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a redelivery would show up now
+    await subscription.stop()
+    assert sorted(seen) == sorted(f"m{i}" for i in range(count))  # each exactly once

@@ -35,6 +35,9 @@ class ChannelAcks:
         self._waiting: list[asyncio.Future[None]] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        # One batch written at a time, in order: a later ``multiple`` ack must
+        # not reach the broker before an earlier single ack that it covers.
+        self._in_order = asyncio.Lock()
 
     def delivered(self, message: AbstractIncomingMessage) -> None:
         if message.channel is not self._channel:  # a new channel: tags start over
@@ -89,10 +92,11 @@ class ChannelAcks:
         waiting: list[asyncio.Future[None]],
     ) -> None:
         try:
-            for message in run:
-                await message.ack(multiple=True)
-            for message in alone:
-                await message.ack()
+            async with self._in_order:
+                for message in run:
+                    await message.ack(multiple=True)
+                for message in alone:
+                    await message.ack()
         except Exception as exc:  # the channel closed: every ack of the batch failed
             for future in waiting:
                 if not future.done():
