@@ -25,7 +25,7 @@ import aiormq
 import pytest
 
 from contracts import ContractError, SagaError
-from coordinator._ports import Delivery, Transport
+from coordinator._ports import Delivery, Subscription, Transport
 from coordinator.adapters.rabbitmq import (
     PublishFailedError,
     RabbitTransport,
@@ -441,6 +441,14 @@ class _Held:
         self.deliveries.append(delivery)
         await self.release.wait()
 
+    async def publish_and_hold(self, transport: RabbitTransport, count: int) -> Subscription:
+        """Subscribe to "q", publish ``count`` messages m0.., and hold them all."""
+        subscription = await transport.subscribe("q", "events", "#", self, prefetch=20)
+        for i in range(count):
+            await transport.publish("events", "x", b"{}", message_id=f"m{i}")
+        await self.arrived(count)
+        return subscription
+
     async def arrived(self, count: int) -> list[Delivery]:
         async with asyncio.timeout(WAIT):
             while len(self.deliveries) < count:
@@ -478,12 +486,9 @@ async def test_acks_made_together_go_as_one_multiple_ack(
 ) -> None:
     transport = await connect()
     held = _Held()
-    subscription = await transport.subscribe("q", "events", "#", held, prefetch=20)
     try:
-        for i in range(10):
-            await transport.publish("events", "x", b"{}", message_id=f"m{i}")
-        deliveries = await held.arrived(10)
-        await asyncio.gather(*(d.ack() for d in deliveries))
+        subscription = await held.publish_and_hold(transport, 10)
+        await asyncio.gather(*(d.ack() for d in held.deliveries))
         assert basic_acks == [(10, True)]
     finally:
         held.release.set()
@@ -496,11 +501,9 @@ async def test_a_multiple_ack_never_covers_a_delivery_still_open_or_given_back(
 ) -> None:
     transport = await connect(delivery_limit=5)
     held = _Held()
-    subscription = await transport.subscribe("q", "events", "#", held, prefetch=20)
+    d = held.deliveries
     try:
-        for i in range(6):
-            await transport.publish("events", "x", b"{}", message_id=f"m{i}")
-        d = await held.arrived(6)
+        subscription = await held.publish_and_hold(transport, 6)
         await asyncio.gather(d[0].ack(), d[1].ack(), d[3].ack(), d[5].ack())
         # The run before the open m2 as one ack; after it, each alone.
         assert basic_acks == [(2, True), (4, False), (6, False)]
