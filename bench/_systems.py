@@ -393,8 +393,6 @@ class OursBaseline(Ours):
     name = "ours-base"
 
     def env(self) -> dict[str, str]:
-        if not self.cfg.baseline:
-            raise ValueError("ours-base needs --baseline DIR (a checkout of another commit)")
         return {**super().env(), "PYTHONPATH": self.cfg.baseline}
 
 

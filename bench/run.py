@@ -129,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--baseline {a.baseline}: no coordinator/ package there")
         if "ours-base" not in a.systems:
             a.systems.append("ours-base")
+    if "ours-base" in a.systems and not a.baseline:
+        p.error("ours-base runs the checkout given by --baseline DIR")
     unknown = [s for s in a.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown systems {unknown}; choose from {list(SYSTEMS)}")

@@ -234,7 +234,8 @@ class ParticipantWorker:
             recorded = await self._wait_for_turn(key)
             if recorded is not None:
                 reply = self._recorded(recorded, command)
-                await self._persist(lambda: self._publish(delivery, command, reply))
+                body = self._codec.encode(reply)
+                await self._persist(lambda: self._publish(delivery, command, reply, body))
             else:
                 await self._run_and_reply(delivery, command, registration)
         except _Unanswerable as exc:
@@ -281,12 +282,12 @@ class ParticipantWorker:
                 await recording
 
     async def _publish(
-        self, delivery: Delivery, command: Command, reply: Reply, body: bytes | None = None
+        self, delivery: Delivery, command: Command, reply: Reply, body: bytes
     ) -> None:
         await self._transport.publish(
             "events",
             f"{command.saga_name}.{type(reply).__name__}",
-            body if body is not None else self._codec.encode(reply),
+            body,
             message_id=reply.message_id,
             headers=_trace_headers(delivery.headers),
         )

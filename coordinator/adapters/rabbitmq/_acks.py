@@ -67,34 +67,34 @@ class ChannelAcks:
 
     def _flush(self) -> None:
         self._scheduled = False
+        # The oldest open deliveries that are all acked: one ``multiple`` ack
+        # for the newest of them (tags arrive in order, so the dict is sorted).
         last: AbstractIncomingMessage | None = None
         for acked in self._open.values():
             if acked is None:
                 break
             last = acked
-        run: list[AbstractIncomingMessage] = []
         if last is not None:
-            run.append(last)
             for tag in [t for t in self._open if t <= (last.delivery_tag or 0)]:
                 del self._open[tag]
         alone = [m for m in self._open.values() if m is not None]
         for message in alone:
             del self._open[message.delivery_tag or 0]
         waiting, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._send(run, alone, waiting))
+        task = asyncio.get_running_loop().create_task(self._send(last, alone, waiting))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def _send(
         self,
-        run: list[AbstractIncomingMessage],
+        last: AbstractIncomingMessage | None,
         alone: list[AbstractIncomingMessage],
         waiting: list[asyncio.Future[None]],
     ) -> None:
         try:
             async with self._in_order:
-                for message in run:
-                    await message.ack(multiple=True)
+                if last is not None:
+                    await last.ack(multiple=True)
                 for message in alone:
                     await message.ack()
         except Exception as exc:  # the channel closed: every ack of the batch failed
