@@ -21,7 +21,7 @@ from coordinator._ports import Clock, OutboxEntry, OutboxStore, Transport
 __all__ = ["OutboxPublisher"]
 
 _log = logging.getLogger("coordinator")
-_DONE_BATCH_SECONDS = 0.02
+_DONE_BATCH_SECONDS = 0.2
 
 
 class _Outbox(OutboxStore, Protocol):

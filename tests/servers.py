@@ -8,6 +8,8 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from coordinator.adapters.redis import connect_redis as connect_product_redis
+
 AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -26,8 +28,10 @@ def namespace() -> str:
 
 
 async def connect_redis() -> Redis:
-    """A client of the test Redis; fails in CI and skips elsewhere when it is down."""
-    client = Redis.from_url(REDIS_URL)
+    """A client of the test Redis, made as the product makes its clients; fails in
+    CI and skips elsewhere when it is down."""
+    client = connect_product_redis(REDIS_URL)
+    assert isinstance(client, Redis)
     try:
         await client.ping()
     except Exception as exc:
