@@ -385,6 +385,16 @@ class OursRawParticipant(Ours):
         await self._wait_ready(self.cfg.participants)
 
 
+class OursNoStarted(Ours):
+    """Ours announcing outcomes only (``SAGA_ANNOUNCE`` without ``started``), like
+    the floor, which announces nothing but the end: what the ``started`` event costs."""
+
+    name = "ours-nostart"
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SAGA_ANNOUNCE": "completed,compensated,failed,cancelled"}
+
+
 class OursBaseline(Ours):
     """Ours from another source tree (``--baseline DIR``), to compare two versions
     in one run: ``git worktree add /tmp/base <commit>``, then
@@ -476,6 +486,7 @@ SYSTEMS: dict[str, type[System]] = {
     "ours": Ours,
     "ours-rawp": OursRawParticipant,
     "ours-base": OursBaseline,
+    "ours-nostart": OursNoStarted,
 }
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from typing import Any, Protocol, final
 
@@ -48,6 +48,7 @@ from coordinator._ports import (
 )
 from coordinator._translate import command_entry, history_entry, input_for, lifecycle_entry
 from coordinator.core import (
+    LIFECYCLE_EVENTS,
     NOTHING_DOWN,
     CancelRequested,
     CancelTimer,
@@ -102,6 +103,8 @@ class Coordinator:
         cache_size: Sagas whose last committed state this replica keeps, to skip a
             load (0 disables it).
         prefetch: Events handled at once by this replica.
+        announce: The lifecycle events published on the ``lifecycle`` exchange
+            (all of them by default); the history records every one either way.
     """
 
     def __init__(
@@ -118,7 +121,15 @@ class Coordinator:
         store_outage: timedelta = timedelta(minutes=5),
         cache_size: int = 10_000,
         prefetch: int = 64,
+        announce: Collection[str] = LIFECYCLE_EVENTS,
     ) -> None:
+        unknown = set(announce) - LIFECYCLE_EVENTS
+        if unknown:
+            raise ValueError(
+                f"no lifecycle event {', '.join(sorted(unknown))}; "
+                f"they are {', '.join(sorted(LIFECYCLE_EVENTS))}"
+            )
+        self._announce = frozenset(announce)
         self._defs: dict[tuple[str, int], SagaDefinition[Any]] = {}
         self._latest: dict[str, SagaDefinition[Any]] = {}
         for d in definitions:
@@ -392,7 +403,7 @@ class Coordinator:
             match effect:
                 case Dispatch():
                     outbox.append(command_entry(self._codec, state, effect, dedupe_id, now))
-                case Notify():
+                case Notify() if effect.event in self._announce:
                     outbox.append(lifecycle_entry(self._codec, state, effect, now))
                 case StartTimer():
                     due[effect.timer] = effect.due

@@ -112,6 +112,7 @@ async def serve_coordinator(
             codec=Codec(max_size=settings.max_message_size),
             timer_interval=settings.timer_interval,
             prefetch=settings.prefetch,
+            announce=settings.announce,
         )
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)

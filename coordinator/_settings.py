@@ -6,9 +6,12 @@ Everything below the command line receives a frozen :class:`Settings`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from coordinator.core import LIFECYCLE_EVENTS, LifecycleEvent
 
 __all__ = ["Settings"]
 
@@ -31,6 +34,8 @@ class Settings(BaseSettings):
         reconnect_interval: Pause between attempts to reconnect to RabbitMQ.
         timer_interval: Seconds between polls for due timers and stale outbox entries.
         max_message_size: Larger messages are refused (and dead-lettered).
+        announce: The lifecycle events the coordinator publishes (``SAGA_ANNOUNCE``,
+            comma-separated; empty for none).
         event_loop: ``auto`` runs ``saga run`` and ``saga participant`` on uvloop
             when it is installed, ``asyncio`` on the standard loop.
     """
@@ -49,4 +54,12 @@ class Settings(BaseSettings):
     reconnect_interval: timedelta = timedelta(seconds=1)
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024
+    announce: Annotated[frozenset[LifecycleEvent], NoDecode] = LIFECYCLE_EVENTS
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+
+    @field_validator("announce", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value

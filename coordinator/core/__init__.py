@@ -6,6 +6,7 @@ rest. An import-linter contract keeps it that way.
 
 from coordinator.core._definition import Node, ParallelDef, SagaDefinition, StepDef, WaitDef
 from coordinator.core._effects import (
+    LIFECYCLE_EVENTS,
     CancelTimer,
     Decision,
     Dispatch,
@@ -33,6 +34,7 @@ from coordinator.core._state import TERMINAL, SagaState, SagaStatus, StepState, 
 __all__ = [
     "NOTHING_DOWN",
     "DEADLINE_TIMER",
+    "LIFECYCLE_EVENTS",
     "TERMINAL",
     "CancelRequested",
     "CancelTimer",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -15,6 +15,7 @@ __all__ = [
     "Decision",
     "Dispatch",
     "Effect",
+    "LIFECYCLE_EVENTS",
     "LifecycleEvent",
     "Notify",
     "StartTimer",
@@ -23,6 +24,7 @@ __all__ = [
 D = TypeVar("D")
 
 LifecycleEvent = Literal["started", "completed", "compensated", "failed", "cancelled"]
+LIFECYCLE_EVENTS: frozenset[LifecycleEvent] = frozenset(get_args(LifecycleEvent))
 
 
 class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):

@@ -9,7 +9,7 @@ of saga time passes in milliseconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, final
 
@@ -23,7 +23,7 @@ from coordinator.adapters.memory import (
     MemoryTransport,
     VirtualClock,
 )
-from coordinator.core import SagaDefinition, SagaState
+from coordinator.core import LIFECYCLE_EVENTS, SagaDefinition, SagaState
 from participants import ParticipantWorker, Service
 
 __all__ = ["Harness"]
@@ -53,6 +53,7 @@ class Harness:
         clock: VirtualClock | None = None,
         services_down: frozenset[str] = frozenset(),
         delivery_limit: int = 5,
+        announce: Collection[str] = LIFECYCLE_EVENTS,
     ) -> None:
         self.clock = clock or VirtualClock()
         self.transport = MemoryTransport(delivery_limit=delivery_limit)
@@ -65,6 +66,7 @@ class Harness:
             store=self.store,
             clock=self.clock,
             services_down=lambda: frozenset(self.services_down),
+            announce=announce,
         )
         self.workers = [
             ParticipantWorker(

@@ -281,6 +281,40 @@ async def test_lifecycle_events_tell_other_services_the_outcome() -> None:
         assert len({mid for mid, _ in seen}) == 4
 
 
+async def test_announce_picks_the_lifecycle_events_published() -> None:
+    clock = VirtualClock()
+    outcomes = {"completed", "compensated", "failed", "cancelled"}
+    async with Harness(
+        [saga], build_services(Ledger(), clock), clock=clock, announce=outcomes
+    ) as h:
+        seen: list[str] = []
+
+        async def watch(delivery: Delivery) -> None:
+            seen.append(DEFAULT_CODEC.decode_lifecycle(delivery.body).event)
+            await delivery.ack()
+
+        await h.transport.subscribe("audit", "lifecycle", "order.place.*", watch)
+        await h.start(saga.name, Order(order_id="q", lines=[], total_cents=1), saga_id="q")
+        assert (await h.run_until_done("q")).status == "completed"
+        await h.settle()
+        assert seen == ["completed"]
+        assert await h.store.outbox_size() == 0
+        # The history still says what was decided.
+        first = (await h.store.history("q"))[0]
+        assert b'"event":"started"' in bytes(first.effects)
+
+
+def test_announce_refuses_an_unknown_event() -> None:
+    with pytest.raises(ValueError, match="no lifecycle event begun"):
+        Coordinator(
+            [saga],
+            transport=MemoryTransport(),
+            store=MemorySagaStore(),
+            clock=VirtualClock(),
+            announce={"completed", "begun"},
+        )
+
+
 class FlakyStore(YieldingStore):
     """The store is down for the next ``outage`` calls."""
 

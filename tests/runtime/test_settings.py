@@ -1,0 +1,44 @@
+"""Settings read from the environment: the forms an operator writes."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from coordinator._settings import Settings
+from coordinator.core import LIFECYCLE_EVENTS
+
+
+def test_every_lifecycle_event_is_announced_by_default() -> None:
+    assert (
+        Settings().announce
+        == LIFECYCLE_EVENTS
+        == {
+            "started",
+            "completed",
+            "compensated",
+            "failed",
+            "cancelled",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "announced"),
+    [
+        ("completed,compensated", {"completed", "compensated"}),
+        (" failed , cancelled ,", {"failed", "cancelled"}),
+        ("", set()),
+    ],
+)
+def test_announce_is_a_comma_separated_list(
+    monkeypatch: pytest.MonkeyPatch, value: str, announced: set[str]
+) -> None:
+    monkeypatch.setenv("SAGA_ANNOUNCE", value)
+    assert Settings().announce == announced
+
+
+def test_an_unknown_event_is_refused_with_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAGA_ANNOUNCE", "completed,begun")
+    with pytest.raises(ValidationError, match="'started', 'completed'"):
+        Settings()
