@@ -60,7 +60,7 @@ _BUCKETS: list[tuple[str, Callable[[Stack], bool]]] = [
     ("timer + outbox pollers", lambda s: _has(s, "Coordinator._every")),
     ("aiormq writer task (AMQP frames out)", lambda s: _has(s, "Connection.__writer")),
     ("aiormq reader (AMQP frames in, confirms)", lambda s: _lib(s, "aiormq/")),
-    ("redis-py outside handle (its writer task)", lambda s: _lib(s, "redis/")),
+    ("redis-py outside handle (the batcher's pipelines)", lambda s: _lib(s, "redis/")),
     ("consumer plumbing (outside handle)", lambda s: _lib(s, "coordinator/adapters/rabbitmq")),
     ("event loop: epoll wait", lambda s: _leaf(s, "EpollSelector.select")),
     ("event loop: scheduling, callbacks", lambda s: _lib(s, "asyncio/")),
@@ -68,7 +68,14 @@ _BUCKETS: list[tuple[str, Callable[[Stack], bool]]] = [
 ]
 
 # Phases of one input, counted inclusively (a sample inside commit counts for _commit too).
-_WRITE = "_SelectorSocketTransport.write"
+# A send syscall is billed to the innermost Python frame: asyncio's transport on
+# the standard loop, the StreamWriter call into uvloop's C transport on uvloop.
+_WRITES = (
+    "_SelectorSocketTransport.write",
+    "_SelectorSocketTransport.writelines",
+    "StreamWriter.write",
+    "StreamWriter.writelines",
+)
 _PHASES: list[tuple[str, Callable[[Stack], bool]]] = [
     ("Coordinator.handle (all of it)", lambda s: _has(s, "Coordinator.handle")),
     ("  Codec.decode_inbound (input JSON)", lambda s: _has(s, "Codec.decode_inbound")),
@@ -104,12 +111,12 @@ _PHASES: list[tuple[str, Callable[[Stack], bool]]] = [
         lambda s: _has(s, "Coordinator.handle") and _lib(s, "aio_pika/", "aiormq/", "pamqp/"),
     ),
     ("RedisSagaStore.done (wherever it runs)", lambda s: _has(s, "RedisSagaStore.done")),
-    ("socket writes, all tasks (send syscalls)", lambda s: _leaf(s, _WRITE)),
+    ("socket writes, all tasks (send syscalls)", lambda s: _leaf(s, *_WRITES)),
     (
         "  of which AMQP (aiormq writer task)",
-        lambda s: _leaf(s, _WRITE) and _has(s, "Connection.__writer"),
+        lambda s: _leaf(s, *_WRITES) and _has(s, "Connection.__writer"),
     ),
-    ("  of which Redis", lambda s: _leaf(s, _WRITE) and _lib(s, "redis/")),
+    ("  of which Redis", lambda s: _leaf(s, *_WRITES) and _lib(s, "redis/")),
 ]
 
 
@@ -122,25 +129,26 @@ _PARTICIPANT_PHASES: list[tuple[str, Callable[[Stack], bool]]] = [
     ("ParticipantWorker.handle (all of it)", lambda s: _has(s, "ParticipantWorker.handle")),
     ("  Codec.decode_command", lambda s: _has(s, "Codec.decode_command")),
     (
-        "  idempotency get (x2: before and after the claim)",
-        lambda s: _has(s, "RedisIdempotencyStore.get"),
+        "  take the key, or find its reply (begin, via the batcher)",
+        lambda s: _has(s, "RedisIdempotencyStore.begin"),
     ),
-    ("  idempotency claim (SET NX PX)", lambda s: _has(s, "RedisIdempotencyStore.claim")),
     ("  the handler (_execute)", lambda s: _has(s, "ParticipantWorker._execute")),
-    ("  idempotency put (SET EX)", lambda s: _has(s, "RedisIdempotencyStore.put")),
-    ("  idempotency release (EVALSHA)", lambda s: _has(s, "RedisIdempotencyStore.release")),
+    (
+        "  record the reply (finish, via the batcher)",
+        lambda s: _has(s, "RedisIdempotencyStore.finish"),
+    ),
     ("  reply publish (aio-pika + confirm)", lambda s: _has(s, "Publisher.publish")),
     ("  RabbitDelivery.ack", lambda s: _has(s, "RabbitDelivery.ack")),
     (
         "  redis-py code inside handle",
         lambda s: _has(s, "ParticipantWorker.handle") and _lib(s, "redis/"),
     ),
-    ("socket writes, all tasks (send syscalls)", lambda s: _leaf(s, _WRITE)),
+    ("socket writes, all tasks (send syscalls)", lambda s: _leaf(s, *_WRITES)),
     (
         "  of which AMQP (aiormq writer task)",
-        lambda s: _leaf(s, _WRITE) and _has(s, "Connection.__writer"),
+        lambda s: _leaf(s, *_WRITES) and _has(s, "Connection.__writer"),
     ),
-    ("  of which Redis", lambda s: _leaf(s, _WRITE) and _lib(s, "redis/")),
+    ("  of which Redis", lambda s: _leaf(s, *_WRITES) and _lib(s, "redis/")),
 ]
 
 
