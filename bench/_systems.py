@@ -39,6 +39,7 @@ from bench._infra import (
     unlink,
 )
 from contracts import DEFAULT_CODEC, StartSaga
+from coordinator.core import LIFECYCLE_EVENTS
 
 OnDone = Callable[[str, bool], None]
 BUCKETS = 16  # SAGA_BUCKETS' default
@@ -392,7 +393,8 @@ class OursNoStarted(Ours):
     name = "ours-nostart"
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), "SAGA_ANNOUNCE": "completed,compensated,failed,cancelled"}
+        outcomes = ",".join(sorted(LIFECYCLE_EVENTS - {"started"}))
+        return {**super().env(), "SAGA_ANNOUNCE": outcomes}
 
 
 class OursBaseline(Ours):

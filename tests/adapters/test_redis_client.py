@@ -32,7 +32,9 @@ def test_the_client_packs_with_hiredis() -> None:
 def test_a_unix_socket_url_keeps_its_connection_class() -> None:
     client = connect_redis("unix:///tmp/redis.sock")
     assert isinstance(client, Redis)
-    assert issubclass(client.connection_pool.connection_class, UnixDomainSocketConnection)
+    made = client.connection_pool.connection_class
+    assert issubclass(made, UnixDomainSocketConnection)
+    assert made.pack_command is not UnixDomainSocketConnection.pack_command
 
 
 @pytest.mark.parametrize("args", ARGS, ids=lambda a: str(a[0]))
