@@ -69,7 +69,8 @@ async def _announced_on_start(announce: str) -> list[str]:
     finally:
         stop.set()
         await asyncio.wait_for(server, 30)
-        await helper.delete_namespace(queues=["watch.lifecycle", "watch.commands"])
+        served = {f"{step.service}.commands" for step in saga.steps.values()}
+        await helper.delete_namespace(queues=["coordinator.events", *served])
         await helper.close()
         redis = await connect_redis()
         await drop_namespace(redis, ns)
