@@ -8,6 +8,7 @@ The tree, under the one root shared with the contracts package::
     ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
     ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
     ├── StoreUnavailableError             the saga store cannot be reached now; retryable
+    ├── ServerUnreachableError            a server did not answer at start-up (ConnectionError)
     ├── UnroutableError                   a mandatory message no queue is bound to receive
     └── PublishFailedError                the broker did not confirm a message; retryable
 
@@ -26,6 +27,7 @@ __all__ = [
     "ContractError",
     "SagaDefinitionError",
     "SagaError",
+    "ServerUnreachableError",
     "StoreUnavailableError",
     "UnknownSagaError",
 ]
@@ -94,3 +96,19 @@ class StoreUnavailableError(SagaError):
     """
 
     retryable = True
+
+
+class ServerUnreachableError(SagaError, ConnectionError):
+    """RabbitMQ or Redis did not answer at start-up within the patience given.
+
+    The message names the server, its URL without the password, why it did
+    not answer and the setting that points at it.
+    """
+
+    retryable = True
+
+    def __init__(self, server: str, url: str, reason: str, setting: str) -> None:
+        super().__init__(f"cannot reach {server} at {url} ({reason}); start it or set {setting}")
+        self.server = server
+        self.url = url
+        self.reason = reason

@@ -23,6 +23,8 @@ __all__ = [
     "IdempotencyStore",
     "OutboxEntry",
     "OutboxStore",
+    "Refusal",
+    "Refusals",
     "SagaQueries",
     "SagaStore",
     "Stored",
@@ -126,6 +128,10 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     note: str
     effects: msgspec.Raw
     changed: bool = True
+    input_id: str = ""
+    """The message id of the input that made this entry."""
+    refused: str = ""
+    """Why the input was refused; empty when it was applied."""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,6 +177,26 @@ class SagaStore(Protocol):
 
         ``timer`` is the timer that input consumed, if it was a stale ``TimerFired``.
         """
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a coordinator refused to start a saga, kept for the client that asked.
+
+    ``sent_at`` is the refused message's own, so a client recognises the
+    answer to its start and not to an older one with the same saga id.
+    """
+
+    reason: str
+    detail: str
+    sent_at: datetime
+
+
+class Refusals(Protocol):
+    """Refused starts, written only on refusal (off the hot path), kept an hour."""
+
+    async def record_refusal(self, saga_id: str, refusal: Refusal) -> None: ...
+
+    async def refusal(self, saga_id: str) -> Refusal | None: ...
 
 
 class OutboxStore(Protocol):

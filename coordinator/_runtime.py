@@ -40,6 +40,8 @@ from coordinator._ports import (
     Delivery,
     OutboxEntry,
     OutboxStore,
+    Refusal,
+    Refusals,
     SagaQueries,
     SagaStore,
     Subscription,
@@ -75,7 +77,7 @@ EVENTS_QUEUE = "coordinator.events"
 _CAS_ATTEMPTS = 20
 
 
-class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Protocol):
+class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, Protocol):
     """What the coordinator needs from its storage."""
 
 
@@ -238,12 +240,21 @@ class Coordinator:
                 case TaskCompleted() | TaskFailed() | Signal() | CancelSaga():
                     await self._apply(message.saga_id, message.message_id, input_for(message))
         except UnknownSagaError as exc:
-            await delivery.dead_letter("unknown_saga", str(exc))
+            await self._refused(delivery, message, "unknown_saga", str(exc))
             return
         except (msgspec.ValidationError, ContractError) as exc:
-            await delivery.dead_letter("schema_mismatch", str(exc))
+            await self._refused(delivery, message, "schema_mismatch", str(exc))
             return
         await delivery.ack()
+
+    async def _refused(
+        self, delivery: Delivery, message: CoordinatorInbound, reason: str, detail: str
+    ) -> None:
+        if isinstance(message, StartSaga):
+            # Kept for the client waiting to hear whether its start was taken.
+            refusal = Refusal(reason=reason, detail=detail, sent_at=message.sent_at)
+            await self._store.record_refusal(message.saga_id, refusal)
+        await delivery.dead_letter(reason, detail)
 
     async def start_saga(
         self, name: str, saga_id: str, data: object, message_id: str | None = None
@@ -259,7 +270,8 @@ class Coordinator:
         """
         definition = self._latest.get(name)
         if definition is None:
-            raise UnknownSagaError(f"no saga definition named {name!r}")
+            known = ", ".join(sorted(self._latest)) or "none"
+            raise UnknownSagaError(f"no saga definition named {name!r} (known: {known})")
         value = msgspec.convert(data, definition.data_type, from_attributes=True)
         for _ in range(_CAS_ATTEMPTS):
             # Commit first (it is refused if the saga exists), load only then: a new
@@ -374,7 +386,9 @@ class Coordinator:
                     continue
                 timer = inp.timer if isinstance(inp, TimerFired) else None
                 await self._store.record(
-                    saga_id, history_entry(state.revision, inp, decision), timer=timer
+                    saga_id,
+                    history_entry(state.revision, inp, decision, dedupe_id),
+                    timer=timer,
                 )
                 self._remember(state)
                 return decision
@@ -419,7 +433,7 @@ class Coordinator:
                 revision=state.revision,
                 state=msgspec.json.encode(state),
                 dedupe_id=dedupe_id,
-                history=history_entry(state.revision, inp, decision),
+                history=history_entry(state.revision, inp, decision, dedupe_id),
                 outbox=outbox,
                 timers_due=due,
                 timers_cancelled=cancelled,

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal, TypeVar
 
 from contracts import Codec
 from coordinator._runtime import Coordinator
 from coordinator._settings import Settings
+from coordinator._startup import wait_for_server
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import (
     RedisClock,
@@ -29,7 +30,13 @@ from coordinator.adapters.redis import (
 from coordinator.core import SagaDefinition
 from participants import ParticipantWorker, Service
 
-__all__ = ["run_loop", "serve_coordinator", "serve_participants", "until_signalled"]
+__all__ = [
+    "connect_rabbit",
+    "run_loop",
+    "serve_coordinator",
+    "serve_participants",
+    "until_signalled",
+]
 
 _log = logging.getLogger("coordinator")
 
@@ -73,16 +80,38 @@ async def until_signalled(stop: asyncio.Event | None = None) -> None:
             loop.remove_signal_handler(sig)
 
 
-async def _connect(stack: AsyncExitStack, settings: Settings) -> tuple[RabbitTransport, Any]:
-    transport = await RabbitTransport.connect(
+async def connect_rabbit(settings: Settings) -> RabbitTransport:
+    """The broker of ``settings``, waited for as ``SAGA_WAIT_FOR_SERVERS`` says."""
+    return await wait_for_server(
+        "RabbitMQ",
         settings.amqp_url,
-        namespace=settings.namespace,
-        delivery_limit=settings.delivery_limit,
-        reconnect_interval=settings.reconnect_interval,
+        "SAGA_AMQP_URL",
+        lambda: RabbitTransport.connect(
+            settings.amqp_url,
+            namespace=settings.namespace,
+            delivery_limit=settings.delivery_limit,
+            reconnect_interval=settings.reconnect_interval,
+            heartbeat=settings.heartbeat,
+        ),
+        patience=settings.wait_for_servers,
     )
+
+
+async def _connect(
+    stack: AsyncExitStack, settings: Settings, probe: Callable[[Any], Awaitable[object]]
+) -> tuple[RabbitTransport, Any]:
+    """Both servers, each waited for; ``probe`` is the first Redis call to make."""
+    transport = await connect_rabbit(settings)
     stack.push_async_callback(transport.close)
     redis = connect_redis(settings.redis_url)
     stack.push_async_callback(redis.aclose)
+    await wait_for_server(
+        "Redis",
+        settings.redis_url,
+        "SAGA_REDIS_URL",
+        lambda: probe(redis),
+        patience=settings.wait_for_servers,
+    )
     return transport, redis
 
 
@@ -94,9 +123,16 @@ async def serve_coordinator(
 ) -> None:
     """Run one coordinator replica until signalled."""
     async with AsyncExitStack() as stack:
-        transport, redis = await _connect(stack, settings)
-        clock = RedisClock(redis)
-        await clock.start()
+        clock: RedisClock | None = None
+
+        async def start_clock(redis: Any) -> None:
+            # The first TIME is the probe: a reply lost there is waited out too.
+            nonlocal clock
+            clock = RedisClock(redis)
+            await clock.start()
+
+        transport, redis = await _connect(stack, settings, start_clock)
+        assert clock is not None
         stack.push_async_callback(clock.stop)
         store = RedisSagaStore(
             redis,
@@ -126,7 +162,7 @@ async def serve_participants(
 ) -> None:
     """Run workers for ``services`` until signalled."""
     async with AsyncExitStack() as stack:
-        transport, redis = await _connect(stack, settings)
+        transport, redis = await _connect(stack, settings, lambda redis: redis.ping())
         idempotency = RedisIdempotencyStore(
             redis, namespace=settings.namespace, ttl=settings.idempotency_ttl
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +37,14 @@ class Settings(BaseSettings):
         max_message_size: Larger messages are refused (and dead-lettered).
         announce: The lifecycle events the coordinator publishes (``SAGA_ANNOUNCE``,
             comma-separated; empty for none).
+        wait_for_servers: How long ``saga run`` and ``saga participant`` wait for
+            RabbitMQ and Redis at start (``SAGA_WAIT_FOR_SERVERS``, seconds or an ISO
+            8601 duration; ``forever``, the default, waits as long as it takes:
+            orchestrators start servers and processes in any order; ``0`` fails at once).
+        heartbeat: The AMQP heartbeat proposed to RabbitMQ (``SAGA_HEARTBEAT``). The
+            broker closes a connection silent for two to three heartbeats, and only
+            then returns its unacknowledged deliveries: 10 s gives a frozen replica's
+            work back within 30 s.
         event_loop: ``auto`` runs ``saga run`` and ``saga participant`` on uvloop
             when it is installed, ``asyncio`` on the standard loop.
     """
@@ -55,7 +64,39 @@ class Settings(BaseSettings):
     timer_interval: float = 0.2
     max_message_size: int = 64 * 1024
     announce: Annotated[frozenset[LifecycleEvent], NoDecode] = LIFECYCLE_EVENTS
+    wait_for_servers: timedelta | None = None
+    heartbeat: timedelta = timedelta(seconds=10)
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+
+    @field_validator("wait_for_servers", mode="before")
+    @classmethod
+    def _forever(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("forever", "none", ""):
+            return None
+        return _seconds(value)
+
+    @field_validator("heartbeat", mode="before")
+    @classmethod
+    def _heartbeat_seconds(cls, value: object) -> object:
+        return _seconds(value)
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _whole_seconds(cls, value: timedelta) -> timedelta:
+        # AMQP negotiates the heartbeat in whole seconds; 0 would turn it off.
+        if value.total_seconds() < 1:
+            raise ValueError("must be at least 1 second (0 would disable the heartbeat)")
+        return timedelta(seconds=round(value.total_seconds()))
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, value: str) -> str:
+        return _checked_url(value, ("amqp", "amqps"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        return _checked_url(value, ("redis", "rediss", "unix", "redis+cluster"))
 
     @field_validator("announce", mode="before")
     @classmethod
@@ -63,3 +104,32 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(name.strip() for name in value.split(",") if name.strip())
         return value
+
+
+def _checked_url(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if its scheme is one of ``schemes`` and its port a number.
+
+    Checked here so that a typo is one clear error at start, not a client
+    library retrying an unparsable URL forever (aio-pika does with ``htp://``).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(f"the scheme must be {' or '.join(s + '://' for s in schemes)}")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ValueError("the port must be a number") from None
+    if parts.scheme != "unix" and not parts.hostname and parts.port is None:
+        raise ValueError("no host: write e.g. " + schemes[0] + "://localhost")
+    return url
+
+
+def _seconds(value: object) -> object:
+    """A plain number from the environment (``"30"``, ``"0.5"``) as seconds:
+    pydantic reads a number-like string as an ISO 8601 duration and refuses it."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value

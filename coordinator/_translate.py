@@ -129,8 +129,11 @@ def input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Make
             )
 
 
-def history_entry(revision: int, inp: Input | Start[Any], decision: Decision[Any]) -> HistoryEntry:
+def history_entry(
+    revision: int, inp: Input | Start[Any], decision: Decision[Any], input_id: str = ""
+) -> HistoryEntry:
     return HistoryEntry(
+        input_id=input_id,
         at=inp.at,
         revision=revision,
         input=msgspec.Raw(msgspec.json.encode(inp)),

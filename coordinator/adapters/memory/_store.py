@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import final
 
-from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
+from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Refusal, Stored
 
 __all__ = ["MemorySagaStore"]
 
 
 @final
 class MemorySagaStore:
-    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore`` and ``SagaQueries``."""
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries`` and
+    ``Refusals`` (kept until the store is dropped: a test's lifetime)."""
 
     def __init__(self) -> None:
         self._states: dict[str, Stored] = {}
@@ -26,6 +27,7 @@ class MemorySagaStore:
         self._seen: dict[str, set[str]] = {}
         self._outbox: dict[tuple[str, str], OutboxEntry] = {}
         self._timers: dict[tuple[str, str], datetime] = {}
+        self._refusals: dict[str, Refusal] = {}
 
     async def load(self, saga_id: str) -> Stored | None:
         return self._states.get(saga_id)
@@ -78,6 +80,12 @@ class MemorySagaStore:
             if (name is None or n == name) and (status is None or s == status)
         ]
         return found[:limit]
+
+    async def record_refusal(self, saga_id: str, refusal: Refusal) -> None:
+        self._refusals[saga_id] = refusal
+
+    async def refusal(self, saga_id: str) -> Refusal | None:
+        return self._refusals.get(saga_id)
 
     def next_timer(self) -> datetime | None:
         """When the earliest timer is due: the virtual clock jumps there."""

@@ -85,6 +85,16 @@ class RabbitTransport:
         self._queues: set[str] = set()
         self._closed = False
 
+    @property
+    def heartbeat(self) -> timedelta | None:
+        """The heartbeat the broker agreed to; None while disconnected."""
+        underlying = self._connection.transport
+        if underlying is None:
+            return None
+        connection = underlying.connection
+        assert isinstance(connection, aiormq.Connection)
+        return timedelta(seconds=connection.heartbeat_timeout)
+
     @classmethod
     async def connect(
         cls,
@@ -96,6 +106,7 @@ class RabbitTransport:
         publish_timeout: timedelta = timedelta(seconds=10),
         connect_timeout: timedelta = timedelta(seconds=10),
         reconnect_interval: timedelta = timedelta(seconds=1),
+        heartbeat: timedelta = timedelta(seconds=10),
     ) -> RabbitTransport:
         """Connect (robustly) and declare the exchanges of ``namespace``.
 
@@ -113,6 +124,11 @@ class RabbitTransport:
             reconnect_interval: Pause between attempts to reconnect after the
                 connection was lost (aio-pika's default is 5 s, which a broker
                 restart turns into seconds of stalled sagas).
+            heartbeat: The AMQP heartbeat to negotiate. The broker closes a
+                connection it heard nothing on for two to three heartbeats and
+                only then requeues its unacknowledged deliveries, so this bounds
+                how long a frozen process keeps its prefetch (aio-pika's default
+                of 60 s kept it for two minutes or more).
 
         Raises:
             ValueError: If a limit is out of range or the namespace empty.
@@ -129,6 +145,7 @@ class RabbitTransport:
             url,
             timeout=connect_timeout.total_seconds(),
             reconnect_interval=reconnect_interval.total_seconds(),
+            heartbeat=max(1, round(heartbeat.total_seconds())),
             client_properties={"connection_name": f"saga-coordinator {namespace}"},
         )
         try:

@@ -31,7 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinator._errors import StoreUnavailableError
-from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
+from coordinator._ports import (
+    Commit,
+    CommitResult,
+    HistoryEntry,
+    OutboxEntry,
+    Refusal,
+    Stored,
+)
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._scripts import COMMIT, RECORD
 
@@ -41,6 +48,9 @@ _SEP = "|"
 _entry_encoder = msgspec.msgpack.Encoder()
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
+_refusal_decoder = msgspec.json.Decoder(Refusal)
+# Long enough for any client still waiting for the answer to its start.
+REFUSAL_TTL = timedelta(hours=1)
 
 AnyRedis = Redis | RedisCluster
 
@@ -76,7 +86,8 @@ def _ms(when: datetime) -> int:
 
 @final
 class RedisSagaStore:
-    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore`` and ``SagaQueries``.
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries`` and
+    ``Refusals`` (``ns:refused:<id>``, a plain key with a TTL of an hour).
 
     Args:
         redis: A ``redis.asyncio`` client (standalone or cluster), bytes responses.
@@ -245,6 +256,21 @@ class RedisSagaStore:
                 scored += [(score, saga_id.decode()) for saga_id, score in rows]
         scored.sort(reverse=True)
         return [saga_id for _score, saga_id in scored[:limit]]
+
+    # -- Refusals ----------------------------------------------------------------------
+
+    @_outage_is_unavailable
+    async def record_refusal(self, saga_id: str, refusal: Refusal) -> None:
+        await self._redis.set(
+            f"{self._ns}:refused:{saga_id}",
+            msgspec.json.encode(refusal),
+            ex=int(REFUSAL_TTL.total_seconds()),
+        )
+
+    @_outage_is_unavailable
+    async def refusal(self, saga_id: str) -> Refusal | None:
+        raw = await self._redis.get(f"{self._ns}:refused:{saga_id}")
+        return None if raw is None else _refusal_decoder.decode(raw)
 
     # -- inspection, for tests and operators ------------------------------------------
 
