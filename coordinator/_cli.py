@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Annotated
 
 import typer
 
 from contracts import asyncapi, json_schema
+from coordinator._cli_errors import OneLineErrors, debug
 from coordinator._cli_live import register
 from coordinator._dsl import to_mermaid
 from coordinator._errors import SagaError
@@ -17,12 +19,31 @@ from coordinator._loading import load_definition
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="saga",
     help="Run, inspect and test sagas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _root(
+    debug_: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="SAGA_DEBUG", help="Show the traceback of an error, not one line."
+        ),
+    ] = False,
+) -> None:
+    """Run, inspect and test sagas. Errors are one line (`error: ...`); exit codes:
+    0 done, 1 refused or failed, 2 usage or settings, 3 a server cannot be reached."""
+    debug.on = debug_
+    if not debug_:
+        # A connection failure is said once, in our words (the URL without its
+        # password); aiormq would log it again with its own traceback.
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 
 @app.command()
@@ -41,8 +62,7 @@ def graph(
     try:
         definition = load_definition(saga)
     except SagaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.BadParameter(str(exc), param_hint="'SAGA'") from exc
     typer.echo(to_mermaid(definition), nl=False)
 
 

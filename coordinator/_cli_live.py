@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -14,10 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from coordinator._accept import cancel_checked, signal_checked, start_checked
 from coordinator._client import SagaClient
-from coordinator._errors import SagaError
+from coordinator._errors import RefusedError, SagaError
 from coordinator._loading import load_definition, load_object
 from coordinator._settings import Settings
+from coordinator.core import TERMINAL, SagaDefinition
 
 __all__ = ["register"]
 
@@ -30,6 +33,61 @@ def _settings(namespace: str | None) -> Settings:
     return Settings(namespace=namespace) if namespace else Settings()
 
 
+AcceptTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--accept-timeout",
+        min=0,
+        help="Seconds to wait for a coordinator to take the input before reporting failure.",
+    ),
+]
+WaitForServersOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--wait-for-servers",
+        min=0,
+        show_default=False,
+        help="Seconds to wait for RabbitMQ and Redis at start (0: fail at once); "
+        "overrides SAGA_WAIT_FOR_SERVERS (default: forever).",
+    ),
+]
+
+
+def _load_definition(spec: str) -> SagaDefinition[Any]:
+    try:
+        return load_definition(spec)
+    except SagaError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--saga'") from exc
+
+
+def _load_services(spec: str) -> list[Any]:
+    from participants import Service
+
+    try:
+        found = load_object(spec)
+    except SagaError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'SERVICES'") from exc
+    if callable(found) and not isinstance(found, Service):
+        found = found()
+    items = [found] if isinstance(found, Service) else found
+    if not isinstance(items, list | tuple) or not all(isinstance(i, Service) for i in items):
+        raise typer.BadParameter(
+            f"{spec!r} is {type(found).__name__}, not a Service, a list of them "
+            "or a function returning them",
+            param_hint="'SERVICES'",
+        )
+    return list(items)
+
+
+def _serving(namespace: str | None, wait_for_servers: float | None) -> Settings:
+    settings = _settings(namespace)
+    if wait_for_servers is not None:
+        settings = settings.model_copy(
+            update={"wait_for_servers": timedelta(seconds=wait_for_servers)}
+        )
+    return settings
+
+
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", help="Overrides SAGA_NAMESPACE.", show_default=False)
 ]
@@ -40,11 +98,8 @@ def _with_client(namespace: str | None, job: Callable[[SagaClient], Awaitable[T]
         async with SagaClient(_settings(namespace)) as client:
             return await job(client)
 
-    try:
-        return asyncio.run(run())
-    except (SagaError, OSError, ConnectionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # Errors become one line in coordinator._cli_errors, for every command.
+    return asyncio.run(run())
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -95,13 +150,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
             list[str], typer.Option("--saga", help="MODULE:ATTRIBUTE of a saga; repeatable.")
         ],
         namespace: NamespaceOpt = None,
+        wait_for_servers: WaitForServersOpt = None,
     ) -> None:
         """Run a coordinator replica: consume events, advance sagas, fire timers."""
         from coordinator._serve import run_loop, serve_coordinator
 
-        definitions = [load_definition(spec) for spec in saga]
+        definitions = [_load_definition(spec) for spec in saga]
+        settings = _serving(namespace, wait_for_servers)
         _log_to_stderr()
-        settings = _settings(namespace)
         run_loop(serve_coordinator(definitions, settings), settings.event_loop)
 
     @app.command()
@@ -113,47 +169,66 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
             ),
         ],
         namespace: NamespaceOpt = None,
+        wait_for_servers: WaitForServersOpt = None,
     ) -> None:
         """Run participant services written with the participants SDK."""
         from coordinator._serve import run_loop, serve_participants
-        from participants import Service
 
-        found = load_object(services)
-        if callable(found) and not isinstance(found, Service):
-            found = found()
-        found_list = [found] if isinstance(found, Service) else list(found)  # type: ignore[call-overload]
+        found = _load_services(services)
+        settings = _serving(namespace, wait_for_servers)
         _log_to_stderr()
-        settings = _settings(namespace)
-        run_loop(serve_participants(found_list, settings), settings.event_loop)
+        run_loop(serve_participants(found, settings), settings.event_loop)
 
     @app.command()
     def start(
         name: Annotated[str, typer.Argument(help="The saga definition's name.")],
         input_: Annotated[
-            str, typer.Option("--input", help="The saga's input, a JSON object.")
+            str, typer.Option("--data", "--input", help="The saga's input, a JSON object.")
         ] = "{}",
         saga_id: Annotated[
             str | None, typer.Option("--id", help="Business key; random if absent.")
         ] = None,
+        saga: Annotated[
+            str | None,
+            typer.Option(
+                "--saga",
+                help="MODULE:ATTRIBUTE of the definition: the input is checked before it is sent.",
+            ),
+        ] = None,
         wait: Annotated[bool, typer.Option("--wait", help="Wait until the saga ends.")] = False,
         timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 60.0,
+        accept_timeout: AcceptTimeoutOpt = 10.0,
         as_json: JsonFlag = False,
         namespace: NamespaceOpt = None,
     ) -> None:
-        """Start a saga (idempotent by --id)."""
-        data = _json_arg(input_, "--input")
+        """Start a saga (idempotent by --id); reports success once a coordinator took it."""
+        data = _json_arg(input_, "--data")
+        data_type = _load_definition(saga).data_type if saga else None
 
-        async def job(client: SagaClient) -> dict[str, Any] | None:
-            sid = await client.start(name, data, saga_id)
+        async def job(client: SagaClient) -> dict[str, Any]:
+            sid = await start_checked(
+                client, name, data, saga_id, accept_timeout=accept_timeout, data_type=data_type
+            )
             if not wait:
                 return {"saga_id": sid}
-            return await client.wait(sid, timeout=timeout) or {"saga_id": sid, "status": "unknown"}
+            return await client.wait(sid, timeout=timeout) or {"saga_id": sid, "status": "?"}
 
         result = _with_client(namespace, job)
         if as_json or not wait:
             _print_json(result)
         else:
-            _show(result or {})
+            _show(result)
+        if wait and result.get("status") != "completed":
+            status = result.get("status")
+            if status in TERMINAL:
+                raise RefusedError(
+                    f"saga {result['saga_id']} ended {status}"
+                    + (f": {result['reason']}" if result.get("reason") else "")
+                )
+            raise RefusedError(
+                f"saga {result['saga_id']} is still {status} after {timeout:g} s (--timeout); "
+                "it goes on: see `saga show`"
+            )
 
     @app.command("list")
     def list_(
@@ -196,8 +271,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         """Show one saga: status, steps, data."""
         state = _with_client(namespace, lambda c: c.get(saga_id))
         if state is None:
-            typer.echo(f"error: no saga {saga_id!r}", err=True)
-            raise typer.Exit(1)
+            raise RefusedError(
+                f"no saga with id {saga_id} in namespace {_settings(namespace).namespace!r}"
+            )
         _print_json(state) if as_json else _show(state)
 
     @app.command()
@@ -205,8 +281,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         """Show a saga's history: every input and what was decided."""
         entries = _with_client(namespace, lambda c: c.history(saga_id))
         if not entries:
-            typer.echo(f"error: no history for {saga_id!r}", err=True)
-            raise typer.Exit(1)
+            raise RefusedError(
+                f"no saga with id {saga_id} in namespace {_settings(namespace).namespace!r}"
+            )
         if as_json:
             _print_json(entries)
             return
@@ -226,12 +303,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         saga_id: str,
         name: str,
         data: Annotated[str, typer.Option("--data", help="Signal data, a JSON object.")] = "{}",
+        accept_timeout: AcceptTimeoutOpt = 10.0,
         namespace: NamespaceOpt = None,
     ) -> None:
         """Send a signal (e.g. an approval) to a saga."""
         payload = _json_arg(data, "--data")
-        _with_client(namespace, lambda c: c.signal(saga_id, name, payload))
-        typer.echo(f"signal {name!r} sent to {saga_id}")
+        _with_client(
+            namespace,
+            lambda c: signal_checked(c, saga_id, name, payload, accept_timeout=accept_timeout),
+        )
+        typer.echo(f"signal {name!r} taken by {saga_id}")
 
     @app.command()
     def cancel(
@@ -239,11 +320,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         reason: Annotated[
             str, typer.Option(help="Why; kept with the saga.")
         ] = "cancelled by operator",
+        accept_timeout: AcceptTimeoutOpt = 10.0,
         namespace: NamespaceOpt = None,
     ) -> None:
         """Cancel a saga: what it did is compensated."""
-        _with_client(namespace, lambda c: c.cancel(saga_id, reason))
-        typer.echo(f"cancel sent to {saga_id}")
+        _with_client(
+            namespace, lambda c: cancel_checked(c, saga_id, reason, accept_timeout=accept_timeout)
+        )
+        typer.echo(f"cancel taken by {saga_id}")
 
     @app.command()
     def topology(

@@ -10,15 +10,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, final
 
 import msgspec
 
 from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga
-from coordinator._ports import HistoryEntry
+from coordinator._ports import HistoryEntry, Refusal
 from coordinator._settings import Settings
+from coordinator._startup import wait_for_server
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
 from coordinator.core import TERMINAL, SagaState, StepState
@@ -61,6 +62,14 @@ class SagaClient:
     async def __aenter__(self) -> SagaClient:
         s = self._settings
         self._redis = connect_redis(s.redis_url)
+        try:
+            # An operator's command fails at once, in one line, when Redis is down.
+            await wait_for_server(
+                "Redis", s.redis_url, "SAGA_REDIS_URL", self._redis.ping, patience=timedelta(0)
+            )
+        except BaseException:
+            await self._redis.aclose()
+            raise
         self._store = RedisSagaStore(
             self._redis, namespace=s.namespace, buckets=s.buckets, retention=s.retention
         )
@@ -77,11 +86,18 @@ class SagaClient:
         async with self._connecting:  # concurrent first calls share one connection
             if self._transport is None:
                 s = self._settings
-                self._transport = await RabbitTransport.connect(
+                self._transport = await wait_for_server(
+                    "RabbitMQ",
                     s.amqp_url,
-                    namespace=s.namespace,
-                    delivery_limit=s.delivery_limit,
-                    reconnect_interval=s.reconnect_interval,
+                    "SAGA_AMQP_URL",
+                    lambda: RabbitTransport.connect(
+                        s.amqp_url,
+                        namespace=s.namespace,
+                        delivery_limit=s.delivery_limit,
+                        reconnect_interval=s.reconnect_interval,
+                        heartbeat=s.heartbeat,
+                    ),
+                    patience=timedelta(0),
                 )
         await self._transport.publish(
             "events", routing_key, DEFAULT_CODEC.encode(message), message_id=message.message_id
@@ -92,19 +108,32 @@ class SagaClient:
         assert self._store is not None, "use the client in an async with block"
         return self._store
 
-    async def start(self, name: str, data: dict[str, Any], saga_id: str | None = None) -> str:
+    @property
+    def namespace(self) -> str:
+        return self._settings.namespace
+
+    async def start(
+        self,
+        name: str,
+        data: dict[str, Any],
+        saga_id: str | None = None,
+        *,
+        sent_at: datetime | None = None,
+    ) -> str:
+        """Publish a start and return the saga id; ``coordinator._accept`` checks it was taken."""
         saga_id = saga_id or uuid.uuid4().hex
         message = StartSaga(
             message_id=f"start:{saga_id}",
             saga_id=saga_id,
             saga_name=name,
             input=data,
-            sent_at=datetime.now(UTC),
+            sent_at=sent_at or datetime.now(UTC),
         )
         await self._publish(message, f"{name}.StartSaga")
         return saga_id
 
-    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> None:
+    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> str:
+        """Publish a signal; returns its message id, which its history entry carries."""
         message = Signal(
             message_id=uuid.uuid4().hex,
             saga_id=saga_id,
@@ -113,12 +142,18 @@ class SagaClient:
             sent_at=datetime.now(UTC),
         )
         await self._publish(message, "signal.Signal")
+        return message.message_id
 
-    async def cancel(self, saga_id: str, reason: str) -> None:
+    async def cancel(self, saga_id: str, reason: str) -> str:
+        """Publish a cancel; returns its message id, which its history entry carries."""
         message = CancelSaga(
             message_id=uuid.uuid4().hex, saga_id=saga_id, reason=reason, sent_at=datetime.now(UTC)
         )
         await self._publish(message, "cancel.CancelSaga")
+        return message.message_id
+
+    async def refusal(self, saga_id: str) -> Refusal | None:
+        return await self.store.refusal(saga_id)
 
     async def get(self, saga_id: str) -> dict[str, Any] | None:
         """The saga's state as JSON, whatever its definition (no code needed to read it)."""

@@ -8,6 +8,7 @@ The tree, under the one root shared with the contracts package::
     ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
     ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
     ├── StoreUnavailableError             the saga store cannot be reached now; retryable
+    ├── RefusedError                      an operator's input was not taken; says why
     ├── ServerUnreachableError            a server did not answer at start-up (ConnectionError)
     ├── UnroutableError                   a mandatory message no queue is bound to receive
     └── PublishFailedError                the broker did not confirm a message; retryable
@@ -26,6 +27,7 @@ __all__ = [
     "ConcurrencyError",
     "ContractError",
     "SagaDefinitionError",
+    "RefusedError",
     "SagaError",
     "ServerUnreachableError",
     "StoreUnavailableError",
@@ -112,3 +114,8 @@ class ServerUnreachableError(SagaError, ConnectionError):
         self.server = server
         self.url = url
         self.reason = reason
+
+
+class RefusedError(SagaError):
+    """A start, signal or cancel was not taken: refused by the coordinator or the
+    saga, not fitting, or not answered in time. The message says which and why."""
