@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from coordinator._errors import RefusedError
+from coordinator._errors import RefusedError, UnroutableError
 from coordinator._ports import HistoryEntry, Refusal
 from coordinator.core import TERMINAL
 
@@ -53,6 +53,16 @@ def _no_coordinator(what: str, namespace: str, timeout: float) -> RefusedError:
         f"no coordinator took the {what} within {timeout:g} s (is `saga run` running in "
         f"namespace {namespace!r}?); the {what} stays queued and runs when one is up"
     )
+
+
+async def _sent(what: str, namespace: str, send: Awaitable[str]) -> str:
+    try:
+        return await send
+    except UnroutableError as exc:
+        raise RefusedError(
+            f"nothing receives the {what}: no coordinator ever ran in namespace "
+            f"{namespace!r} (start `saga run` there, or check SAGA_NAMESPACE)"
+        ) from exc
 
 
 async def _started_with(client: Client, saga_id: str) -> Any:
@@ -119,7 +129,9 @@ async def start_checked(
     if saga_id is not None and await client.get(saga_id) is not None:
         return await _existing(client, saga_id, data, data_type)
     sent_at = datetime.now(UTC)
-    saga_id = await client.start(name, data, saga_id, sent_at=sent_at)
+    saga_id = await _sent(
+        "start", client.namespace, client.start(name, data, saga_id, sent_at=sent_at)
+    )
     deadline = time.monotonic() + accept_timeout
     while True:
         if await client.get(saga_id) is not None:
@@ -163,7 +175,7 @@ async def _checked(
         raise RefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
     if state["status"] in TERMINAL:
         raise RefusedError(f"saga {saga_id} is {state['status']}: it takes no {what} any more")
-    input_id = await send()
+    input_id = await _sent(what, client.namespace, send())
     entry = await answer_to(
         lambda: client.history(saga_id), input_id, timeout=accept_timeout, sleep=sleep
     )
