@@ -152,12 +152,19 @@ def test_a_wrong_password_is_one_line_and_not_waited_for() -> None:
 
 
 def test_unknown_ids_are_refused_in_one_line_with_exit_code_1() -> None:
-    for args in (["show", "nope"], ["history", "nope"], ["signal", "nope", "a"], ["cancel", "nope"]):
+    for args in (
+        ["show", "nope"],
+        ["history", "nope"],
+        ["signal", "nope", "a"],
+        ["cancel", "nope"],
+    ):
         one_line(saga(*args), 1, "no saga with id nope in namespace")
 
 
 def test_input_checked_against_the_definition_names_the_field() -> None:
-    done = saga("start", "order.place", "--saga", "examples.orders:saga", "--data", '{"order_id": 3}')
+    done = saga(
+        "start", "order.place", "--saga", "examples.orders:saga", "--data", '{"order_id": 3}'
+    )
     one_line(done, 1, "does not fit saga 'order.place'", "$.order_id")
 
 

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
-from coordinator._ports import Commit, HistoryEntry, OutboxEntry
+from coordinator._ports import Commit, HistoryEntry, OutboxEntry, Refusal
 from coordinator.adapters.memory import MemorySagaStore
 from coordinator.adapters.redis import RedisSagaStore
 
@@ -52,6 +52,7 @@ def commit(
     expected: int = -1,
     dedupe: str = "d0",
     status: str = "running",
+    history: HistoryEntry | None = None,
     **extra: Any,
 ) -> Commit:
     return Commit(
@@ -62,7 +63,7 @@ def commit(
         revision=expected + 1,
         state=f"state-{expected + 1}".encode(),
         dedupe_id=dedupe,
-        history=entry(f"rev {expected + 1}"),
+        history=history or entry(f"rev {expected + 1}"),
         **extra,
     )
 
@@ -189,3 +190,25 @@ async def test_redis_keys_of_a_saga_share_one_hash_slot(redis_client: Redis, ns:
         k for k in keys if b"slot-test" in k or k.endswith((b"timers", b"outbox", b"outbox:z"))
     ]
     assert len({key_slot(k) for k in owned}) == 1, owned
+
+
+async def test_a_refusal_is_kept_for_the_client_and_the_latest_wins(store: Any) -> None:
+    assert await store.refusal("r1") is None
+    first = Refusal(reason="unknown_saga", detail="no saga definition named 'x'", sent_at=T0)
+    await store.record_refusal("r1", first)
+    assert await store.refusal("r1") == first
+    later = Refusal(reason="schema_mismatch", detail="at `$.a`", sent_at=T0 + timedelta(1))
+    await store.record_refusal("r1", later)
+    assert await store.refusal("r1") == later
+    assert await store.refusal("r2") is None
+    assert await store.history("r1") == [], "a refusal is no saga"
+
+
+async def test_history_entries_carry_the_input_id_and_the_refusal(store: Any) -> None:
+    refused = msgspec.structs.replace(entry("refused"), input_id="m-2", refused="no such wait")
+    applied = msgspec.structs.replace(entry("applied"), input_id="m-1")
+    assert await store.commit(commit(history=applied)) == "committed"
+    await store.record("s1", refused)
+    applied, back = await store.history("s1")
+    assert (applied.input_id, applied.refused) == ("m-1", "")
+    assert back == refused
