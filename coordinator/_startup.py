@@ -92,6 +92,7 @@ async def wait_for_server(
     *,
     patience: timedelta | None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    attempt_timeout: timedelta = ATTEMPT_TIMEOUT,
 ) -> T:
     """Run ``attempt`` (connect, ping) until it succeeds, waiting for ``server``.
 
@@ -101,6 +102,7 @@ async def wait_for_server(
         setting: The environment variable that points at it, for the error.
         patience: How long to keep trying; ``None`` forever, zero one attempt.
         sleep: The pause between attempts (injected: tests do not wait).
+        attempt_timeout: How long one attempt may hang before it counts as failed.
 
     Raises:
         ServerUnreachableError: ``server`` did not answer within ``patience``.
@@ -119,7 +121,7 @@ async def wait_for_server(
         )
 
     async def bounded() -> T:
-        async with asyncio.timeout(ATTEMPT_TIMEOUT.total_seconds()):
+        async with asyncio.timeout(attempt_timeout.total_seconds()):
             return await attempt()
 
     stop: tenacity.stop.stop_base = tenacity.stop_never
