@@ -134,14 +134,43 @@ def test_start_wait_list_show_history(live: Deployment) -> None:
     assert done["data"]["tracking_number"] == "trk-c1"
     again = live.json("start", "order.place", "--id", "c1", "--input", order("c1"), "--wait")
     assert again["started_at"] == done["started_at"], "a second start reports the same saga"
-    declined = live.json(
-        "start", "order.place", "--id", "c2", "--input", order("c2", card="declined"), "--wait"
+    differs = live.saga(
+        "start", "order.place", "--id", "c1", "--data", order("c1", total_cents=7), check=False
     )
+    assert differs.returncode == 1, differs.stdout
+    assert differs.stderr.strip() == (
+        "error: saga c1 already exists; this input was ignored "
+        "(it differs from the one it started with)"
+    )
+    ended = live.saga(
+        "start",
+        "order.place",
+        "--id",
+        "c2",
+        "--input",
+        order("c2", card="declined"),
+        "--wait",
+        "--json",
+        check=False,
+    )
+    assert ended.returncode == 1, "--wait exits 0 only for completed"
+    declined = json.loads(ended.stdout)
     assert declined["status"] == "compensated"
     assert "CardDeclined" in declined["reason"]
+    assert ended.stderr.strip() == (
+        "error: saga c2 ended compensated: charge: CardDeclined: the card was declined"
+    )
+    unknown = live.saga("start", "order.plaec", "--id", "c3", check=False)
+    assert unknown.returncode == 1
+    assert "no saga definition named 'order.plaec' (known: order.place)" in unknown.stderr
+    unfit = live.saga(
+        "start", "order.place", "--id", "c4", "--data", '{"order_id": 4}', check=False
+    )
+    assert unfit.returncode == 1
+    assert "does not fit saga 'order.place'" in unfit.stderr and "$.order_id" in unfit.stderr
 
     listed = live.json("list")
-    assert {s["saga_id"] for s in listed} == {"c1", "c2"}
+    assert {s["saga_id"] for s in listed} == {"c1", "c2"}, "refused starts make no saga"
     assert [s["saga_id"] for s in live.json("list", "--status", "compensated")] == ["c2"]
     assert live.json("list", "--name", "nothing.like.it") == []
 
@@ -175,6 +204,9 @@ def test_signal_approves_and_cancel_compensates(live: Deployment) -> None:
     live.wait_for("big2", "approval:waiting")
     live.saga("cancel", "big2", "--reason", "customer called")
     state = live.wait_for("big2", "cancelled")
+    again = live.saga("cancel", "big2", check=False)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error: saga big2 is cancelled: it takes no cancel any more"
     assert state["reason"] == "customer called"
     assert state["steps"]["charge"]["status"] == "compensated"
 
@@ -183,7 +215,7 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     d = Deployment(tmp_path)
     bad = d.saga("start", "order.place", "--input", "{not json", check=False)
     assert bad.returncode == 2
-    assert "--input is not valid JSON" in bad.stderr
+    assert "--data is not valid JSON" in bad.stderr
 
 
 def test_topology_export_lists_queues_and_bindings(tmp_path: Path) -> None:
