@@ -49,7 +49,10 @@ async def deploy(
 
     def make(**options: object) -> Deployment:
         servers_up(**{k: v for k, v in options.items() if k in ("amqp_url", "redis_url")})  # type: ignore[arg-type]
-        deployment = Deployment(tmp_path, **options)  # type: ignore[arg-type]
+        # A second deployment in one test gets a directory (ledger, logs) of its own.
+        tmp = tmp_path / f"deployment-{len(made)}" if made else tmp_path
+        tmp.mkdir(exist_ok=True)
+        deployment = Deployment(tmp, **options)  # type: ignore[arg-type]
         made.append(deployment)
         return deployment
 

@@ -254,7 +254,12 @@ class Deployment:
         redis_url: str = REDIS_URL,
         timer_interval: float = 0.1,
         env: dict[str, str] | None = None,
+        step_timeout: float | None = None,
+        step_attempts: int | None = None,
     ) -> None:
+        """``env`` is added to every process's environment. ``step_timeout`` and
+        ``step_attempts`` run the coordinators on `tolerant.saga`: the example
+        saga with that timeout for every step and at least that many attempts."""
         self.tmp = tmp
         self.ns = namespace()
         self.amqp_url = amqp_url
@@ -272,6 +277,15 @@ class Deployment:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        self.saga = "examples.orders:saga"
+        if step_timeout is not None or step_attempts is not None:
+            self.saga = "tolerant:saga"
+            path = [str(Path(__file__).parent), *filter(None, [self.env.get("PYTHONPATH")])]
+            self.env["PYTHONPATH"] = os.pathsep.join(path)
+            if step_timeout is not None:
+                self.env["ORDERS_STEP_TIMEOUT"] = str(step_timeout)
+            if step_attempts is not None:
+                self.env["ORDERS_STEP_ATTEMPTS"] = str(step_attempts)
         self.procs: list[Proc] = []
         self._names: dict[str, int] = {}
 
@@ -284,18 +298,49 @@ class Deployment:
             timer_interval=self.timer_interval,
         )
 
-    def _proc(self, kind: str, argv: Sequence[str]) -> Proc:
+    def _proc(
+        self,
+        kind: str,
+        argv: Sequence[str],
+        *,
+        amqp_url: str | None,
+        redis_url: str | None,
+        env: dict[str, str] | None,
+    ) -> Proc:
         n = self._names.get(kind, 0)
         self._names[kind] = n + 1
-        proc = Proc(f"{kind}-{n}", argv, env=self.env, log_dir=self.tmp)
+        own = dict(self.env)
+        if amqp_url is not None:
+            own["SAGA_AMQP_URL"] = amqp_url
+        if redis_url is not None:
+            own["SAGA_REDIS_URL"] = redis_url
+        own.update(env or {})
+        proc = Proc(f"{kind}-{n}", argv, env=own, log_dir=self.tmp)
         self.procs.append(proc)
         return proc.start()
 
-    def coordinator(self) -> Proc:
-        return self._proc("coordinator", [SAGA, "run", "--saga", "examples.orders:saga"])
+    def coordinator(
+        self,
+        *,
+        amqp_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Proc:
+        """A replica; the URLs (a proxy's) and ``env`` are for this process only."""
+        argv = [SAGA, "run", "--saga", self.saga]
+        return self._proc("coordinator", argv, amqp_url=amqp_url, redis_url=redis_url, env=env)
 
-    def participant(self) -> Proc:
-        return self._proc("participant", [SAGA, "participant", "examples.orders.worker:services"])
+    def participant(
+        self,
+        *,
+        amqp_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+        services: str = "examples.orders.worker:services",
+    ) -> Proc:
+        """A participant process; the URLs and ``env`` are for this process only."""
+        argv = [SAGA, "participant", services]
+        return self._proc("participant", argv, amqp_url=amqp_url, redis_url=redis_url, env=env)
 
     @property
     def coordinators(self) -> list[Proc]:

@@ -30,6 +30,7 @@ import msgspec
 from procs import Deployment, poll, retry
 
 from coordinator._client import SagaClient
+from coordinator.adapters.rabbitmq import DeadLetter
 from coordinator.adapters.redis import RedisSagaStore
 
 SAGA = "order.place"
@@ -377,11 +378,14 @@ async def check_at_rest(
     *,
     settle: float = 30,
     may_rerun: Iterable[str] = (),
+    expect_dead: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Assert every invariant once all sagas have ended (I1-I6).
 
     A handler runs once per idempotency key, except for the keys in
-    ``may_rerun``: those a participant held when it was killed.
+    ``may_rerun``: those a participant held when it was killed. The dead
+    letters are exactly ``expect_dead`` (message id -> (queue, reason)), the
+    ones the test put there, and none when it is not given.
     """
     problems = check_outcomes(run.orders, run.states, ledger_rows(str(deployment.ledger_path)))
     allowed = {k.strip("{}") for k in may_rerun}
@@ -419,16 +423,38 @@ async def check_at_rest(
     except AssertionError:
         still = await held()
         problems.append(f"at rest: participants still hold {len(still)} keys: {still[:10]}")
-    dead = await deployment.dead_letters()
-    for queue, letters in dead.items():
-        for letter in letters[:5]:
-            detail = letter.detail[:300]
-            problems.append(
-                f"dead letter in {queue}: {letter.message_id} {letter.reason}: {detail}"
-            )
-        if len(letters) > 5:
-            problems.append(f"... {len(letters)} dead letters in {queue}")
+    problems += check_dead_letters(await deployment.dead_letters(), expect_dead or {})
     if problems:
         shown = "\n".join(problems[:60])
         more = f"\n... and {len(problems) - 60} more" if len(problems) > 60 else ""
         raise AssertionError(f"{len(problems)} invariant violations:\n{shown}{more}")
+
+
+def check_dead_letters(
+    dead: Mapping[str, Sequence[DeadLetter]], expect: Mapping[str, tuple[str, str]]
+) -> list[str]:
+    """The dead letters are exactly ``expect``: message id -> (queue, reason)."""
+    problems: list[str] = []
+    expected = dict(expect)
+    for queue, letters in dead.items():
+        unexpected: list[DeadLetter] = []
+        for letter in letters:
+            want = expected.pop(letter.message_id, None)
+            if want is None:
+                unexpected.append(letter)
+            elif want != (queue, letter.reason):
+                problems.append(
+                    f"dead letter {letter.message_id} in {queue} ({letter.reason}: "
+                    f"{letter.detail[:200]}), expected in {want[0]} as {want[1]}"
+                )
+        for letter in unexpected[:5]:
+            detail = letter.detail[:300]
+            problems.append(
+                f"dead letter in {queue}: {letter.message_id} {letter.reason}: {detail}"
+            )
+        if len(unexpected) > 5:
+            problems.append(f"... {len(unexpected)} unexpected dead letters in {queue}")
+    problems += [
+        f"not dead-lettered: {m} (expected in {q} as {r})" for m, (q, r) in expected.items()
+    ]
+    return problems
