@@ -25,3 +25,14 @@ async def redis_client(ns: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def ns() -> str:
     return namespace()
+
+
+CHAOS = Path(__file__).parent / "chaos"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The chaos suite runs on its own (``make chaos``): collected only when named."""
+    if collection_path != CHAOS:
+        return None
+    named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    return None if any(p == CHAOS or CHAOS in p.parents for p in named) else True
