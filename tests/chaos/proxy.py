@@ -14,6 +14,8 @@ to inject one or more faults:
   buffers hold it, and delivered when ``heal()`` ends the blackhole.
 - ``reset()``: every open connection is reset (RST on both sides: SO_LINGER 0,
   then closed), as a crashed middlebox or a killed peer does.
+- ``refuse()``: every open connection is reset and every new one too, as soon
+  as it is accepted, as a server that is down (or restarting) does.
 - ``drop_replies(fraction)``: the server's answer to a request is read and
   thrown away, and then the connection is reset. The request reached the
   server and ran there; the client never hears back. One dropped read per
@@ -54,6 +56,7 @@ class _Faults:
     latency: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
     rate: dict[str, float | None] = field(default_factory=lambda: {"up": None, "down": None})
     drop_fraction: float = 0.0
+    refusing: bool = False
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -209,6 +212,10 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.accepted += 1
+        if self._faults.refusing:
+            self.stats.resets += 1
+            _reset(writer)
+            return
         try:
             server = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -239,6 +246,10 @@ class Proxy:
 
     def drop_replies(self, fraction: float) -> None:
         self._faults.drop_fraction = fraction
+
+    def refuse(self) -> None:
+        self._faults.refusing = True
+        self.reset()
 
     def reset(self) -> int:
         """Reset every open connection; returns how many."""

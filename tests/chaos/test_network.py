@@ -109,3 +109,39 @@ async def test_redis_blackholed_then_rabbitmq_resets(
         assert resets > 0
         await d.wait_ready(coordinators=2, participants=2)
         await check_at_rest(d, client, run)
+
+
+@pytest.mark.timeout(300)
+async def test_redis_refusing_connections_for_15_s(
+    deploy: Callable[..., Deployment], proxies: Proxies
+) -> None:
+    """Redis is down for 15 s mid-run, as during a restart: every connection is
+    reset and new ones are refused at once. The processes must hold their work
+    and retry until it is back (a participant must not spend a delivery's
+    limit within the outage), and then finish every saga as its input says.
+
+    Step timeouts are 40 s, longer than the outage, so no attempt times out
+    because of it.
+    """
+    redis = await proxies(REDIS_URL, name="redis")
+    d = deploy(step_timeout=40, step_attempts=3)
+    d.coordinator(redis_url=redis.url)
+    d.coordinator(redis_url=redis.url)
+    d.participant(redis_url=redis.url)
+    await d.wait_ready(coordinators=2, participants=1)
+
+    orders = make_orders(mix_of(100, **MIX), prefix="down")
+    async with SagaClient(d.settings) as client:
+        run = Run(client, orders)
+        starting = asyncio.create_task(run.start_all(pace=0.1))
+        await run.wait_until(20, timeout=120)
+        redis.refuse()
+        at = run.finished()
+        await asyncio.sleep(15)  # the length of the outage
+        redis.heal()
+        print(f"redis down for 15 s from {at} ended; {redis.stats}")
+        await starting
+        took = await run.wait_all(timeout=200)
+        print(f"{len(orders)} sagas ended in {took:.1f} s")
+        await d.wait_ready(coordinators=2, participants=1)
+        await check_at_rest(d, client, run)

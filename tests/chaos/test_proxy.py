@@ -116,6 +116,21 @@ async def test_reset_sends_rst_to_the_client(redis_proxy: Proxy) -> None:
     writer.close()
 
 
+async def test_refuse_resets_open_and_new_connections(redis_proxy: Proxy) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", redis_proxy.port)
+    assert await resp(reader, writer, "PING") == b"+PONG\r\n"
+    redis_proxy.refuse()
+    with pytest.raises(ConnectionResetError):
+        await reader.read(1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", redis_proxy.port)
+    with pytest.raises(ConnectionResetError):
+        await resp(reader, writer, "PING")
+    redis_proxy.heal()
+    reader, writer = await asyncio.open_connection("127.0.0.1", redis_proxy.port)
+    assert await resp(reader, writer, "PING") == b"+PONG\r\n"
+    writer.close()
+
+
 async def test_dropped_reply_after_the_command_ran(
     redis_proxy: Proxy, ns: str, redis_client: Redis
 ) -> None:
