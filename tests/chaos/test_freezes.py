@@ -46,6 +46,7 @@ async def test_participant_frozen_inside_a_handler(deploy: Callable[..., Deploym
         held = await d.freeze(frozen, inside_handler=True)
         at = run.finished()
         await asyncio.sleep(3 * LEASE)  # the length of the freeze
+        await run.refresh()  # read from Redis directly, not through any proxy
         during = run.finished() - at
         frozen.send(signal.SIGCONT)
         print(f"{frozen.name} frozen 15 s holding {held}; {during} sagas ended meanwhile")
@@ -86,6 +87,7 @@ async def test_coordinator_frozen_under_load(deploy: Callable[..., Deployment]) 
         at = run.finished()
         began = time.monotonic()
         await asyncio.sleep(30)  # the length of the freeze
+        await run.refresh()  # read from Redis directly, not through any proxy
         during = run.finished() - at
         frozen.send(signal.SIGCONT)
         print(f"{frozen.name} frozen 30 s from {at} ended; {during} ended meanwhile")

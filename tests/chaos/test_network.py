@@ -84,6 +84,7 @@ async def test_redis_blackholed_then_rabbitmq_resets(
         redis.blackhole()
         held_at = run.finished()
         await asyncio.sleep(15)  # the length of the outage, not a wait for something
+        await run.refresh()  # read from Redis directly, not through any proxy
         during = run.finished() - held_at
         redis.heal()
         print(f"redis silent for 15 s from {held_at} ended; {during} ended meanwhile")
