@@ -81,7 +81,6 @@ class _Link:
         self.client_reader, self.client_writer = client
         self.server_reader, self.server_writer = server
         self.closed = False
-        self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         for direction, reader, writer in (
@@ -89,8 +88,13 @@ class _Link:
             ("down", self.server_reader, self.client_writer),
         ):
             queue: Chunks = asyncio.Queue()
-            self.tasks.append(asyncio.create_task(self._read(direction, reader, queue)))
-            self.tasks.append(asyncio.create_task(self._write(direction, writer, queue)))
+            for job in (
+                self._read(direction, reader, queue),
+                self._write(direction, writer, queue),
+            ):
+                task = asyncio.create_task(job)
+                self.proxy._tasks.add(task)
+                task.add_done_callback(self.proxy._tasks.discard)
 
     async def _read(self, direction: str, reader: asyncio.StreamReader, queue: Chunks) -> None:
         try:
@@ -163,6 +167,7 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._faults = _Faults()
         self._flowing = {"up": asyncio.Event(), "down": asyncio.Event()}
         for event in self._flowing.values():
@@ -193,10 +198,10 @@ class Proxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        links = list(self._links)
-        for link in links:
+        for link in list(self._links):
             link.close()
-        tasks = [t for link in links for t in link.tasks]
+        # Closed or reset links may still have a pump waiting on a blackhole.
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
