@@ -2,7 +2,7 @@
 
 Reads the JUnit XML that pytest writes for each round and prints, for every
 test that failed or errored at least once, how many rounds it failed and the
-first line of its first failure; exits 1 if any did.
+first two lines of its first failure; exits 1 if any did.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def main(paths: list[str]) -> int:
                 bad = case.find("error")
             if bad is not None:
                 failures[name] += 1
-                first.setdefault(name, (bad.get("message") or "").splitlines()[0][:160])
+                lines = [ln for ln in (bad.get("message") or "").splitlines() if ln.strip()]
+                first.setdefault(name, " | ".join(lines[:2])[:200])
     print(f"{len(paths)} rounds, {len(runs)} tests")
     for name, n in failures.most_common():
         print(f"{n}/{runs[name]} failed  {name}\n      {first[name]}")
