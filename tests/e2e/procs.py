@@ -84,12 +84,18 @@ async def poll(
     interval: float = 0.2,
     describe: Callable[[], str] | None = None,
 ) -> T:
-    """Call ``probe`` until it returns something other than None (errors count as None)."""
+    """Call ``probe`` until it returns something other than None.
+
+    Errors count as None (a server may be restarting), except an AssertionError:
+    a probe raises one to stop at once (the server it waits for has exited).
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             found = await probe()
+        except AssertionError:
+            raise
         except Exception as exc:  # a server may be restarting: keep polling
             last_error = exc
             found = None
