@@ -477,14 +477,21 @@ def basic_acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
 
 
 async def _left_in(transport: RabbitTransport, queue: str) -> list[str]:
-    """The ids of the messages back in ``queue`` once its consumer is gone."""
-    found: list[str] = []
+    """The ids of the messages back in ``queue`` once its consumer is gone.
+
+    A marker published now queues behind whatever is there: once it arrives,
+    everything that was waiting has arrived before it.
+    """
     peer = _Held()
     await transport.subscribe(queue, "events", "#", peer, prefetch=50)
-    await asyncio.sleep(0.5)
-    found = [d.message_id for d in peer.deliveries]
-    peer.release.set()
-    return found
+    await transport.publish("events", "x", b"{}", message_id="marker")
+    try:
+        async with asyncio.timeout(WAIT):
+            while not any(d.message_id == "marker" for d in peer.deliveries):
+                await asyncio.sleep(0.01)
+    finally:
+        peer.release.set()
+    return [d.message_id for d in peer.deliveries if d.message_id != "marker"]
 
 
 async def test_acks_made_together_go_as_one_multiple_ack(
