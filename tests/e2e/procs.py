@@ -38,6 +38,8 @@ SAGA = str(BIN / "saga")
 
 # The queues the order example uses (without the namespace).
 SERVICES = ("inventory", "payments", "loyalty", "shipping")
+# The order saga with steps that outwait the outages the tests inject.
+PATIENT_SAGA = "patient_orders:saga"
 QUEUES = ("coordinator.events", *(f"{s}.commands" for s in SERVICES))
 
 T = TypeVar("T")
@@ -260,12 +262,16 @@ class Deployment:
         redis_url: str = REDIS_URL,
         timer_interval: float = 0.1,
         env: dict[str, str] | None = None,
+        saga: str = "examples.orders:saga",
     ) -> None:
+        """``saga`` is the definition the coordinators run: the example's, or
+        ``PATIENT_SAGA`` for a test whose outages may outlast its 10 s steps."""
         self.tmp = tmp
         self.ns = namespace()
         self.amqp_url = amqp_url
         self.redis_url = redis_url
         self.timer_interval = timer_interval
+        self.saga = saga
         self.ledger_path = tmp / "ledger.sqlite3"
         base = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
         self.env = {
@@ -276,6 +282,10 @@ class Deployment:
             "SAGA_TIMER_INTERVAL": str(timer_interval),
             "ORDERS_LEDGER": str(self.ledger_path),
             "PYTHONUNBUFFERED": "1",
+            # patient_orders (PATIENT_SAGA) lives next to this file.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).parent), base.get("PYTHONPATH")) if p
+            ),
             **(env or {}),
         }
         self.procs: list[Proc] = []
@@ -298,7 +308,7 @@ class Deployment:
         return proc.start()
 
     def coordinator(self) -> Proc:
-        return self._proc("coordinator", [SAGA, "run", "--saga", "examples.orders:saga"])
+        return self._proc("coordinator", [SAGA, "run", "--saga", self.saga])
 
     def participant(self) -> Proc:
         return self._proc("participant", [SAGA, "participant", "examples.orders.worker:services"])
