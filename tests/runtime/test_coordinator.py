@@ -185,6 +185,40 @@ async def test_commands_left_in_the_outbox_are_relayed(harness: Harness) -> None
     assert await harness.store.outbox_size() == 0
 
 
+async def test_a_replica_dying_between_commit_and_publish_is_relayed_by_another() -> None:
+    """Two replicas on one store: the first commits the start and dies before its
+    commands leave (the publish fails, then it is stopped); the second's relay
+    publishes them and the saga completes, each effect once."""
+    clock = VirtualClock()
+    ledger = Ledger()
+    async with Harness([saga], build_services(ledger, clock), clock=clock) as h:
+        other = Coordinator([saga], transport=h.transport, store=h.store, clock=clock)
+        await other.start(loops=False)
+        try:
+            h.transport.fail_next_publish(times=2)  # the started event and the first command
+            order = Order(order_id="r1", lines=[Line(sku="a", quantity=1)], total_cents=1)
+            await h.start(saga.name, order, saga_id="r1")
+            await h.coordinator.stop()
+            await h.settle()
+            assert await h.store.outbox_size() == 2
+            assert (await h.state("r1")).steps["reserve"].status == "dispatched"
+            assert ledger.of("r1") == []  # nothing left the dead replica
+
+            clock.advance(timedelta(seconds=6))  # older than the relay's threshold
+            assert await other.relay() == 2
+            await h.settle()
+            state = await other.load("r1")
+            assert state is not None
+            assert state.status == "completed"
+        finally:
+            await other.stop()
+        assert await h.store.outbox_size() == 0
+        revisions = [e.revision for e in await h.history("r1") if e.changed]
+        assert revisions == list(range(1, state.revision + 1))
+    assert ledger.of("r1") == ["inventory.reserve", "payments.charge", "shipping.book"]
+    assert {k: n for k, n in ledger.runs.items() if n > 1} == {}
+
+
 async def test_replicas_racing_on_one_saga_lose_no_update() -> None:
     """Two coordinators on one store; a parallel group's replies arrive at once."""
     clock = VirtualClock()
