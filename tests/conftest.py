@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers import connect_redis, drop_namespace, in_ci, namespace
+from servers import connect_redis, drop_namespace, fail_skip_in_ci, in_ci, namespace
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -56,25 +56,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
-def _fail_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
-    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
-        return
-    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    report.outcome = "failed"
-    report.longrepr = f"skipped under CI, which must run every test: {reason}"
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report: pytest.TestReport = yield
-    _fail_skip_in_ci(report)
+    fail_skip_in_ci(report)
     return report  # type: ignore[return-value]
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     report: pytest.CollectReport = yield
-    _fail_skip_in_ci(report)
+    fail_skip_in_ci(report)
     return report  # type: ignore[return-value]
 
 

@@ -34,6 +34,15 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+def fail_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Under CI, turn a skipped report into a failure that keeps the reason."""
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI, which must run every test: {reason}"
+
+
 def unavailable(what: str, error: BaseException) -> None:
     """A server or tool is missing: skip (tests/conftest.py fails the skip under CI)."""
     pytest.skip(f"{what} is not reachable ({error!r})")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import _fail_skip_in_ci
-from servers import in_ci
+from servers import fail_skip_in_ci, in_ci
 
 
 @pytest.mark.parametrize(
@@ -39,7 +38,7 @@ def _skipped() -> pytest.TestReport:
 def test_a_skip_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     report = _skipped()
-    _fail_skip_in_ci(report)
+    fail_skip_in_ci(report)
     assert report.outcome == "failed"
     assert "no server" in str(report.longrepr)
 
@@ -47,5 +46,5 @@ def test_a_skip_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_skip_stays_a_skip_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "false")
     report = _skipped()
-    _fail_skip_in_ci(report)
+    fail_skip_in_ci(report)
     assert report.outcome == "skipped"
