@@ -140,13 +140,12 @@ async def test_timers_due_in_order_and_cancelled(store: Any) -> None:
     await store.commit(commit(timers_due=due))
     await store.commit(commit("s2", timers_due={"retry:b:action:2": T0 + timedelta(seconds=5)}))
     assert await store.due(T0, 10) == []
+    # Earliest due first (s2's at +5 s before s1's at +10 s), whatever the commit order.
     assert await store.due(T0 + timedelta(seconds=10), 10) == [
         ("s2", "retry:b:action:2"),
         ("s1", "timeout:a:action:1"),
-    ] or sorted(await store.due(T0 + timedelta(seconds=10), 10)) == [
-        ("s1", "timeout:a:action:1"),
-        ("s2", "retry:b:action:2"),
     ]
+    assert await store.due(T0 + timedelta(seconds=10), 1) == [("s2", "retry:b:action:2")]
     await store.commit(commit(expected=0, dedupe="d1", timers_cancelled=["timeout:a:action:1"]))
     assert await store.due(T0 + timedelta(minutes=1), 10) == [("s2", "retry:b:action:2")]
     await store.record("s2", entry(), timer="retry:b:action:2")
@@ -189,3 +188,57 @@ async def test_redis_keys_of_a_saga_share_one_hash_slot(redis_client: Redis, ns:
         k for k in keys if b"slot-test" in k or k.endswith((b"timers", b"outbox", b"outbox:z"))
     ]
     assert len({key_slot(k) for k in owned}) == 1, owned
+
+
+async def _everything(store: Any, ns: str) -> dict[str, Any]:
+    """All a store holds, through every port, and for Redis every key of the namespace."""
+    far = T0 + timedelta(days=365)
+    seen: dict[str, Any] = {
+        "states": {s: await store.load(s) for s in ("s1", "s2")},
+        "history": {s: list(await store.history(s)) for s in ("s1", "s2")},
+        "outbox": sorted(e.message_id for e in await store.pending(far, 1000)),
+        "timers": sorted(await store.due(far, 1000)),
+        "index": {
+            status: sorted(await store.find(status=status, limit=1000))
+            for status in ("running", "compensating", "completed")
+        },
+        "sizes": (await store.outbox_size(), await store.timer_count()),
+    }
+    if isinstance(store, RedisSagaStore):
+        client = await connect_redis()
+        try:
+            keys = sorted([k async for k in client.scan_iter(match=f"{ns}:*", count=1000)])
+            seen["keys"] = {k: await client.dump(k) for k in keys}
+        finally:
+            await client.aclose()
+    return seen
+
+
+@pytest.mark.parametrize("refused", ["conflict", "duplicate", "exists"])
+async def test_a_refused_commit_writes_nothing(store: Any, ns: str, refused: str) -> None:
+    """All or nothing: a commit refused by its revision or by its dedupe id leaves
+    no state, history line, outbox entry, timer, timer cancel or index entry."""
+    await store.commit(
+        commit(timers_due={"timeout:a:action:1": T0 + timedelta(seconds=10)}, dedupe="start")
+    )
+    await store.commit(commit(expected=0, dedupe="reply-1", outbox=[outbox("s1", "m1")]))
+    before = await _everything(store, ns)
+    expected, dedupe = {"conflict": (0, "reply-2"), "duplicate": (1, "reply-1")}.get(
+        refused, (-1, "other-start")
+    )
+    attempt = Commit(
+        saga_id="s1",
+        name="order",
+        status="compensating",
+        expected_revision=expected,
+        revision=expected + 1,
+        state=b"refused",
+        dedupe_id=dedupe,
+        history=entry("refused"),
+        outbox=[outbox("s1", "m-refused")],
+        timers_due={"retry:b:action:2": T0 + timedelta(seconds=1)},
+        timers_cancelled=["timeout:a:action:1"],
+    )
+    result = await store.commit(attempt)
+    assert result == ("duplicate" if refused == "duplicate" else "conflict")
+    assert await _everything(store, ns) == before

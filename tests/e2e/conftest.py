@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Deployment, servers_up
-from servers import unavailable
+from servers import require_program, unavailable
 from throwaway import RabbitServer, RedisClusterServers, RedisServer
 
 
@@ -94,6 +94,7 @@ async def redis_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RedisServer]:
     """A redis-server of its own (AOF, fsync always), started; stopped at teardown."""
+    require_program("redis-server")
     server = RedisServer(tmp_path)
     try:
         await server.start()
@@ -109,6 +110,8 @@ async def redis_cluster(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RedisClusterServers]:
     """Three redis-servers joined into a cluster; stopped at teardown."""
+    require_program("redis-server")
+    require_program("redis-cli")
     cluster = RedisClusterServers(tmp_path)
     try:
         await cluster.start()

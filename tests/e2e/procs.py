@@ -38,6 +38,8 @@ SAGA = str(BIN / "saga")
 
 # The queues the order example uses (without the namespace).
 SERVICES = ("inventory", "payments", "loyalty", "shipping")
+# The order saga with steps that outwait the outages the tests inject.
+PATIENT_SAGA = "patient_orders:saga"
 QUEUES = ("coordinator.events", *(f"{s}.commands" for s in SERVICES))
 
 T = TypeVar("T")
@@ -84,12 +86,18 @@ async def poll(
     interval: float = 0.2,
     describe: Callable[[], str] | None = None,
 ) -> T:
-    """Call ``probe`` until it returns something other than None (errors count as None)."""
+    """Call ``probe`` until it returns something other than None.
+
+    Errors count as None (a server may be restarting), except an AssertionError:
+    a probe raises one to stop at once (the server it waits for has exited).
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             found = await probe()
+        except AssertionError:
+            raise
         except Exception as exc:  # a server may be restarting: keep polling
             last_error = exc
             found = None
@@ -254,12 +262,15 @@ class Deployment:
         redis_url: str = REDIS_URL,
         timer_interval: float = 0.1,
         env: dict[str, str] | None = None,
+        saga: str = "examples.orders:saga",
         step_timeout: float | None = None,
         step_attempts: int | None = None,
     ) -> None:
-        """``env`` is added to every process's environment. ``step_timeout`` and
-        ``step_attempts`` run the coordinators on `tolerant.saga`: the example
-        saga with that timeout for every step and at least that many attempts."""
+        """``env`` is added to every process's environment. ``saga`` is the
+        definition the coordinators run: the example's, or ``PATIENT_SAGA`` for a
+        test whose outages may outlast its 10 s steps. ``step_timeout`` and
+        ``step_attempts`` run them on `tolerant.saga` instead: the example saga
+        with that timeout for every step and at least that many attempts."""
         self.tmp = tmp
         self.ns = namespace()
         self.amqp_url = amqp_url
@@ -275,13 +286,15 @@ class Deployment:
             "SAGA_TIMER_INTERVAL": str(timer_interval),
             "ORDERS_LEDGER": str(self.ledger_path),
             "PYTHONUNBUFFERED": "1",
+            # patient_orders (PATIENT_SAGA) and tolerant live next to this file.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).parent), base.get("PYTHONPATH")) if p
+            ),
             **(env or {}),
         }
-        self.saga = "examples.orders:saga"
+        self.saga = saga
         if step_timeout is not None or step_attempts is not None:
             self.saga = "tolerant:saga"
-            path = [str(Path(__file__).parent), *filter(None, [self.env.get("PYTHONPATH")])]
-            self.env["PYTHONPATH"] = os.pathsep.join(path)
             if step_timeout is not None:
                 self.env["ORDERS_STEP_TIMEOUT"] = str(step_timeout)
             if step_attempts is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,8 +15,12 @@ BOOK = [Line(sku="book", quantity=1)]
 
 
 @pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
+def ledger() -> Iterator[Ledger]:
+    ledger = Ledger()
+    yield ledger
+    # The ledger applies an effect once per key, so its effects cannot show a
+    # handler run again for the same key: its run counts do.
+    assert {k: n for k, n in ledger.runs.items() if n > 1} == {}
 
 
 @pytest.fixture
@@ -156,6 +160,7 @@ async def test_start_is_idempotent_by_saga_id(harness: Harness, ledger: Ledger) 
     assert again.started_at == first.started_at
     await harness.run_until_done("o11")
     assert ledger.of("o11").count("inventory.reserve") == 1
+    assert ledger.runs["o11:reserve:action"] == 1  # the handler ran once, not only its effect
 
 
 async def test_outbox_and_timers_are_empty_at_rest(harness: Harness) -> None:
