@@ -217,14 +217,19 @@ class RedisSagaStore:
     async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in self._prefixes():
-                pipe.zrangebyscore(f"{p}:timers", "-inf", _ms(now), start=0, num=limit)
+                pipe.zrangebyscore(
+                    f"{p}:timers", "-inf", _ms(now), start=0, num=limit, withscores=True
+                )
             by_bucket = await pipe.execute()
-        found: list[tuple[str, str]] = []
+        # Each bucket gives its oldest; merged by due time, so that under a backlog
+        # larger than ``limit`` the oldest timers of every bucket fire first.
+        found: list[tuple[float, str, str]] = []
         for members in by_bucket:
-            for member in members:
+            for member, score in members:
                 timer, _, saga_id = member.decode().partition(_SEP)
-                found.append((saga_id, timer))
-        return found[:limit]
+                found.append((score, saga_id, timer))
+        found.sort()
+        return [(saga_id, timer) for _score, saga_id, timer in found[:limit]]
 
     # -- SagaQueries --------------------------------------------------------------------
 
