@@ -118,7 +118,12 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One line of a saga's append-only history: what came in, what was decided."""
+    """One line of a saga's append-only history: what came in, what was decided.
+
+    ``input_id`` is the message id (the dedupe id) of the input, where it has
+    one; ``refused`` says why a signal, cancel or retry was not taken (empty
+    when the input was applied or only recorded).
+    """
 
     at: datetime
     revision: int
@@ -126,6 +131,8 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     note: str
     effects: msgspec.Raw
     changed: bool = True
+    input_id: str = ""
+    refused: str = ""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):
