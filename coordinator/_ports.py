@@ -106,7 +106,12 @@ class Transport(Protocol):
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A message to publish once its transition has committed."""
+    """A message to publish once its transition has committed.
+
+    ``created_at`` is when the store committed it, on the store's clock (Redis
+    ``TIME``; the memory store's injected clock): the store sets it, whatever
+    the runtime passed, and the relay's age threshold is measured on it.
+    """
 
     saga_id: str
     message_id: str
@@ -181,8 +186,10 @@ class SagaStore(Protocol):
 
 
 class OutboxStore(Protocol):
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        """Entries committed before ``older_than`` and not yet marked done."""
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        """Entries committed at least ``older_than`` ago and not yet marked done, oldest
+        first. The age is judged on the store's clock, the one it stamped them with,
+        so a replica's own clock, ahead or behind, changes nothing."""
         ...
 
     async def done(self, entries: Sequence[OutboxEntry]) -> None: ...

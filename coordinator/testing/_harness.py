@@ -57,7 +57,7 @@ class Harness:
     ) -> None:
         self.clock = clock or VirtualClock()
         self.transport = MemoryTransport(delivery_limit=delivery_limit)
-        self.store = MemorySagaStore()
+        self.store = MemorySagaStore(clock=self.clock)
         self.idempotency = MemoryIdempotencyStore()
         self.services_down = set(services_down)
         self.coordinator = Coordinator(
