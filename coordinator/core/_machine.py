@@ -601,6 +601,9 @@ def _signal_refusal(tx: _Tx[D], inp: SignalReceived) -> str:
     )
     reachable = [w for w in waits if tx.steps[w.name].status in open_]
     if not reachable:
+        if any(tx.steps[w.name].status == "succeeded" for w in waits):
+            # A second copy under a new id (a sender that retried): not news to anyone.
+            return ""
         ended = ", ".join(f"{w.name!r} is {tx.steps[w.name].status}" for w in waits)
         return f"signal {inp.name!r} comes too late: {ended}"
     errors = []
@@ -626,6 +629,10 @@ def _on_signal(tx: _Tx[D], inp: SignalReceived) -> bool:
     refusal = _signal_refusal(tx, inp)
     if refusal:
         return tx.refuse(refusal)
+    taken = [w.name for w in tx.defn.waits.values() if w.signal == inp.name]
+    if tx.status == "running" and all(tx.steps[n].status == "succeeded" for n in taken):
+        tx.note(f"signal {inp.name!r} ignored: {', '.join(taken)} already took one")
+        return False
     tx.seen_signals = (*tx.seen_signals, inp.message_id)
     if tx.status == "compensating":
         # Kept: a pivot that still succeeds sends the saga forward again.

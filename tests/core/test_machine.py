@@ -1434,14 +1434,26 @@ def test_a_signal_without_a_data_type_takes_any_object() -> None:
     assert d.changed and sent(d) == ["b"]
 
 
-def test_a_signal_after_its_wait_ended_is_refused() -> None:
+def test_a_second_signal_after_its_wait_took_one_is_recorded_not_refused() -> None:
+    # A sender that retried under a new message id: not kept (no wait could use it),
+    # and not refused either (the saga has what it asked for).
     run = Run(wait_saga())
     run.ok("a")
     run.signal("approval", {"by": "hal"}, mid="first")
     d = run.signal("approval", {"by": "ida"}, mid="second")
-    assert not d.changed
-    assert "too late" in d.refused and "succeeded" in d.refused
+    assert (d.changed, d.refused) == (False, "")
+    assert "already took one" in d.note
     assert run.state.signals == {}
+    assert run.state.data.approver == "hal"
+
+
+def test_a_signal_after_its_wait_was_skipped_is_refused() -> None:
+    run = Run(wait_saga(when=lambda o: o.total > 100), Order(id="o1", total=5))
+    run.ok("a")
+    assert run.status("approval") == "skipped"
+    d = run.signal("approval", {"by": "ida"})
+    assert not d.changed
+    assert "too late" in d.refused and "skipped" in d.refused
 
 
 def test_a_bad_signal_while_compensating_is_refused_a_good_one_kept() -> None:
