@@ -20,6 +20,7 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -107,8 +108,7 @@ class RedisSagaStore:
         self._batch = Batcher(redis)
         self._commit = LuaScript(redis, COMMIT)
         self._record = LuaScript(redis, RECORD)
-        # Run in a pipeline over every bucket: redis-py loads it there on NOSCRIPT.
-        self._pending = self._redis.register_script(PENDING)
+        self._pending = LuaScript(redis, PENDING)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -181,14 +181,15 @@ class RedisSagaStore:
 
     @_outage_is_unavailable
     async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
-        # One round trip for every bucket; each script judges age by Redis TIME.
+        # One script per bucket, sent together by the batcher (a cluster pipeline
+        # refuses scripts otherwise); each judges age by Redis TIME.
         age_ms = int(older_than.total_seconds() * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p in self._prefixes():
-                await self._pending(
-                    keys=[f"{p}:outbox", f"{p}:outbox:z"], args=[age_ms, limit], client=pipe
-                )
-            found = await pipe.execute()
+        found = await asyncio.gather(
+            *(
+                self._batch.run(self._pending, [f"{p}:outbox", f"{p}:outbox:z"], [age_ms, limit])
+                for p in self._prefixes()
+            )
+        )
         entries: list[OutboxEntry] = []
         for rows in found:
             for score, body in zip(rows[::2], rows[1::2], strict=True):
