@@ -151,7 +151,7 @@ async def test_outbox_age_is_judged_on_the_store_clock_not_the_writers(
     assert before - slack <= entry.created_at <= after + slack
 
 
-async def test_outbox_entries_come_oldest_first() -> None:
+async def test_memory_outbox_age_follows_its_injected_clock_oldest_first() -> None:
     clock = VirtualClock(T0)
     store = MemorySagaStore(clock=clock)
     await store.commit(commit("s1", outbox=[outbox("s1", "late", T0)]))
