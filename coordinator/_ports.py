@@ -106,7 +106,12 @@ class Transport(Protocol):
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A message to publish once its transition has committed."""
+    """A message to publish once its transition has committed.
+
+    ``created_at`` is when the store committed it, on the store's clock (Redis
+    ``TIME``; the memory store's injected clock): the store sets it, whatever
+    the runtime passed, and the relay's age threshold is measured on it.
+    """
 
     saga_id: str
     message_id: str
@@ -118,7 +123,12 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One line of a saga's append-only history: what came in, what was decided."""
+    """One line of a saga's append-only history: what came in, what was decided.
+
+    ``input_id`` is the message id (the dedupe id) of the input, where it has
+    one; ``refused`` says why a signal, cancel or retry was not taken (empty
+    when the input was applied or only recorded).
+    """
 
     at: datetime
     revision: int
@@ -126,6 +136,8 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     note: str
     effects: msgspec.Raw
     changed: bool = True
+    input_id: str = ""
+    refused: str = ""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,8 +186,10 @@ class SagaStore(Protocol):
 
 
 class OutboxStore(Protocol):
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        """Entries committed before ``older_than`` and not yet marked done."""
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        """Entries committed at least ``older_than`` ago and not yet marked done, oldest
+        first. The age is judged on the store's clock, the one it stamped them with,
+        so a replica's own clock, ahead or behind, changes nothing."""
         ...
 
     async def done(self, entries: Sequence[OutboxEntry]) -> None: ...

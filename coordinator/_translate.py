@@ -129,7 +129,9 @@ def input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Make
             )
 
 
-def history_entry(revision: int, inp: Input | Start[Any], decision: Decision[Any]) -> HistoryEntry:
+def history_entry(
+    revision: int, inp: Input | Start[Any], decision: Decision[Any], input_id: str = ""
+) -> HistoryEntry:
     return HistoryEntry(
         at=inp.at,
         revision=revision,
@@ -137,4 +139,6 @@ def history_entry(revision: int, inp: Input | Start[Any], decision: Decision[Any
         note=decision.note,
         effects=msgspec.Raw(msgspec.json.encode(decision.effects)),
         changed=decision.changed,
+        input_id=input_id,
+        refused=decision.refused,
     )

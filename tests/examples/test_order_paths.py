@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from coordinator import SagaRefusedError
 from coordinator.testing import Harness, VirtualClock
 from examples.orders import Ledger, Order, build_services, saga
 from examples.orders.messages import Approval, Line
@@ -103,6 +104,24 @@ async def test_large_order_waits_for_approval(harness: Harness, ledger: Ledger) 
     assert state.status == "completed"
     assert state.data.approved_by == "dana"
     assert ledger.of("o6").count("shipping.book") == 1
+
+
+async def test_an_approval_that_does_not_fit_is_refused_and_the_order_waits(
+    harness: Harness, ledger: Ledger
+) -> None:
+    await harness.start(saga.name, order("o6b", total_cents=250_000), saga_id="o6b")
+    await harness.advance(timedelta(minutes=5))
+    before = await harness.state("o6b")
+    with pytest.raises(SagaRefusedError, match="does not fit Approval"):
+        await harness.signal("o6b", "approval", {"approved": "yes", "by": "dana"})
+    state = await harness.state("o6b")
+    assert (state.status, state.revision) == ("running", before.revision)
+    assert state.steps["approval"].status == "waiting"
+    assert sorted(ledger.of("o6b")) == ["inventory.reserve", "payments.charge"]  # nothing undone
+    [refused] = [e for e in await harness.history("o6b") if e.refused]
+    assert refused.input_id.startswith("signal:o6b:approval:")
+    await harness.signal("o6b", "approval", Approval(approved=True, by="dana"))
+    assert (await harness.run_until_done("o6b")).status == "completed"
 
 
 async def test_rejected_approval_compensates(harness: Harness, ledger: Ledger) -> None:

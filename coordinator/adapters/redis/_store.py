@@ -10,6 +10,9 @@ Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
     ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
     ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
 
+Every score the store writes (outbox, index) is Redis ``TIME`` read inside the
+script, never a replica's clock; timer scores are the due times the core set.
+
 Everything in braces is the hash tag: a saga's keys and its bucket's shared
 keys are on one slot, so a single script updates all of them, on a Redis
 Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
@@ -17,6 +20,7 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
 from coordinator.adapters.redis._batch import Batcher, LuaScript
-from coordinator.adapters.redis._scripts import COMMIT, RECORD
+from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
 
 __all__ = ["RedisSagaStore"]
 
@@ -104,6 +108,7 @@ class RedisSagaStore:
         self._batch = Batcher(redis)
         self._commit = LuaScript(redis, COMMIT)
         self._record = LuaScript(redis, RECORD)
+        self._pending = LuaScript(redis, PENDING)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -147,7 +152,6 @@ class RedisSagaStore:
             commit.name,
             commit.status,
             msgspec.json.encode(commit.history),
-            _ms(datetime.now(UTC)),
             f"{self._bucket(saga_id)}:i:",
             saga_id,
             self._retention,
@@ -176,25 +180,24 @@ class RedisSagaStore:
     # -- OutboxStore -------------------------------------------------------------------
 
     @_outage_is_unavailable
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        # One round trip for the index of every bucket, one for the entries found.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p in self._prefixes():
-                pipe.zrangebyscore(f"{p}:outbox:z", "-inf", _ms(older_than), start=0, num=limit)
-            fields_by_bucket = await pipe.execute()
-        wanted = [
-            (p, f)
-            for p, fs in zip(self._prefixes(), fields_by_bucket, strict=True)
-            if fs
-            for f in fs
-        ][:limit]
-        if not wanted:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p, field in wanted:
-                pipe.hget(f"{p}:outbox", field)
-            bodies = await pipe.execute()
-        return [_outbox_decoder.decode(b) for b in bodies if b is not None]
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        # One script per bucket, sent together by the batcher (a cluster pipeline
+        # refuses scripts otherwise); each judges age by Redis TIME.
+        age_ms = int(older_than.total_seconds() * 1000)
+        found = await asyncio.gather(
+            *(
+                self._batch.run(self._pending, [f"{p}:outbox", f"{p}:outbox:z"], [age_ms, limit])
+                for p in self._prefixes()
+            )
+        )
+        entries: list[OutboxEntry] = []
+        for rows in found:
+            for score, body in zip(rows[::2], rows[1::2], strict=True):
+                entry = _outbox_decoder.decode(body)
+                committed = datetime.fromtimestamp(int(score) / 1000, UTC)
+                entries.append(msgspec.structs.replace(entry, created_at=committed))
+        entries.sort(key=lambda e: e.created_at)
+        return entries[:limit]
 
     @_outage_is_unavailable
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
