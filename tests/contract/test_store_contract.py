@@ -228,7 +228,7 @@ async def _everything(store: Any, ns: str) -> dict[str, Any]:
     seen: dict[str, Any] = {
         "states": {s: await store.load(s) for s in ("s1", "s2")},
         "history": {s: list(await store.history(s)) for s in ("s1", "s2")},
-        "outbox": sorted(e.message_id for e in await store.pending(far, 1000)),
+        "outbox": sorted(e.message_id for e in await store.pending(timedelta(0), 1000)),
         "timers": sorted(await store.due(far, 1000)),
         "index": {
             status: sorted(await store.find(status=status, limit=1000))
