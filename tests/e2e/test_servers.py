@@ -57,14 +57,18 @@ async def test_rabbitmq_restarted_mid_run(
             participant.send(signal.SIGSTOP)
         command_queues = [f"{d.ns}.{q}" for q in QUEUES if q.endswith(".commands")]
 
-        async def every_queue_holds_commands() -> dict[str, int] | None:
+        # Which services have commands out at this moment depends on where the
+        # sagas are when the participants stop; requiring every queue made the
+        # precondition itself a race (seen: no saga at the ship step). The test
+        # needs commands held by the broker at the kill; the counts are printed.
+        async def queues_hold_commands() -> dict[str, int] | None:
             held = await rabbit_server.messages()
             counts = {q: held.get(q, 0) for q in command_queues}
-            return counts if all(counts.values()) else None
+            return counts if sum(counts.values()) else None
 
         waiting = await poll(
-            "commands waiting in every command queue",
-            every_queue_holds_commands,
+            "commands waiting in the command queues",
+            queues_hold_commands,
             timeout=30,
             describe=lambda: "the run does not reach the state this test is about",
         )
