@@ -17,23 +17,19 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 
 from __future__ import annotations
 
-import functools
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, final
+from typing import Any, final
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import BusyLoadingError, ClusterDownError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._scripts import COMMIT, RECORD
+from coordinator.adapters.redis._transient import outage_is_unavailable
 
 __all__ = ["RedisSagaStore"]
 
@@ -43,31 +39,6 @@ _outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
 
 AnyRedis = Redis | RedisCluster
-
-
-_OUTAGE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    TryAgainError,
-    OSError,
-)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _outage_is_unavailable(method: F) -> F:
-    """Report a Redis outage as ``StoreUnavailableError``, which the runtime waits out."""
-
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except _OUTAGE as exc:
-            raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
-
-    return call  # type: ignore[return-value]
 
 
 def _ms(when: datetime) -> int:
@@ -128,7 +99,7 @@ class RedisSagaStore:
 
     # -- SagaStore --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def load(self, saga_id: str) -> Stored | None:
         key = f"{self._bucket(saga_id)}:s:{saga_id}"
         state, rev = await self._batch.execute("HMGET", key, "state", "rev")
@@ -136,7 +107,7 @@ class RedisSagaStore:
             return None
         return Stored(state=state, revision=int(rev))
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def commit(self, commit: Commit) -> CommitResult:
         saga_id = commit.saga_id
         args: list[Any] = [
@@ -166,7 +137,7 @@ class RedisSagaStore:
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
@@ -175,7 +146,7 @@ class RedisSagaStore:
 
     # -- OutboxStore -------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
         # One round trip for the index of every bucket, one for the entries found.
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -196,7 +167,7 @@ class RedisSagaStore:
             bodies = await pipe.execute()
         return [_outbox_decoder.decode(b) for b in bodies if b is not None]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
         if not entries:
             return
@@ -213,7 +184,7 @@ class RedisSagaStore:
 
     # -- TimerStore ---------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in self._prefixes():
@@ -228,7 +199,7 @@ class RedisSagaStore:
 
     # -- SagaQueries --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         rows = await self._redis.lrange(f"{self._bucket(saga_id)}:h:{saga_id}", 0, -1)
         return [_history_decoder.decode(row) for row in rows]
