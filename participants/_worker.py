@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, final
@@ -42,13 +41,22 @@ from coordinator._ports import (
 )
 from participants._errors import Failure, ServiceDefinitionError
 from participants._holding import Holding, Stopping
+from participants._replies import (
+    INVALID_COMMAND,
+    KeyLocks,
+    Unanswerable,
+    record_of,
+    recorded_decoder,
+    result_of,
+    trace_headers,
+    worth_recording,
+)
 from participants._service import Context, Registration, Service
 
 __all__ = ["ALREADY_COMPENSATED", "INVALID_COMMAND", "ParticipantWorker"]
 
 _log = logging.getLogger("participants")
 
-INVALID_COMMAND: Final = "InvalidCommand"
 # The error type of the refusal of an action whose step's compensation has begun
 # (or is recorded): it never runs after its undo. Not retryable; the coordinator
 # has stopped waiting for that action, so it records the reply as late.
@@ -57,8 +65,6 @@ ALREADY_COMPENSATED: Final = "AlreadyCompensated"
 # repr of a huge value) from making the reply itself undeliverable.
 _MAX_ERROR_MESSAGE: Final = 2000
 _CLAIM_POLL_SECONDS: Final = 0.2
-# Forwarded from the command to the reply so the trace continues.
-_TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
 
 class _UtcClock:
@@ -67,60 +73,6 @@ class _UtcClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-class _Recorded(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What a reply says, without its envelope: what the idempotency store keeps.
-
-    A whole reply, as earlier versions recorded, decodes into it as well.
-    """
-
-    result: dict[str, Any] | None = None
-    error_type: str | None = None
-    error_message: str = ""
-    retryable: bool = False
-
-
-_recorded_decoder = msgspec.json.Decoder(_Recorded)
-_recorded_encoder = msgspec.json.Encoder()
-
-
-def _record_of(reply: Reply) -> bytes:
-    if isinstance(reply, TaskCompleted):
-        return _recorded_encoder.encode(_Recorded(result=reply.result))
-    return _recorded_encoder.encode(
-        _Recorded(
-            error_type=reply.error_type,
-            error_message=reply.error_message,
-            retryable=reply.retryable,
-        )
-    )
-
-
-class _Unanswerable(Exception):
-    """The handler ran but its result cannot be sent; the outcome stays unknown."""
-
-
-class _KeyLocks:
-    """One asyncio lock per idempotency key in use, dropped when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 @final
@@ -170,7 +122,7 @@ class ParticipantWorker:
         self._codec = codec
         self._clock: Clock = clock or _UtcClock()
         self._prefetch = prefetch
-        self._locks = _KeyLocks()
+        self._locks = KeyLocks()
         self._subscription: Subscription | None = None
         self._lease = lease
         self._holder = uuid.uuid4().hex
@@ -265,7 +217,7 @@ class ParticipantWorker:
                     f"publishing the reply to {command.message_id}",
                     lambda: self._publish(delivery, command, reply, body),
                 )
-        except _Unanswerable as exc:
+        except Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
             # applied): no reply, so the coordinator's timeout treats the step
             # as unknown and compensates it.
@@ -313,7 +265,7 @@ class ParticipantWorker:
             reply = await self._execute(registration, command)
             encoded = self._encode_reply(reply)
         finally:
-            record = _record_of(reply) if encoded is not None and _worth_recording(reply) else None
+            record = record_of(reply) if encoded is not None and worth_recording(reply) else None
             # The effect may be applied: never run the handler again for a failed
             # record, keep trying to record it (Redis restarting).
             recording = asyncio.get_running_loop().create_task(
@@ -354,7 +306,7 @@ class ParticipantWorker:
             f"{command.saga_name}.{type(reply).__name__}",
             body,
             message_id=reply.message_id,
-            headers=_trace_headers(delivery.headers),
+            headers=trace_headers(delivery.headers),
         )
 
     async def _wait_for_turn(self, key: str) -> bytes | Compensated | None:
@@ -432,13 +384,13 @@ class ParticipantWorker:
         except Exception as exc:
             _log.warning("%s failed on %s", registration.name, command.message_id, exc_info=True)
             return self._failed(command, type(exc).__name__, str(exc) or repr(exc), retryable=True)
-        return TaskCompleted(**self._envelope(command), result=_result_of(result))
+        return TaskCompleted(**self._envelope(command), result=result_of(result))
 
     def _encode_reply(self, reply: Reply) -> bytes:
         try:
             return self._codec.encode(reply)
         except ContractError as err:
-            raise _Unanswerable(f"the reply cannot be encoded: {err}") from err
+            raise Unanswerable(f"the reply cannot be encoded: {err}") from err
 
     def _failed(
         self, command: Command, error_type: str, message: str, *, retryable: bool
@@ -455,7 +407,7 @@ class ParticipantWorker:
     def _recorded(self, data: bytes, command: Command) -> Reply:
         """The recorded outcome, as the reply to this command."""
         try:
-            recorded = _recorded_decoder.decode(data)
+            recorded = recorded_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ContractError(
                 f"the idempotency store holds something else than a reply: {exc}",
@@ -493,28 +445,3 @@ class ParticipantWorker:
             f"service {self._service.name!r} has no handler for {command.command!r}; "
             f"it handles: {known}"
         )
-
-
-def _worth_recording(reply: Reply) -> bool:
-    # A retryable failure is not recorded, so that the retry really executes.
-    if isinstance(reply, TaskCompleted):
-        return True
-    return not reply.retryable and reply.error_type != INVALID_COMMAND
-
-
-def _result_of(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    try:
-        built = msgspec.to_builtins(value)
-    except (TypeError, ValueError) as exc:
-        raise _Unanswerable(f"the handler's result cannot be sent as JSON: {exc}") from exc
-    if not isinstance(built, dict):
-        raise _Unanswerable(
-            f"a handler must return a msgspec Struct, a dict or None, got {type(value).__name__}"
-        )
-    return built
-
-
-def _trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in _TRACE_HEADERS if name in headers}

@@ -19,7 +19,7 @@ from coordinator.adapters.redis import RedisIdempotencyStore, connect_redis
 from participants import ParticipantWorker
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "participants"))
-from test_participant_worker import Inventory, command  # noqa: E402
+from test_participant_worker import Inventory, command
 
 # The outage is a scenario length, not a synchronisation: commands arrive during it.
 OUTAGE_SECONDS = 2.0

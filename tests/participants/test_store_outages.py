@@ -84,7 +84,9 @@ async def worker_through(
     store_box.append(store)
     memory = MemoryTransport(delivery_limit=5)
     await memory.declare("replies", "events", "#")
-    worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=store, clock=clock)
+    worker = ParticipantWorker(
+        inventory.service(), transport=memory, idempotency=store, clock=clock
+    )
     counts: list[int] = []
 
     async def observed(delivery: Delivery) -> None:
@@ -126,7 +128,7 @@ async def test_a_20s_outage_at_every_call_neither_dead_letters_nor_repeats(
     """Redis unreachable for 20 s: before, every attempt was requeued at once and
     dead-lettered on its fifth delivery within milliseconds."""
     inventory = Inventory()
-    memory, clock, counts, _ = await worker_through(
+    memory, _clock, counts, _ = await worker_through(
         redis_client, ns, inventory, "both", RedisConnectionError("Connection refused")
     )
     assert memory.dead_letters == []
@@ -158,7 +160,7 @@ async def test_a_store_error_that_is_no_outage_requeues(redis_client: Redis, ns:
     from redis.exceptions import AuthenticationError
 
     inventory = Inventory()
-    memory, _clock, counts, _ = await worker_through(
+    _memory, _clock, counts, _ = await worker_through(
         redis_client, ns, inventory, "begin", AuthenticationError("invalid password")
     )
     assert counts[:2] == [1, 2], "requeued: it spends its deliveries"
@@ -167,6 +169,7 @@ async def test_a_store_error_that_is_no_outage_requeues(redis_client: Redis, ns:
 
 async def test_stopping_during_an_outage_gives_the_delivery_back() -> None:
     inventory = Inventory()
+
     class Down:
         async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
             from coordinator._errors import StoreUnavailableError
