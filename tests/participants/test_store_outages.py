@@ -294,3 +294,51 @@ async def test_a_compensation_waits_for_its_running_action_then_runs() -> None:
     await first.handle(RecordingDelivery(DEFAULT_CODEC.encode(action), log))
     assert isinstance(replies_of(memory)[-1], TaskCompleted)
     assert len(inventory.effects) == 1
+
+
+async def test_a_hold_that_cannot_be_renewed_for_a_lease_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The renewals go on through an outage, and once it has lasted a lease the
+    worker says that another worker may run the command too; the reply is
+    recorded when the store is back."""
+    from coordinator._errors import StoreUnavailableError
+
+    class RenewalsFail:
+        def __init__(self) -> None:
+            self.inner = MemoryIdempotencyStore()
+            self.down = False
+
+        async def begin(self, key: str, holder: str, ttl: timedelta) -> object:
+            if self.down:
+                raise StoreUnavailableError("Redis is unavailable")
+            return await self.inner.begin(key, holder, ttl)
+
+        async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+            await self.inner.finish(key, holder, reply)
+
+    inventory = Inventory()
+    inventory.gate = asyncio.Event()
+    memory = MemoryTransport()
+    await memory.declare("replies", "events", "#")
+    store = RenewalsFail()
+    worker = ParticipantWorker(
+        inventory.service(),
+        transport=memory,
+        idempotency=store,  # type: ignore[arg-type]
+        lease=timedelta(milliseconds=150),
+    )
+    log: list[str] = []
+    handling = asyncio.create_task(
+        worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(command()), log))
+    )
+    while not inventory.calls:
+        await asyncio.sleep(0)
+    store.down = True
+    while "may have lapsed" not in caplog.text:
+        await asyncio.sleep(0.01)
+    store.down = False
+    inventory.gate.set()
+    await asyncio.wait_for(handling, 5)
+    assert log == ["ack"]
+    assert command().idempotency_key in store.inner
