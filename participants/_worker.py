@@ -7,7 +7,10 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    and, if there is one, send it again for this command without running the
    handler; otherwise take a hold on the key, which fences it from the
    service's other workers and which is renewed while the handler runs, so it
-   expires within one ``lease`` when this worker dies;
+   expires within one ``lease`` when this worker dies. An action whose step's
+   compensation has begun is refused (``ALREADY_COMPENSATED``) instead of
+   run, and a compensation waits while its action is held: both checks are
+   made by the store with taking the key, in one call;
 3. run the handler, then record a success or a non-retryable failure and
    publish the reply at once (the record does not wait for the publish's
    confirm, nor the publish for the record); a crash before the record landed
@@ -15,6 +18,9 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    by ``ctx.idempotency_key``;
 4. ack only once both are done; if the publish fails the delivery is requeued
    and the recorded reply answers the redelivery.
+
+A store outage at any of these points holds the delivery and retries the same
+call (see ``_holding``) rather than requeue it.
 """
 
 from __future__ import annotations
