@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
 __all__ = [
+    "COMPENSATED",
     "Clock",
+    "Compensated",
     "Commit",
     "CommitResult",
     "Delivery",
@@ -211,18 +213,35 @@ class SagaQueries(Protocol):
     ) -> Sequence[str]: ...
 
 
+Compensated = Literal["compensated"]
+COMPENSATED: Final[Compensated] = "compensated"
+
+
 class IdempotencyStore(Protocol):
     """A participant's record of the replies it gave, by idempotency key.
 
     Each key is fenced across worker processes: a command redelivered to a
     second worker while the first still runs it waits for the first one's
     reply instead of running the handler again. Two calls per command.
+
+    The two keys of one step, ``<saga>:<step>:action`` and
+    ``<saga>:<step>:compensation``, are fenced against each other too, so that
+    no action runs after its undo: once the compensation's key has been taken
+    (a tombstone records it, for as long as replies are kept), ``begin`` of the
+    action refuses it (``COMPENSATED``) unless the action's reply was recorded
+    before; and the compensation waits (False) while the action's key is held.
+    Both checks are atomic with taking the key. Other keys are fenced alone.
+
+    An outage of the backing server raises ``StoreUnavailableError``: the call
+    may be made again, unchanged, once it is back.
     """
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
         """The reply recorded for ``key``; else True if ``holder`` now holds the key
-        (run the handler; the hold expires after ``ttl``), False if another does.
-        The holder calls it again to renew its hold while the handler runs."""
+        (run the handler; the hold expires after ``ttl``), False if another does
+        (or, for a compensation, its action is held), ``COMPENSATED`` for an
+        action whose compensation has begun. The holder calls it again to renew
+        its hold while the handler runs."""
         ...
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:

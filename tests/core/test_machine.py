@@ -533,6 +533,25 @@ def test_a_single_attempt_timing_out_is_compensated() -> None:
     assert started_timers(d) == {"timeout:a:compensation:1": at(10)}
 
 
+def test_an_action_refused_after_its_compensation_began_is_late() -> None:
+    """The participant SDK refuses an action whose step's compensation has begun
+    (``AlreadyCompensated``, not retryable): the reply changes nothing, during
+    the compensation and after it."""
+    s = saga()
+    defn = s.define(step(s, "a", timeout=timedelta(seconds=5)))
+    run = Run(defn)
+    run.fire("timeout:a:action:1", t=5)
+    assert run.status("a") == "compensating"
+    refused = run.fail("a", 1, t=6, error_type="AlreadyCompensated", retryable=False)
+    assert not refused.changed
+    assert run.status("a") == "compensating"
+    assert run.state.steps["a"].unknown, "the compensation is still owed"
+    run.ok("a", 1, kind="compensation", t=7)
+    assert run.state.status == "compensated"
+    assert not run.fail("a", 1, t=8, error_type="AlreadyCompensated", retryable=False).changed
+    assert run.state.status == "compensated"
+
+
 def test_retry_after_a_retryable_failure_keeps_the_idempotency_key() -> None:
     s = saga()
     defn = s.define(step(s, "a", retry=Retry(attempts=3, backoff=timedelta(seconds=2))))

@@ -138,6 +138,9 @@ def servers_up(amqp_url: str = AMQP_URL, redis_url: str = REDIS_URL) -> None:
 # -- processes ----------------------------------------------------------------------
 
 
+_NO_BRACES = str.maketrans("", "", "{}")
+
+
 class Proc:
     """One subprocess (restartable), its output appended to ``log``."""
 
@@ -393,7 +396,8 @@ class Deployment:
         """Idempotency keys a participant holds right now (its handler is running)."""
         prefix = f"{self.ns}:claim:"
         keys = await redis_keys(self.redis_url, self.ns, match=f"{prefix}*")
-        return sorted(k.decode().removeprefix(prefix) for k in keys)
+        # ``{saga:step}:kind``: the hash tag dropped, the idempotency key is left.
+        return sorted(k.decode().removeprefix(prefix).translate(_NO_BRACES) for k in keys)
 
     async def freeze(self, proc: Proc, *, inside_handler: bool, timeout: float = 60) -> list[str]:
         """Stop ``proc`` (SIGSTOP) at a moment chosen by what it is doing.

@@ -8,7 +8,7 @@ participants' ledger must hold afterwards (reliability.md, I1-I6):
 - each (service, effect, order) is applied at most once;
 - a completed order has exactly its actions, no undo; a compensated order has
   an undo for each action applied, and no action after its undo (the slow
-  shipper's late booking is refused by the tombstone);
+  shipper's booking is cancelled after it ran: its cancellation waits for it);
 - the history of each saga has strictly growing revisions, ending at the
   state's, and nothing changed after the terminal transition;
 - at rest: the outbox is empty, no timer is left, no participant still holds
@@ -89,8 +89,8 @@ class Order:
                 steps = undone = ["reserve"]
             case "out_of_stock":
                 steps = undone = []
-            case "slow":  # the booking never applies: the cancellation overtakes it
-                steps = undone = ["reserve", "charge"]
+            case "slow":  # the cancellation waits for the slow booking, then undoes it
+                steps, undone = ["reserve", "charge", "ship"], ["reserve", "charge"]
         if self.member and self.kind != "out_of_stock":
             steps = [*steps, "points"]
             if undone or self.kind == "declined":

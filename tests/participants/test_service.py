@@ -182,6 +182,7 @@ def test_failure_subclasses_set_type_and_retryability() -> None:
 
 def test_public_names() -> None:
     assert set(participants.__all__) == {
+        "ALREADY_COMPENSATED",
         "INVALID_COMMAND",
         "CommandHandler",
         "Context",

@@ -21,23 +21,19 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, final
+from typing import Any, final
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import BusyLoadingError, ClusterDownError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinator._errors import StoreUnavailableError
 from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Stored
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
+from coordinator.adapters.redis._transient import outage_is_unavailable
 
 __all__ = ["RedisSagaStore"]
 
@@ -47,31 +43,6 @@ _outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
 
 AnyRedis = Redis | RedisCluster
-
-
-_OUTAGE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    TryAgainError,
-    OSError,
-)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _outage_is_unavailable(method: F) -> F:
-    """Report a Redis outage as ``StoreUnavailableError``, which the runtime waits out."""
-
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except _OUTAGE as exc:
-            raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
-
-    return call  # type: ignore[return-value]
 
 
 def _ms(when: datetime) -> int:
@@ -133,7 +104,7 @@ class RedisSagaStore:
 
     # -- SagaStore --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def load(self, saga_id: str) -> Stored | None:
         key = f"{self._bucket(saga_id)}:s:{saga_id}"
         state, rev = await self._batch.execute("HMGET", key, "state", "rev")
@@ -141,7 +112,7 @@ class RedisSagaStore:
             return None
         return Stored(state=state, revision=int(rev))
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def commit(self, commit: Commit) -> CommitResult:
         saga_id = commit.saga_id
         args: list[Any] = [
@@ -170,7 +141,7 @@ class RedisSagaStore:
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
@@ -179,7 +150,7 @@ class RedisSagaStore:
 
     # -- OutboxStore -------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
         # One script per bucket, sent together by the batcher (a cluster pipeline
         # refuses scripts otherwise); each judges age by Redis TIME.
@@ -199,7 +170,7 @@ class RedisSagaStore:
         entries.sort(key=lambda e: e.created_at)
         return entries[:limit]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
         if not entries:
             return
@@ -216,7 +187,7 @@ class RedisSagaStore:
 
     # -- TimerStore ---------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in self._prefixes():
@@ -236,7 +207,7 @@ class RedisSagaStore:
 
     # -- SagaQueries --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         rows = await self._redis.lrange(f"{self._bucket(saga_id)}:h:{saga_id}", 0, -1)
         return [_history_decoder.decode(row) for row in rows]
