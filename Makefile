@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck contracts clean bench
+.PHONY: demo test chaos soak check lint typecheck contracts clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The chaos suite (tests/chaos, not part of `make test`): faults injected between
+# real processes and the servers. Each test has its own timeout; the whole suite
+# is cut off after CHAOS_LIMIT seconds.
+CHAOS_LIMIT ?= 2400
+chaos: $(STAMP)
+	timeout $(CHAOS_LIMIT) $(BIN)/pytest -q -rP tests/chaos
+
+# The end-to-end and chaos suites SOAK times; prints each test's failure count.
+SOAK ?= 5
+soak: $(STAMP)
+	rm -rf .soak && mkdir -p .soak
+	for i in $$(seq 1 $(SOAK)); do \
+	  echo "== soak round $$i of $(SOAK)"; \
+	  $(BIN)/pytest -q tests/e2e tests/chaos --junitxml=.soak/round-$$i.xml || true; \
+	done
+	$(BIN)/python tests/tally.py .soak/round-*.xml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .soak

@@ -317,7 +317,7 @@ class Ours(_AmqpSystem):
     def saga_keys(self, saga_id: str) -> list[str]:
         p = self._prefix(saga_id)
         own = [f"{p}:{kind}:{saga_id}" for kind in "sh"]
-        return own + [f"{self.ns}:reply:{{{saga_id}:{step}:action}}" for step in "abc"]
+        return own + [f"{self.ns}:reply:{{{saga_id}:{step}}}:action" for step in "abc"]
 
     async def shared_bytes_per_saga(self) -> float:
         keys = await scan_keys(self.redis, f"{self.ns}:*:i:*")
@@ -330,7 +330,7 @@ class Ours(_AmqpSystem):
             "state": f"{p}:s:{saga_id}",
             "history": f"{p}:h:{saga_id}",
             "index(completed)": f"{p}:i:{saga3.NAME}:completed",
-            "participant reply": f"{self.ns}:reply:{{{saga_id}:a:action}}",
+            "participant reply": f"{self.ns}:reply:{{{saga_id}:a}}:action",
         }
         return {what: int(await self.redis.ttl(key)) for what, key in names.items()}
 

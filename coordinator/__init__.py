@@ -6,7 +6,12 @@ Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
 
 from contracts import SagaError
 from coordinator._dsl import Saga, to_mermaid
-from coordinator._errors import ConcurrencyError, SagaDefinitionError, UnknownSagaError
+from coordinator._errors import (
+    ConcurrencyError,
+    SagaDefinitionError,
+    SagaRefusedError,
+    UnknownSagaError,
+)
 from coordinator._runtime import Coordinator
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
 
@@ -18,6 +23,7 @@ __all__ = [
     "SagaDefinition",
     "SagaDefinitionError",
     "SagaError",
+    "SagaRefusedError",
     "SagaState",
     "SagaStatus",
     "UnknownSagaError",

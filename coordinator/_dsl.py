@@ -188,7 +188,8 @@ class Saga(Generic[D]):
             timeout: How long to wait; then ``on_timeout`` applies.
             on_timeout: ``"compensate"`` (the default) or ``"continue"`` without it.
             when: Wait only if ``when(data)`` is true.
-            data: Type the signal's data is decoded into.
+            data: Type the signal's data is decoded into. A signal whose data does
+                not fit is refused (recorded with the reason) and the wait goes on.
             accept: ``accept(data, signal) -> bool``; a rejected signal compensates.
             merge: ``merge(data, signal) -> data``.
         """
@@ -200,6 +201,7 @@ class Saga(Generic[D]):
         return WaitDef(
             name=name or signal,
             signal=signal,
+            data_type=data,
             timeout=timeout,
             on_timeout=on_timeout,
             when=when,

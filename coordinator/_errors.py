@@ -6,6 +6,7 @@ The tree, under the one root shared with the contracts package::
     ├── ContractError (ValueError)        a message could not be decoded or encoded
     ├── SagaDefinitionError (ValueError)  a saga definition is invalid; says what to fix
     ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
+    ├── SagaRefusedError                  a signal, cancel or retry the saga cannot take now
     ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
     ├── StoreUnavailableError             the saga store cannot be reached now; retryable
     ├── RefusedError                      an operator's input was not taken; says why
@@ -29,6 +30,7 @@ __all__ = [
     "SagaDefinitionError",
     "RefusedError",
     "SagaError",
+    "SagaRefusedError",
     "ServerUnreachableError",
     "StoreUnavailableError",
     "UnknownSagaError",
@@ -41,6 +43,26 @@ class SagaDefinitionError(SagaError, ValueError):
 
 class UnknownSagaError(SagaError, LookupError):
     """No saga definition, or no saga instance, answers to that name or id."""
+
+
+class SagaRefusedError(SagaError):
+    """The saga turned an operator's input down and stays as it was.
+
+    A signal whose data does not fit its wait or that no wait takes, a cancel
+    past the pivot or of a finished saga, a retry with nothing failed. The
+    refusal is in the saga's history too. Sending it again will not help.
+
+    Attributes:
+        saga_id: The saga addressed.
+        reason: Why, as the history records it.
+    """
+
+    retryable = False
+
+    def __init__(self, saga_id: str, reason: str) -> None:
+        super().__init__(f"saga {saga_id!r} refused it: {reason}")
+        self.saga_id = saga_id
+        self.reason = reason
 
 
 class ConcurrencyError(SagaError):

@@ -74,7 +74,8 @@ class OutboxPublisher:
 
     async def relay(self, limit: int = 256) -> int:
         """Publish entries left behind; returns how many were found."""
-        entries = await self._store.pending(self._clock.now() - self._relay_after, limit)
+        # The age is the store's to judge, on the clock it stamped the entries with.
+        entries = await self._store.pending(self._relay_after, limit)
         await self.publish(entries)
         return len(entries)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
 __all__ = [
+    "COMPENSATED",
     "Clock",
+    "Compensated",
     "Commit",
     "CommitResult",
     "Delivery",
@@ -108,7 +110,12 @@ class Transport(Protocol):
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A message to publish once its transition has committed."""
+    """A message to publish once its transition has committed.
+
+    ``created_at`` is when the store committed it, on the store's clock (Redis
+    ``TIME``; the memory store's injected clock): the store sets it, whatever
+    the runtime passed, and the relay's age threshold is measured on it.
+    """
 
     saga_id: str
     message_id: str
@@ -120,7 +127,12 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One line of a saga's append-only history: what came in, what was decided."""
+    """One line of a saga's append-only history: what came in, what was decided.
+
+    ``input_id`` is the message id (the dedupe id) of the input, where it has
+    one; ``refused`` says why a signal, cancel or retry was not taken (empty
+    when the input was applied or only recorded).
+    """
 
     at: datetime
     revision: int
@@ -200,8 +212,10 @@ class Refusals(Protocol):
 
 
 class OutboxStore(Protocol):
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        """Entries committed before ``older_than`` and not yet marked done."""
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        """Entries committed at least ``older_than`` ago and not yet marked done, oldest
+        first. The age is judged on the store's clock, the one it stamped them with,
+        so a replica's own clock, ahead or behind, changes nothing."""
         ...
 
     async def done(self, entries: Sequence[OutboxEntry]) -> None: ...
@@ -223,18 +237,35 @@ class SagaQueries(Protocol):
     ) -> Sequence[str]: ...
 
 
+Compensated = Literal["compensated"]
+COMPENSATED: Final[Compensated] = "compensated"
+
+
 class IdempotencyStore(Protocol):
     """A participant's record of the replies it gave, by idempotency key.
 
     Each key is fenced across worker processes: a command redelivered to a
     second worker while the first still runs it waits for the first one's
     reply instead of running the handler again. Two calls per command.
+
+    The two keys of one step, ``<saga>:<step>:action`` and
+    ``<saga>:<step>:compensation``, are fenced against each other too, so that
+    no action runs after its undo: once the compensation's key has been taken
+    (a tombstone records it, for as long as replies are kept), ``begin`` of the
+    action refuses it (``COMPENSATED``) unless the action's reply was recorded
+    before; and the compensation waits (False) while the action's key is held.
+    Both checks are atomic with taking the key. Other keys are fenced alone.
+
+    An outage of the backing server raises ``StoreUnavailableError``: the call
+    may be made again, unchanged, once it is back.
     """
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
         """The reply recorded for ``key``; else True if ``holder`` now holds the key
-        (run the handler; the hold expires after ``ttl``), False if another does.
-        The holder calls it again to renew its hold while the handler runs."""
+        (run the handler; the hold expires after ``ttl``), False if another does
+        (or, for a compensation, its action is held), ``COMPENSATED`` for an
+        action whose compensation has begun. The holder calls it again to renew
+        its hold while the handler runs."""
         ...
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:

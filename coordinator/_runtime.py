@@ -32,7 +32,12 @@ from contracts import (
     TaskCompleted,
     TaskFailed,
 )
-from coordinator._errors import ConcurrencyError, StoreUnavailableError, UnknownSagaError
+from coordinator._errors import (
+    ConcurrencyError,
+    SagaRefusedError,
+    StoreUnavailableError,
+    UnknownSagaError,
+)
 from coordinator._outbox import OutboxPublisher
 from coordinator._ports import (
     Clock,
@@ -238,7 +243,15 @@ class Coordinator:
                         message.saga_name, message.saga_id, message.input, message.message_id
                     )
                 case TaskCompleted() | TaskFailed() | Signal() | CancelSaga():
-                    await self._apply(message.saga_id, message.message_id, input_for(message))
+                    decision = await self._apply(
+                        message.saga_id, message.message_id, input_for(message)
+                    )
+                    if decision.refused:
+                        # The refusal is in the history already; the sender finds the
+                        # message with the same reason among the dead letters.
+                        what = "signal" if isinstance(message, Signal) else "cancel"
+                        await delivery.dead_letter(f"{what}_refused", decision.refused)
+                        return
         except UnknownSagaError as exc:
             await self._refused(delivery, message, "unknown_saga", str(exc))
             return
@@ -294,24 +307,54 @@ class Coordinator:
     async def signal(
         self, saga_id: str, name: str, data: dict[str, Any], message_id: str
     ) -> Decision[Any]:
-        return await self._apply(
+        """Send a signal to a saga's wait.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            SagaRefusedError: the saga cannot take it (the data does not fit the
+                wait, no wait has that name, the saga has ended); it is recorded
+                in the history and the saga is as it was.
+        """
+        return _taken(
             saga_id,
-            message_id,
-            lambda at, down: SignalReceived(
-                message_id=message_id, name=name, data=data, at=at, services_down=down
+            await self._apply(
+                saga_id,
+                message_id,
+                lambda at, down: SignalReceived(
+                    message_id=message_id, name=name, data=data, at=at, services_down=down
+                ),
             ),
         )
 
     async def cancel(self, saga_id: str, reason: str, message_id: str) -> Decision[Any]:
-        return await self._apply(
+        """Stop a saga and compensate what it did.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            SagaRefusedError: the saga has ended, is compensating already or is
+                past its pivot.
+        """
+        return _taken(
             saga_id,
-            message_id,
-            lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
+            await self._apply(
+                saga_id,
+                message_id,
+                lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
+            ),
         )
 
     async def retry(self, saga_id: str, message_id: str) -> Decision[Any]:
-        return await self._apply(
-            saga_id, message_id, lambda at, down: RetryRequested(at=at, services_down=down)
+        """Try a failed saga's failed compensations again.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            SagaRefusedError: the saga has no failed compensation.
+        """
+        return _taken(
+            saga_id,
+            await self._apply(
+                saga_id, message_id, lambda at, down: RetryRequested(at=at, services_down=down)
+            ),
         )
 
     async def fire_due_timers(self, limit: int = 256) -> int:
@@ -385,11 +428,8 @@ class Coordinator:
                     cached = None  # a no-op on a kept copy may be news to the stored saga
                     continue
                 timer = inp.timer if isinstance(inp, TimerFired) else None
-                await self._store.record(
-                    saga_id,
-                    history_entry(state.revision, inp, decision, dedupe_id),
-                    timer=timer,
-                )
+                entry = history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id))
+                await self._store.record(saga_id, entry, timer=timer)
                 self._remember(state)
                 return decision
             cached = None
@@ -433,7 +473,7 @@ class Coordinator:
                 revision=state.revision,
                 state=msgspec.json.encode(state),
                 dedupe_id=dedupe_id,
-                history=history_entry(state.revision, inp, decision, dedupe_id),
+                history=history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)),
                 outbox=outbox,
                 timers_due=due,
                 timers_cancelled=cancelled,
@@ -442,6 +482,17 @@ class Coordinator:
         if result == "committed":
             await self._outbox.publish(outbox)
         return result
+
+
+def _taken(saga_id: str, decision: Decision[Any]) -> Decision[Any]:
+    if decision.refused:
+        raise SagaRefusedError(saga_id, decision.refused)
+    return decision
+
+
+def _input_id(inp: Input | Start[Any], dedupe_id: str) -> str:
+    # A due timer is no message: its dedupe id is made up here, not sent by anyone.
+    return "" if isinstance(inp, TimerFired) else dedupe_id
 
 
 def _state_type(definition: SagaDefinition[Any] | None) -> Any:

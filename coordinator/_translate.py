@@ -133,11 +133,12 @@ def history_entry(
     revision: int, inp: Input | Start[Any], decision: Decision[Any], input_id: str = ""
 ) -> HistoryEntry:
     return HistoryEntry(
-        input_id=input_id,
         at=inp.at,
         revision=revision,
         input=msgspec.Raw(msgspec.json.encode(inp)),
         note=decision.note,
         effects=msgspec.Raw(msgspec.json.encode(decision.effects)),
         changed=decision.changed,
+        input_id=input_id,
+        refused=decision.refused,
     )

@@ -21,9 +21,10 @@ effect, and acks a command only once its reply was published.
 
 from participants._errors import Failure, ServiceDefinitionError
 from participants._service import CommandHandler, Context, Registration, Service
-from participants._worker import INVALID_COMMAND, ParticipantWorker
+from participants._worker import ALREADY_COMPENSATED, INVALID_COMMAND, ParticipantWorker
 
 __all__ = [
+    "ALREADY_COMPENSATED",
     "INVALID_COMMAND",
     "CommandHandler",
     "Context",

@@ -7,7 +7,10 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    and, if there is one, send it again for this command without running the
    handler; otherwise take a hold on the key, which fences it from the
    service's other workers and which is renewed while the handler runs, so it
-   expires within one ``lease`` when this worker dies;
+   expires within one ``lease`` when this worker dies. An action whose step's
+   compensation has begun is refused (``ALREADY_COMPENSATED``) instead of
+   run, and a compensation waits while its action is held: both checks are
+   made by the store with taking the key, in one call;
 3. run the handler, then record a success or a non-retryable failure and
    publish the reply at once (the record does not wait for the publish's
    confirm, nor the publish for the record); a crash before the record landed
@@ -15,6 +18,9 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    by ``ctx.idempotency_key``;
 4. ack only once both are done; if the publish fails the delivery is requeued
    and the recorded reply answers the redelivery.
+
+A store outage at any of these points holds the delivery and retries the same
+call (see ``_holding``) rather than requeue it.
 """
 
 from __future__ import annotations
@@ -22,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, final
@@ -31,22 +36,41 @@ from typing import Any, Final, final
 import msgspec
 
 from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskCompleted, TaskFailed
-from coordinator._ports import Clock, Delivery, IdempotencyStore, Subscription, Transport
+from coordinator._ports import (
+    COMPENSATED,
+    Clock,
+    Compensated,
+    Delivery,
+    IdempotencyStore,
+    Subscription,
+    Transport,
+)
 from participants._errors import Failure, ServiceDefinitionError
+from participants._holding import Holding, Stopping
+from participants._replies import (
+    INVALID_COMMAND,
+    KeyLocks,
+    Unanswerable,
+    record_of,
+    recorded_decoder,
+    result_of,
+    trace_headers,
+    worth_recording,
+)
 from participants._service import Context, Registration, Service
 
-__all__ = ["ParticipantWorker"]
+__all__ = ["ALREADY_COMPENSATED", "INVALID_COMMAND", "ParticipantWorker"]
 
 _log = logging.getLogger("participants")
 
-INVALID_COMMAND: Final = "InvalidCommand"
+# The error type of the refusal of an action whose step's compensation has begun
+# (or is recorded): it never runs after its undo. Not retryable; the coordinator
+# has stopped waiting for that action, so it records the reply as late.
+ALREADY_COMPENSATED: Final = "AlreadyCompensated"
 # A failure's text travels in the reply; a bound keeps a huge message (or a
 # repr of a huge value) from making the reply itself undeliverable.
 _MAX_ERROR_MESSAGE: Final = 2000
 _CLAIM_POLL_SECONDS: Final = 0.2
-_PERSIST_SECONDS: Final = 120.0
-# Forwarded from the command to the reply so the trace continues.
-_TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
 
 class _UtcClock:
@@ -55,60 +79,6 @@ class _UtcClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-class _Recorded(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What a reply says, without its envelope: what the idempotency store keeps.
-
-    A whole reply, as earlier versions recorded, decodes into it as well.
-    """
-
-    result: dict[str, Any] | None = None
-    error_type: str | None = None
-    error_message: str = ""
-    retryable: bool = False
-
-
-_recorded_decoder = msgspec.json.Decoder(_Recorded)
-_recorded_encoder = msgspec.json.Encoder()
-
-
-def _record_of(reply: Reply) -> bytes:
-    if isinstance(reply, TaskCompleted):
-        return _recorded_encoder.encode(_Recorded(result=reply.result))
-    return _recorded_encoder.encode(
-        _Recorded(
-            error_type=reply.error_type,
-            error_message=reply.error_message,
-            retryable=reply.retryable,
-        )
-    )
-
-
-class _Unanswerable(Exception):
-    """The handler ran but its result cannot be sent; the outcome stays unknown."""
-
-
-class _KeyLocks:
-    """One asyncio lock per idempotency key in use, dropped when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 @final
@@ -158,10 +128,11 @@ class ParticipantWorker:
         self._codec = codec
         self._clock: Clock = clock or _UtcClock()
         self._prefetch = prefetch
-        self._locks = _KeyLocks()
+        self._locks = KeyLocks()
         self._subscription: Subscription | None = None
         self._lease = lease
         self._holder = uuid.uuid4().hex
+        self._holding = Holding(self._clock)
 
     @property
     def queue(self) -> str:
@@ -182,6 +153,7 @@ class ParticipantWorker:
                 f"service {self._service.name!r} handles no command; register one with "
                 f"@service.handles(SomeCommand) before starting its worker"
             )
+        self._holding.start()
         self._subscription = await self._transport.subscribe(
             self.queue,
             "commands",
@@ -191,9 +163,14 @@ class ParticipantWorker:
         )
 
     async def stop(self) -> None:
-        """Stop taking commands and wait for those in flight. Does nothing if not running."""
+        """Stop taking commands and wait for those in flight. Does nothing if not running.
+
+        A command held through a store outage, or waiting for another worker's
+        hold, is given back to the broker at once.
+        """
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
+            self._holding.stop()
             await subscription.stop()
 
     async def __aenter__(self) -> ParticipantWorker:
@@ -212,7 +189,8 @@ class ParticipantWorker:
         """Handle one delivery and settle it; the transport calls this for each command.
 
         It never raises for a bad message: what cannot be handled is
-        dead-lettered with a reason, and a transient fault requeues it.
+        dead-lettered with a reason. A store outage holds the delivery until
+        the store is back; only a stop gives it back to the broker.
         """
         try:
             command = self._codec.decode_command(delivery.body)
@@ -232,24 +210,50 @@ class ParticipantWorker:
         key = command.idempotency_key
         try:
             recorded = await self._wait_for_turn(key)
-            if recorded is not None:
-                reply = self._recorded(recorded, command)
-                body = self._codec.encode(reply)
-                await self._persist(lambda: self._publish(delivery, command, reply, body))
-            else:
+            if recorded is None:
                 await self._run_and_reply(delivery, command, registration)
-        except _Unanswerable as exc:
+            else:
+                reply: Reply
+                if recorded == COMPENSATED:
+                    reply = self._refused(command)
+                else:
+                    reply = self._recorded(recorded, command)
+                body = self._codec.encode(reply)
+                await self._holding.publish(
+                    f"publishing the reply to {command.message_id}",
+                    lambda: self._publish(delivery, command, reply, body),
+                )
+        except Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
             # applied): no reply, so the coordinator's timeout treats the step
             # as unknown and compensates it.
             _log.error("cannot reply to %s: %s", command.message_id, exc)
             await delivery.dead_letter("invalid_result", str(exc))
             return
+        except Stopping:
+            _log.info("stopping: %s goes back to the queue", command.message_id)
+            await delivery.requeue()
+            return
         except Exception:
             _log.exception("answering %s failed; requeueing it", command.message_id)
             await delivery.requeue()
             return
         await delivery.ack()
+
+    def _refused(self, command: Command) -> TaskFailed:
+        _log.warning(
+            "refused %s: the compensation of step %r of saga %s has begun",
+            command.message_id,
+            command.step,
+            command.saga_id,
+        )
+        return self._failed(
+            command,
+            ALREADY_COMPENSATED,
+            f"the compensation of step {command.step!r} has begun or is done: "
+            f"its action is refused so that it never runs after its undo",
+            retryable=False,
+        )
 
     async def _run_and_reply(
         self, delivery: Delivery, command: Command, registration: Registration
@@ -261,25 +265,44 @@ class ParticipantWorker:
         """
         key = command.idempotency_key
         encoded: bytes | None = None
+        published = False
         stop_renewing = self._keep_held(key)
         try:
             reply = await self._execute(registration, command)
             encoded = self._encode_reply(reply)
         finally:
-            record = _record_of(reply) if encoded is not None and _worth_recording(reply) else None
+            record = record_of(reply) if encoded is not None and worth_recording(reply) else None
             # The effect may be applied: never run the handler again for a failed
             # record, keep trying to record it (Redis restarting).
             recording = asyncio.get_running_loop().create_task(
-                self._persist(lambda: self._idempotency.finish(key, self._holder, record))
+                self._holding.store(
+                    f"recording the reply to {command.message_id}",
+                    lambda: self._idempotency.finish(key, self._holder, record),
+                )
             )
             recording.add_done_callback(lambda _: stop_renewing())
             try:
                 if encoded is not None:
                     # Recorded or not yet, publishing is safe to repeat; holding the
                     # delivery through a broker reconnect spares its delivery limit.
-                    await self._persist(lambda: self._publish(delivery, command, reply, encoded))
+                    body = encoded
+                    await self._holding.publish(
+                        f"publishing the reply to {command.message_id}",
+                        lambda: self._publish(delivery, command, reply, body),
+                    )
+                    published = True
             finally:
-                await recording
+                try:
+                    await recording
+                except Stopping:
+                    if not published:
+                        raise
+                    # The coordinator has the reply: acking spares a second run of
+                    # the handler, which a redelivery would cause.
+                    _log.warning(
+                        "stopping with the reply to %s published but not recorded",
+                        command.message_id,
+                    )
 
     async def _publish(
         self, delivery: Delivery, command: Command, reply: Reply, body: bytes
@@ -289,38 +312,38 @@ class ParticipantWorker:
             f"{command.saga_name}.{type(reply).__name__}",
             body,
             message_id=reply.message_id,
-            headers=_trace_headers(delivery.headers),
+            headers=trace_headers(delivery.headers),
         )
 
-    async def _persist(self, attempt: Callable[[], Awaitable[None]]) -> None:
-        """Retry an I/O step with backoff for up to ``_PERSIST_SECONDS``, then give up."""
-        delay, waited = 0.05, 0.0
-        while True:
-            try:
-                await attempt()
-                return
-            except Exception:
-                if waited >= _PERSIST_SECONDS:
-                    raise
-                _log.warning("retrying in %.2fs after an I/O error", delay, exc_info=True)
-                await asyncio.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 2.0)
+    async def _wait_for_turn(self, key: str) -> bytes | Compensated | None:
+        """The recorded reply for ``key`` (or ``COMPENSATED``), or None once this
+        worker holds the key.
 
-    async def _wait_for_turn(self, key: str) -> bytes | None:
-        """The recorded reply for ``key``, or None once this worker holds the key.
-
-        Another worker (another process) may be running the same key: then wait
-        for its reply rather than run the handler a second time. Its hold
-        expires if it dies, and this worker takes over.
+        Another worker (another process) may be running the same key, or, for a
+        compensation, its action: then wait for its reply rather than run the
+        handler a second time. Its hold expires if it dies, and this worker
+        takes over.
         """
+        loop = asyncio.get_running_loop()
+        lease = self._lease.total_seconds()
         while True:
-            found = await self._idempotency.begin(key, self._holder, self._lease)
-            if isinstance(found, bytes):
+            asked = loop.time()
+            found = await self._begin(key)
+            if found is True and loop.time() - asked >= lease:
+                # Frozen (or starved) for a lease since asking: the hold may have
+                # lapsed and the step's compensation begun meanwhile. Ask again.
+                continue
+            if isinstance(found, bytes) or found == COMPENSATED:
                 return found
             if found:
                 return None
-            await self._clock.sleep(_CLAIM_POLL_SECONDS)
+            await self._holding.pause(_CLAIM_POLL_SECONDS)
+
+    async def _begin(self, key: str) -> bytes | bool | Compensated:
+        return await self._holding.store(
+            f"taking the key {key}",
+            lambda: self._idempotency.begin(key, self._holder, self._lease),
+        )
 
     def _keep_held(self, key: str) -> Callable[[], None]:
         """Renew the hold on ``key`` every third of the lease until the returned
@@ -331,7 +354,12 @@ class ParticipantWorker:
         renewing: list[asyncio.Task[None]] = []
 
         def begin() -> None:
-            renewing.append(loop.create_task(self._renew(key, every), name=f"hold {key}"))
+            renewing.append(
+                loop.create_task(
+                    self._holding.renew(self._idempotency, key, self._holder, self._lease),
+                    name=f"hold {key}",
+                )
+            )
 
         timer = loop.call_later(every, begin)
 
@@ -341,18 +369,6 @@ class ParticipantWorker:
                 task.cancel()
 
         return stop
-
-    async def _renew(self, key: str, every: float) -> None:
-        while True:
-            try:
-                held = await self._idempotency.begin(key, self._holder, self._lease)
-            except Exception:  # Redis restarting: the next renewal may succeed
-                _log.warning("could not renew the hold on %s", key, exc_info=True)
-                held = True
-            if held is not True:
-                _log.warning("lost the hold on %s: another worker may run it too", key)
-                return
-            await asyncio.sleep(every)
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:
@@ -374,13 +390,13 @@ class ParticipantWorker:
         except Exception as exc:
             _log.warning("%s failed on %s", registration.name, command.message_id, exc_info=True)
             return self._failed(command, type(exc).__name__, str(exc) or repr(exc), retryable=True)
-        return TaskCompleted(**self._envelope(command), result=_result_of(result))
+        return TaskCompleted(**self._envelope(command), result=result_of(result))
 
     def _encode_reply(self, reply: Reply) -> bytes:
         try:
             return self._codec.encode(reply)
         except ContractError as err:
-            raise _Unanswerable(f"the reply cannot be encoded: {err}") from err
+            raise Unanswerable(f"the reply cannot be encoded: {err}") from err
 
     def _failed(
         self, command: Command, error_type: str, message: str, *, retryable: bool
@@ -397,7 +413,7 @@ class ParticipantWorker:
     def _recorded(self, data: bytes, command: Command) -> Reply:
         """The recorded outcome, as the reply to this command."""
         try:
-            recorded = _recorded_decoder.decode(data)
+            recorded = recorded_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ContractError(
                 f"the idempotency store holds something else than a reply: {exc}",
@@ -435,28 +451,3 @@ class ParticipantWorker:
             f"service {self._service.name!r} has no handler for {command.command!r}; "
             f"it handles: {known}"
         )
-
-
-def _worth_recording(reply: Reply) -> bool:
-    # A retryable failure is not recorded, so that the retry really executes.
-    if isinstance(reply, TaskCompleted):
-        return True
-    return not reply.retryable and reply.error_type != INVALID_COMMAND
-
-
-def _result_of(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    try:
-        built = msgspec.to_builtins(value)
-    except (TypeError, ValueError) as exc:
-        raise _Unanswerable(f"the handler's result cannot be sent as JSON: {exc}") from exc
-    if not isinstance(built, dict):
-        raise _Unanswerable(
-            f"a handler must return a msgspec Struct, a dict or None, got {type(value).__name__}"
-        )
-    return built
-
-
-def _trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in _TRACE_HEADERS if name in headers}

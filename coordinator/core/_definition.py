@@ -52,10 +52,15 @@ class StepDef(Generic[D]):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class WaitDef(Generic[D]):
-    """A pause until an external signal arrives (a human approval, a webhook)."""
+    """A pause until an external signal arrives (a human approval, a webhook).
+
+    ``data_type`` is what the signal's data must decode into; a signal whose
+    data does not fit is refused when it arrives and the wait goes on.
+    """
 
     name: str
     signal: str
+    data_type: type[object] | None = None
     timeout: timedelta | None = None
     on_timeout: OnTimeout = "compensate"
     when: Callable[[D], bool] | None = None

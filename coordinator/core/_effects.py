@@ -73,10 +73,14 @@ class Decision(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
     """The result of one input: the new state, what to do, and a line for the history.
 
     ``changed`` is false when the input was a duplicate, late, or not applicable:
-    the state is returned as it was, the input is only recorded.
+    the state is returned as it was, the input is only recorded. ``refused`` says
+    why an operator's input (a signal, a cancel, a retry) cannot be taken, for
+    the sender to hear; it is empty for every input that was applied, and for
+    replies and timers, which are only recorded when they do not apply.
     """
 
     state: SagaState[D]
     effects: tuple[Effect, ...]
     note: str
     changed: bool
+    refused: str = ""

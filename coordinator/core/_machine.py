@@ -104,6 +104,7 @@ class _Tx(Generic[D]):
         self.finished_at = state.finished_at
         self.effects: list[Effect] = []
         self.notes: list[str] = []
+        self.refused = ""
 
     # -- bookkeeping --------------------------------------------------------
 
@@ -112,6 +113,12 @@ class _Tx(Generic[D]):
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def refuse(self, reason: str) -> bool:
+        """Turn an operator's input down: the saga stays as it was, the sender hears why."""
+        self.refused = reason
+        self.note(f"refused: {reason}")
+        return False
 
     def timer(self, name: str, due: datetime) -> None:
         self.effects.append(StartTimer(timer=name, due=due))
@@ -575,9 +582,56 @@ def _on_wait_timeout(tx: _Tx[D], name: str) -> bool:
     return True
 
 
+def _signal_refusal(tx: _Tx[D], inp: SignalReceived) -> str:
+    """Why a signal cannot be taken by any wait it could reach, or ``""``.
+
+    The data is checked when the signal arrives, also for a wait not reached yet:
+    refusing it later would tell nobody, and the wait would go on without it.
+    """
+    waits = [w for w in tx.defn.waits.values() if w.signal == inp.name]
+    if not waits:
+        known = sorted({w.signal for w in tx.defn.waits.values()})
+        expected = ", ".join(repr(k) for k in known) if known else "none"
+        return f"saga {tx.defn.key} has no wait for signal {inp.name!r} (it waits for: {expected})"
+    # While compensating every wait may come back (a pivot that still succeeds).
+    open_ = (
+        ("pending", "waiting", "abandoned")
+        if tx.status == "compensating"
+        else ("pending", "waiting")
+    )
+    reachable = [w for w in waits if tx.steps[w.name].status in open_]
+    if not reachable:
+        if any(tx.steps[w.name].status == "succeeded" for w in waits):
+            # A second copy under a new id (a sender that retried): not news to anyone.
+            return ""
+        ended = ", ".join(f"{w.name!r} is {tx.steps[w.name].status}" for w in waits)
+        return f"signal {inp.name!r} comes too late: {ended}"
+    errors = []
+    for wait in reachable:
+        if wait.data_type is None:
+            return ""
+        try:
+            msgspec.convert(inp.data, wait.data_type)
+        except msgspec.ValidationError as exc:
+            errors.append(f"{exc}")
+            continue
+        return ""
+    kind = getattr(reachable[0].data_type, "__name__", str(reachable[0].data_type))
+    return f"data of signal {inp.name!r} does not fit {kind}: {'; '.join(errors)}"
+
+
 def _on_signal(tx: _Tx[D], inp: SignalReceived) -> bool:
     if inp.message_id in tx.seen_signals:
         tx.note(f"duplicate signal {inp.name!r} ignored")
+        return False
+    if tx.status not in ("running", "compensating"):
+        return tx.refuse(f"saga is {tx.status}: it takes no more signals")
+    refusal = _signal_refusal(tx, inp)
+    if refusal:
+        return tx.refuse(refusal)
+    taken = [w.name for w in tx.defn.waits.values() if w.signal == inp.name]
+    if tx.status == "running" and all(tx.steps[n].status == "succeeded" for n in taken):
+        tx.note(f"signal {inp.name!r} ignored: {', '.join(taken)} already took one")
         return False
     tx.seen_signals = (*tx.seen_signals, inp.message_id)
     if tx.status == "compensating":
@@ -601,12 +655,12 @@ def _on_signal(tx: _Tx[D], inp: SignalReceived) -> bool:
 
 
 def _on_cancel(tx: _Tx[D], inp: CancelRequested) -> bool:
+    if tx.status == "compensating":
+        return tx.refuse(f"saga is already compensating: {tx.reason}")
     if tx.status != "running":
-        tx.note(f"cancel ignored: saga is {tx.status}")
-        return False
+        return tx.refuse(f"saga is {tx.status}: there is nothing to cancel")
     if tx.pivot_passed:
-        tx.note("cancel refused: the saga is past its pivot")
-        return False
+        return tx.refuse("saga is past its pivot: it can only go forward now")
     tx.begin_compensation("cancelled", inp.reason)
     return True
 
@@ -627,8 +681,7 @@ def _on_recovered(tx: _Tx[D], inp: ServiceRecovered) -> bool:
 def _on_retry(tx: _Tx[D], inp: RetryRequested) -> bool:
     stuck = [n for n, s in tx.steps.items() if s.status == "compensation_failed"]
     if tx.status != "failed" or not stuck:
-        tx.note("retry ignored: no failed compensation to retry")
-        return False
+        return tx.refuse(f"saga is {tx.status}: it has no failed compensation to retry")
     for name in stuck:
         st = tx.steps[name]
         status: StepStatus = "timed_out" if st.unknown else "succeeded"
@@ -688,9 +741,10 @@ def decide(defn: SagaDefinition[D], state: SagaState[D], inp: Input) -> Decision
 
     Returns the new state and the effects to carry out, or, when the input is a
     duplicate, late or does not apply, the unchanged state with ``changed=False``
-    and a note saying why.
+    and a note saying why; ``refused`` too when a signal, a cancel or a retry is
+    not allowed, so its sender can be told.
     """
-    if state.terminal and not isinstance(inp, RetryRequested):
+    if state.terminal and not isinstance(inp, SignalReceived | CancelRequested | RetryRequested):
         # Recorded in the history by the caller; a terminal saga never changes again.
         return Decision(
             state=state, effects=(), note=f"saga is {state.status}; ignored", changed=False
@@ -698,6 +752,10 @@ def decide(defn: SagaDefinition[D], state: SagaState[D], inp: Input) -> Decision
     tx = _Tx(defn, state, inp)
     if not _apply(tx, inp):
         return Decision(
-            state=state, effects=(), note="; ".join(tx.notes) or "ignored", changed=False
+            state=state,
+            effects=(),
+            note="; ".join(tx.notes) or "ignored",
+            changed=False,
+            refused=tx.refused,
         )
     return tx.decision()

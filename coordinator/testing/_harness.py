@@ -57,7 +57,7 @@ class Harness:
     ) -> None:
         self.clock = clock or VirtualClock()
         self.transport = MemoryTransport(delivery_limit=delivery_limit)
-        self.store = MemorySagaStore()
+        self.store = MemorySagaStore(clock=self.clock)
         self.idempotency = MemoryIdempotencyStore()
         self.services_down = set(services_down)
         self.coordinator = Coordinator(
@@ -99,6 +99,11 @@ class Harness:
     async def signal(
         self, saga_id: str, name: str, data: msgspec.Struct | dict[str, Any] | None = None
     ) -> None:
+        """Send a signal through the coordinator's API.
+
+        Raises:
+            SagaRefusedError: the saga refused it (recorded in its history).
+        """
         payload = msgspec.to_builtins(data) if data is not None else {}
         await self.coordinator.signal(
             saga_id,
@@ -108,11 +113,13 @@ class Harness:
         )
 
     async def cancel(self, saga_id: str, reason: str = "cancelled by request") -> None:
+        """Cancel the saga; raises ``SagaRefusedError`` where its status does not allow it."""
         await self.coordinator.cancel(
             saga_id, reason, message_id=f"cancel:{saga_id}:{self.clock.now().isoformat()}"
         )
 
     async def retry(self, saga_id: str) -> None:
+        """Retry failed compensations; raises ``SagaRefusedError`` when there are none."""
         await self.coordinator.retry(
             saga_id, message_id=f"retry:{saga_id}:{self.clock.now().isoformat()}"
         )

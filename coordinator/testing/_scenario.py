@@ -97,18 +97,20 @@ class Scenario(Generic[D]):
         return self._expect(step, "compensation")
 
     def expect_nothing_sent(self) -> None:
-        assert not self.outstanding, (
-            f"expected no command in flight, found {sorted(self.outstanding)}"
-        )
+        # Raised, not asserted: users' tests may run under ``python -O``.
+        if self.outstanding:
+            raise AssertionError(f"expected no command in flight, found {sorted(self.outstanding)}")
 
     def expect_status(self, status: str) -> None:
-        assert self.state.status == status, (
-            f"expected saga {status}, it is {self.state.status} (reason: {self.state.reason})"
-        )
+        if self.state.status != status:
+            raise AssertionError(
+                f"expected saga {status}, it is {self.state.status} (reason: {self.state.reason})"
+            )
 
     def expect_step(self, step: str, status: str) -> None:
         actual = self.state.steps[step].status
-        assert actual == status, f"expected step {step!r} {status}, it is {actual}"
+        if actual != status:
+            raise AssertionError(f"expected step {step!r} {status}, it is {actual}")
 
     # -- what happens to the saga --------------------------------------------------
 
@@ -172,7 +174,8 @@ class Scenario(Generic[D]):
     def _expect(self, step: str, kind: str) -> _Pending[D]:
         dispatch = self.outstanding.get(f"{step}:{kind}")
         in_flight = sorted(self.outstanding) or "nothing"
-        assert dispatch is not None, f"expected {kind} of {step!r} in flight; found {in_flight}"
+        if dispatch is None:
+            raise AssertionError(f"expected {kind} of {step!r} in flight; found {in_flight}")
         return _Pending(self, dispatch)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from ports import assert_implements
 
 from contracts import SagaError
 from coordinator._ports import Delivery, Handler, Transport
@@ -82,8 +83,7 @@ def test_topic_matching_agrees_with_the_definition(pattern: list[str], key: list
 
 
 def test_it_implements_the_transport_port() -> None:
-    transport: Transport = MemoryTransport()
-    assert transport is not None
+    assert_implements(MemoryTransport(), Transport)
 
 
 async def test_unroutable_publish_raises() -> None:

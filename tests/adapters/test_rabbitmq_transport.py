@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -23,6 +20,8 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
+import servers
+from ports import assert_implements
 
 from contracts import ContractError, SagaError
 from coordinator._ports import Delivery, Subscription, Transport
@@ -35,25 +34,12 @@ from coordinator.adapters.rabbitmq import (
 )
 from coordinator.adapters.rabbitmq._topology import queue_arguments
 
-AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 WAIT = 10.0
-
-
-async def _connect(namespace: str, **options: Any) -> RabbitTransport:
-    try:
-        return await RabbitTransport.connect(
-            AMQP_URL, namespace=namespace, connect_timeout=timedelta(seconds=3), **options
-        )
-    except (ConnectionError, OSError, TimeoutError) as exc:
-        reason = f"RabbitMQ is not reachable at {AMQP_URL} (set SAGA_TEST_AMQP_URL): {exc!r}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture
 def namespace() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
+    return servers.namespace()
 
 
 @pytest.fixture
@@ -63,7 +49,7 @@ async def connect(namespace: str) -> AsyncIterator[Callable[..., Awaitable[Rabbi
 
     async def connect(**options: Any) -> RabbitTransport:
         options.setdefault("delivery_limit", 3)
-        transport = await _connect(namespace, **options)
+        transport = await servers.connect_rabbit(namespace, **options)
         opened.append(transport)
         return transport
 
@@ -72,7 +58,7 @@ async def connect(namespace: str) -> AsyncIterator[Callable[..., Awaitable[Rabbi
     for transport in opened:
         await transport.close()
     if opened:
-        cleaner = await _connect(namespace)
+        cleaner = await servers.connect_rabbit(namespace)
         await cleaner.delete_namespace(queues)
         await cleaner.close()
 
@@ -80,25 +66,42 @@ async def connect(namespace: str) -> AsyncIterator[Callable[..., Awaitable[Rabbi
 @pytest.fixture
 async def amqp() -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
     """A plain aio-pika connection, to look at the broker from outside the transport."""
-    connection = await aio_pika.connect_robust(AMQP_URL)
+    connection = await servers.connect_amqp()
     yield connection
     await connection.close()
 
 
-def _rabbitmqctl(*args: str, stdin: str | None = None) -> str:
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not installed")
-    result = subprocess.run(
-        ["rabbitmqctl", "-q", *args],
+def _run_rabbitmqctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [servers.require_program("rabbitmqctl"), "-q", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    if result.returncode != 0:
-        pytest.skip(f"rabbitmqctl cannot reach the node: {result.stderr.strip()[:200]}")
-    return result.stdout
+
+
+@pytest.fixture
+def rabbitmqctl() -> Callable[..., str]:
+    """Runs rabbitmqctl against the test node: a skip (a failure under CI) when it
+    is not installed or cannot reach the node; any command that then exits
+    non-zero is a failure that shows its stderr, since the node was there and
+    refused what we gave it (our exported topology, say)."""
+    ping = _run_rabbitmqctl("ping")
+    if ping.returncode != 0:
+        servers.unavailable("the RabbitMQ node for rabbitmqctl", RuntimeError(ping.stderr.strip()))
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        result = _run_rabbitmqctl(*args, stdin=stdin)
+        if result.returncode != 0:
+            pytest.fail(
+                f"rabbitmqctl {' '.join(args)} exited {result.returncode}:\n{result.stderr}",
+                pytrace=False,
+            )
+        return result.stdout
+
+    return run
 
 
 async def _ack(delivery: Delivery) -> None:
@@ -116,21 +119,22 @@ async def _message_count(amqp: aio_pika.abc.AbstractRobustConnection, name: str)
 # -- topology -------------------------------------------------------------------------
 
 
-def test_it_implements_the_transport_port() -> None:
-    def check(transport: RabbitTransport) -> Transport:
-        return transport  # mypy checks the structure; nothing to run
-
-    assert check is not None
+async def test_it_implements_the_transport_port(
+    connect: Callable[..., Awaitable[RabbitTransport]],
+) -> None:
+    assert_implements(await connect(), Transport)
 
 
 async def test_queues_are_quorum_with_delivery_limit_and_dead_lettering(
-    connect: Callable[..., Awaitable[RabbitTransport]], namespace: str
+    connect: Callable[..., Awaitable[RabbitTransport]],
+    namespace: str,
+    rabbitmqctl: Callable[..., str],
 ) -> None:
     transport = await connect(delivery_limit=5)
     await transport.subscribe("inventory.commands", "commands", "inventory.*", _ack)
 
     listed = json.loads(
-        _rabbitmqctl("list_queues", "name", "type", "arguments", "--formatter", "json")
+        rabbitmqctl("list_queues", "name", "type", "arguments", "--formatter", "json")
     )
     queues = {q["name"]: q for q in listed if q["name"].startswith(f"{namespace}.")}
     main = queues[f"{namespace}.inventory.commands"]
@@ -184,12 +188,14 @@ async def test_other_arguments_for_an_existing_queue_are_refused(
 
 
 async def test_exported_definitions_match_the_declarations(
-    connect: Callable[..., Awaitable[RabbitTransport]], namespace: str
+    connect: Callable[..., Awaitable[RabbitTransport]],
+    namespace: str,
+    rabbitmqctl: Callable[..., str],
 ) -> None:
     exported = definitions(namespace, ["inventory", "payments"], delivery_limit=3)
     # From stdin: Debian's rabbitmqctl runs as the rabbitmq user, who cannot read pytest's tmp.
-    _rabbitmqctl("import_definitions", "--format", "json", stdin=json.dumps(exported))
-    listed = json.loads(_rabbitmqctl("list_queues", "name", "--formatter", "json"))
+    rabbitmqctl("import_definitions", "--format", "json", stdin=json.dumps(exported))
+    listed = json.loads(rabbitmqctl("list_queues", "name", "--formatter", "json"))
     assert {q["name"] for q in listed} >= {q["name"] for q in exported["queues"]}
 
     # Declaring the same queues succeeds only if every argument is equal.
@@ -387,7 +393,7 @@ async def test_namespaces_do_not_see_each_other(
     connect: Callable[..., Awaitable[RabbitTransport]],
 ) -> None:
     transport = await connect()
-    other = await _connect(f"test-{uuid.uuid4().hex[:12]}")
+    other = await servers.connect_rabbit(servers.namespace())
     try:
         received: list[bytes] = []
 
@@ -407,7 +413,7 @@ async def test_namespaces_do_not_see_each_other(
 async def test_deleting_the_namespace_removes_its_queues(
     namespace: str, amqp: aio_pika.abc.AbstractRobustConnection
 ) -> None:
-    transport = await _connect(namespace)
+    transport = await servers.connect_rabbit(namespace)
     await transport.subscribe("q", "events", "#", _ack)
     await transport.delete_namespace()
     await transport.close()
@@ -471,14 +477,21 @@ def basic_acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
 
 
 async def _left_in(transport: RabbitTransport, queue: str) -> list[str]:
-    """The ids of the messages back in ``queue`` once its consumer is gone."""
-    found: list[str] = []
+    """The ids of the messages back in ``queue`` once its consumer is gone.
+
+    A marker published now queues behind whatever is there: once it arrives,
+    everything that was waiting has arrived before it.
+    """
     peer = _Held()
     await transport.subscribe(queue, "events", "#", peer, prefetch=50)
-    await asyncio.sleep(0.5)
-    found = [d.message_id for d in peer.deliveries]
-    peer.release.set()
-    return found
+    await transport.publish("events", "x", b"{}", message_id="marker")
+    try:
+        async with asyncio.timeout(WAIT):
+            while not any(d.message_id == "marker" for d in peer.deliveries):
+                await asyncio.sleep(0.01)
+    finally:
+        peer.release.set()
+    return [d.message_id for d in peer.deliveries if d.message_id != "marker"]
 
 
 async def test_acks_made_together_go_as_one_multiple_ack(

@@ -75,16 +75,21 @@ async def test_a_command_alone_in_its_turn_is_sent_without_a_pipeline(
 
 
 async def test_commands_issued_while_a_pipeline_is_on_the_wire_go_out_together_after_it(
-    counting: _CountingRedis, ns: str
+    counting: _CountingRedis, redis_client: Redis, ns: str
 ) -> None:
     batch = Batcher(counting)
-    first = asyncio.ensure_future(batch.execute("BLPOP", f"{ns}:empty", "0.2"))
-    await asyncio.sleep(0.05)  # sent, and blocking its connection
+    # BLPOP blocks until the push below: the first command stays in flight for as
+    # long as the test needs, however slow the machine.
+    first = asyncio.ensure_future(batch.execute("BLPOP", f"{ns}:empty", "30"))
+    while counting.singles == 0:  # handed to the client, alone in its turn
+        await asyncio.sleep(0)
     later = []
     for _ in range(3):
         later.append(asyncio.ensure_future(batch.execute("INCR", f"{ns}:n")))
         await asyncio.sleep(0)  # each in a turn of its own
-    assert await first is None
+    assert not first.done()
+    await redis_client.rpush(f"{ns}:empty", "go")
+    assert tuple(await first) == (f"{ns}:empty".encode(), b"go")
     assert sorted(await asyncio.gather(*later)) == [1, 2, 3]
     assert counting.singles == 1
     assert counting.pipelines == [3]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import timedelta
-from typing import Any
 
 import pytest
+from servers import connect_rabbit, namespace
 
 from coordinator._ports import Exchange, Handler, Subscription, Transport
 from coordinator.adapters.memory import MemoryTransport
@@ -18,23 +15,9 @@ from coordinator.adapters.rabbitmq import UnroutableError as RabbitUnroutableErr
 
 # -- transport ----------------------------------------------------------------------
 
-AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CONTRACT_DELIVERY_LIMIT = 3
 
 DeadLetters = list[tuple[str, str, bytes]]
-
-
-async def connect_rabbit(namespace: str, **options: Any) -> RabbitTransport:
-    """Connect to the test broker; skip the test if there is none (fail under CI)."""
-    try:
-        return await RabbitTransport.connect(
-            AMQP_URL, namespace=namespace, connect_timeout=timedelta(seconds=3), **options
-        )
-    except (ConnectionError, OSError, TimeoutError) as exc:
-        reason = f"RabbitMQ is not reachable at {AMQP_URL} (set SAGA_TEST_AMQP_URL): {exc!r}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 class TransportUnderTest:
@@ -103,15 +86,15 @@ async def transport(request: pytest.FixtureRequest) -> AsyncIterator[TransportUn
         await memory.close()
         return
 
-    namespace = f"test-{uuid.uuid4().hex[:12]}"
-    rabbit = await connect_rabbit(namespace, delivery_limit=CONTRACT_DELIVERY_LIMIT)
+    ns = namespace()
+    rabbit = await connect_rabbit(ns, delivery_limit=CONTRACT_DELIVERY_LIMIT)
     peers: list[RabbitTransport] = []
 
     async def rabbit_dead(queue: str) -> DeadLetters:
         return [(d.reason, d.detail, d.body) for d in await rabbit.dead_letters(queue)]
 
     async def rabbit_peer() -> Transport:
-        peer = await connect_rabbit(namespace, delivery_limit=CONTRACT_DELIVERY_LIMIT)
+        peer = await connect_rabbit(ns, delivery_limit=CONTRACT_DELIVERY_LIMIT)
         peers.append(peer)
         return peer
 

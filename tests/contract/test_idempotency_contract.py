@@ -8,8 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
+from coordinator._errors import StoreUnavailableError
+from coordinator._ports import COMPENSATED
 from coordinator.adapters.memory import MemoryIdempotencyStore
 from coordinator.adapters.redis import RedisIdempotencyStore
 
@@ -69,4 +72,93 @@ async def test_redis_replies_expire_after_the_ttl(ns: str) -> None:
         assert [key async for key in client.scan_iter(match=f"{ns}:claim:*")] == []
     finally:
         await drop_namespace(client, ns)
+        await client.aclose()
+
+
+# -- the two keys of a step: no action after its undo ---------------------------------
+
+ACTION, COMPENSATION = "s:step:action", "s:step:compensation"
+
+
+async def test_an_action_not_begun_is_refused_once_its_compensation_began(store: Any) -> None:
+    assert await store.begin(COMPENSATION, "w1", MINUTE) is True
+    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    # A compensation that failed retryably records nothing; the refusal stays.
+    await store.finish(COMPENSATION, "w1", None)
+    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    await store.finish(COMPENSATION, "w1", b"undone")
+    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    # Other steps, and other sagas, are not concerned.
+    assert await store.begin("s:other:action", "w2", MINUTE) is True
+    assert await store.begin("t:step:action", "w2", MINUTE) is True
+
+
+async def test_a_compensation_waits_while_its_action_is_held(store: Any) -> None:
+    assert await store.begin(ACTION, "w1", MINUTE) is True
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is False
+    assert await store.begin(COMPENSATION, "w1", MINUTE) is False, "whoever asks"
+    await store.finish(ACTION, "w1", b"done")
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
+    # The action recorded before its compensation still answers its retries.
+    assert await store.begin(ACTION, "w3", MINUTE) == b"done"
+
+
+async def test_a_compensation_runs_once_its_action_hold_lapsed(store: Any) -> None:
+    """A worker frozen inside the action loses its hold within the lease; the
+    compensation runs then, and the frozen worker's renewal is refused."""
+    assert await store.begin(ACTION, "frozen", timedelta(milliseconds=100)) is True
+    await asyncio.sleep(0.25)
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
+    assert await store.begin(ACTION, "frozen", MINUTE) == COMPENSATED
+
+
+async def test_an_action_that_failed_retryably_is_refused_after_its_compensation(
+    store: Any,
+) -> None:
+    assert await store.begin(ACTION, "w1", MINUTE) is True
+    await store.finish(ACTION, "w1", None)
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
+    assert await store.begin(ACTION, "w1", MINUTE) == COMPENSATED
+
+
+async def test_redis_keys_of_a_step_share_one_hash_tag(ns: str) -> None:
+    client = await connect_redis()
+    try:
+        store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
+        assert await store.begin("o-1:ship:action", "w", MINUTE) is True
+        await store.finish("o-1:ship:action", "w", b"shipped")
+        assert await store.begin("o-1:ship:compensation", "w", MINUTE) is True
+        keys = sorted([k.decode() async for k in client.scan_iter(match=f"{ns}:*")])
+        assert keys == [
+            f"{ns}:claim:{{o-1:ship}}:compensation",
+            f"{ns}:reply:{{o-1:ship}}:action",
+            f"{ns}:tomb:{{o-1:ship}}",
+        ]
+        assert 0 < await client.ttl(f"{ns}:tomb:{{o-1:ship}}") <= 90
+    finally:
+        await drop_namespace(client, ns)
+        await client.aclose()
+
+
+async def test_redis_replies_under_the_earlier_key_shape_are_still_read(ns: str) -> None:
+    """A deployment upgraded mid-saga: a retry finds the reply recorded before."""
+    client = await connect_redis()
+    try:
+        await client.set(f"{ns}:reply:{{o-1:ship:action}}", b"from-before", ex=90)
+        store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
+        assert await store.begin("o-1:ship:action", "w", MINUTE) == b"from-before"
+    finally:
+        await drop_namespace(client, ns)
+        await client.aclose()
+
+
+async def test_redis_outages_are_reported_as_store_unavailable(ns: str) -> None:
+    client = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
+        with pytest.raises(StoreUnavailableError):
+            await store.begin("o-1:ship:action", "w", MINUTE)
+        with pytest.raises(StoreUnavailableError):
+            await store.finish("o-1:ship:action", "w", b"r")
+    finally:
         await client.aclose()

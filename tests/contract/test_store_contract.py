@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
 from coordinator._ports import Commit, HistoryEntry, OutboxEntry, Refusal
-from coordinator.adapters.memory import MemorySagaStore
+from coordinator.adapters.memory import MemorySagaStore, VirtualClock
 from coordinator.adapters.redis import RedisSagaStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -123,17 +123,49 @@ async def test_history_keeps_order_and_records(store: Any) -> None:
 async def test_outbox_pending_and_done(store: Any) -> None:
     await store.commit(commit(outbox=[outbox("s1", "m1", T0), outbox("s1", "m2", T0)]))
     await store.commit(commit("s2", outbox=[outbox("s2", "m3", T0)]))
-    # created_at is the store's commit time in Redis, the entry's in memory: ask for "older than
-    # far in the future" and "older than far in the past"
-    assert await store.pending(datetime(2000, 1, 1, tzinfo=UTC), 10) == []
-    later = datetime.now(UTC) + timedelta(days=365 * 10)
-    pending = await store.pending(later, 10)
+    pending = await store.pending(timedelta(0), 10)
     assert sorted(e.message_id for e in pending) == ["m1", "m2", "m3"]
     assert {e.body for e in pending} == {b"{}"}
     await store.done([e for e in pending if e.message_id != "m2"])
-    assert [e.message_id for e in await store.pending(later, 10)] == ["m2"]
+    assert [e.message_id for e in await store.pending(timedelta(0), 10)] == ["m2"]
     assert await store.outbox_size() == 1
-    assert len(await store.pending(later, 1)) == 1
+    assert len(await store.pending(timedelta(0), 1)) == 1
+
+
+SKEW = timedelta(days=365)
+
+
+@pytest.mark.parametrize("skew", [-SKEW, SKEW], ids=["writer-behind", "writer-ahead"])
+async def test_outbox_age_is_judged_on_the_store_clock_not_the_writers(
+    store: Any, skew: timedelta
+) -> None:
+    # A replica whose clock is a year off stamps its entries a year off. Until
+    # issue 10 the Redis relay compared the writer's stamp with its own clock:
+    # behind, a fresh entry was republished at once; ahead, an old one waited.
+    before = datetime.now(UTC)
+    await store.commit(commit(outbox=[outbox("s1", "m1", before + skew)]))
+    after = datetime.now(UTC)
+    assert await store.pending(timedelta(minutes=5), 10) == []  # fresh: not relayed
+    [entry] = await store.pending(timedelta(0), 10)  # as old as asked: relayed
+    # created_at is the store's commit time in both adapters, not the writer's stamp.
+    slack = timedelta(seconds=30)  # the test host's clock against Redis TIME
+    assert before - slack <= entry.created_at <= after + slack
+
+
+async def test_memory_outbox_age_follows_its_injected_clock_oldest_first() -> None:
+    clock = VirtualClock(T0)
+    store = MemorySagaStore(clock=clock)
+    await store.commit(commit("s1", outbox=[outbox("s1", "late", T0)]))
+    clock.advance(timedelta(seconds=1))
+    await store.commit(commit("s2", outbox=[outbox("s2", "later", T0 - timedelta(hours=1))]))
+    clock.advance(timedelta(seconds=4))
+    assert [e.message_id for e in await store.pending(timedelta(seconds=5), 10)] == ["late"]
+    clock.advance(timedelta(seconds=1))
+    found = await store.pending(timedelta(seconds=5), 10)
+    assert [(e.message_id, e.created_at) for e in found] == [
+        ("late", T0),
+        ("later", T0 + timedelta(seconds=1)),
+    ]
 
 
 async def test_timers_due_in_order_and_cancelled(store: Any) -> None:
@@ -141,13 +173,12 @@ async def test_timers_due_in_order_and_cancelled(store: Any) -> None:
     await store.commit(commit(timers_due=due))
     await store.commit(commit("s2", timers_due={"retry:b:action:2": T0 + timedelta(seconds=5)}))
     assert await store.due(T0, 10) == []
+    # Earliest due first (s2's at +5 s before s1's at +10 s), whatever the commit order.
     assert await store.due(T0 + timedelta(seconds=10), 10) == [
         ("s2", "retry:b:action:2"),
         ("s1", "timeout:a:action:1"),
-    ] or sorted(await store.due(T0 + timedelta(seconds=10), 10)) == [
-        ("s1", "timeout:a:action:1"),
-        ("s2", "retry:b:action:2"),
     ]
+    assert await store.due(T0 + timedelta(seconds=10), 1) == [("s2", "retry:b:action:2")]
     await store.commit(commit(expected=0, dedupe="d1", timers_cancelled=["timeout:a:action:1"]))
     assert await store.due(T0 + timedelta(minutes=1), 10) == [("s2", "retry:b:action:2")]
     await store.record("s2", entry(), timer="retry:b:action:2")
@@ -212,3 +243,57 @@ async def test_history_entries_carry_the_input_id_and_the_refusal(store: Any) ->
     applied, back = await store.history("s1")
     assert (applied.input_id, applied.refused) == ("m-1", "")
     assert back == refused
+
+
+async def _everything(store: Any, ns: str) -> dict[str, Any]:
+    """All a store holds, through every port, and for Redis every key of the namespace."""
+    far = T0 + timedelta(days=365)
+    seen: dict[str, Any] = {
+        "states": {s: await store.load(s) for s in ("s1", "s2")},
+        "history": {s: list(await store.history(s)) for s in ("s1", "s2")},
+        "outbox": sorted(e.message_id for e in await store.pending(timedelta(0), 1000)),
+        "timers": sorted(await store.due(far, 1000)),
+        "index": {
+            status: sorted(await store.find(status=status, limit=1000))
+            for status in ("running", "compensating", "completed")
+        },
+        "sizes": (await store.outbox_size(), await store.timer_count()),
+    }
+    if isinstance(store, RedisSagaStore):
+        client = await connect_redis()
+        try:
+            keys = sorted([k async for k in client.scan_iter(match=f"{ns}:*", count=1000)])
+            seen["keys"] = {k: await client.dump(k) for k in keys}
+        finally:
+            await client.aclose()
+    return seen
+
+
+@pytest.mark.parametrize("refused", ["conflict", "duplicate", "exists"])
+async def test_a_refused_commit_writes_nothing(store: Any, ns: str, refused: str) -> None:
+    """All or nothing: a commit refused by its revision or by its dedupe id leaves
+    no state, history line, outbox entry, timer, timer cancel or index entry."""
+    await store.commit(
+        commit(timers_due={"timeout:a:action:1": T0 + timedelta(seconds=10)}, dedupe="start")
+    )
+    await store.commit(commit(expected=0, dedupe="reply-1", outbox=[outbox("s1", "m1")]))
+    before = await _everything(store, ns)
+    expected, dedupe = {"conflict": (0, "reply-2"), "duplicate": (1, "reply-1")}.get(
+        refused, (-1, "other-start")
+    )
+    attempt = Commit(
+        saga_id="s1",
+        name="order",
+        status="compensating",
+        expected_revision=expected,
+        revision=expected + 1,
+        state=b"refused",
+        dedupe_id=dedupe,
+        history=entry("refused"),
+        outbox=[outbox("s1", "m-refused")],
+        timers_due={"retry:b:action:2": T0 + timedelta(seconds=1)},
+        timers_cancelled=["timeout:a:action:1"],
+    )
+    result = await store.commit(attempt)
+    assert result == ("duplicate" if refused == "duplicate" else "conflict")
+    assert await _everything(store, ns) == before

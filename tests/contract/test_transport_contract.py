@@ -133,12 +133,14 @@ async def test_topic_patterns_route_by_words(transport: TransportUnderTest) -> N
         "suffix": [b"order.TaskFailed", b"pay.TaskFailed"],
         "prefix": [b"order.TaskCompleted", b"order.TaskFailed", b"order.a.b", b"order"],
     }
+    # A marker every pattern matches, published last: each queue is FIFO, so once
+    # it is in every inbox, nothing published before it is still on its way.
+    await transport.publish("events", "order.TaskFailed", b"marker", message_id="m-marker")
     for name, bodies in expected.items():
-        await inboxes[name].wait_for(len(bodies))
-    await asyncio.sleep(QUIET)
-    assert {name: sorted(inbox.bodies) for name, inbox in inboxes.items()} == {
-        name: sorted(bodies) for name, bodies in expected.items()
-    }
+        await inboxes[name].wait_for(len(bodies) + 1)
+    assert {
+        name: sorted(b for b in inbox.bodies if b != b"marker") for name, inbox in inboxes.items()
+    } == {name: sorted(bodies) for name, bodies in expected.items()}
 
 
 async def test_an_unroutable_mandatory_message_raises(transport: TransportUnderTest) -> None:
@@ -161,8 +163,8 @@ async def test_an_unroutable_optional_message_is_dropped(transport: TransportUnd
     inbox = Inbox()
     await transport.subscribe("late", "lifecycle", "#", inbox)
     await transport.publish("lifecycle", "saga.completed", b"kept", message_id="m-2")
+    # "kept" went out after "lost": had "lost" been kept, it would have come first.
     await inbox.wait_for(1)
-    await asyncio.sleep(QUIET)
     assert inbox.bodies == [b"kept"]
 
 
@@ -256,8 +258,10 @@ async def test_dead_letter_parks_at_once_with_the_reason(transport: TransportUnd
 
     dead = await eventually(lambda: transport.dead("q"), bool)
     assert dead == [("malformed_json", "expected value at line 1 column 1", b"{oops")]
-    await asyncio.sleep(QUIET)
-    assert [d.delivery_count for d in inbox.deliveries] == [1]
+    # Had it been given back instead, it would be in the queue ahead of a marker.
+    await transport.publish("commands", "svc.Do", b"marker", message_id="m-2")
+    await inbox.wait_for(2)
+    assert [(d.body, d.delivery_count) for d in inbox.deliveries] == [(b"{oops", 1), (b"marker", 1)]
     assert await transport.dead("other") == []
 
 

@@ -49,6 +49,7 @@ from coordinator.core import (
     Input,
     ParallelDef,
     Retry,
+    RetryRequested,
     SagaDefinition,
     SagaState,
     ServiceRecovered,
@@ -348,6 +349,9 @@ class World:
         self.signals_sent: list[SignalReceived] = []
         self.pivot_succeeded = False
         self.compensations_after_pivot: list[str] = []
+        # The outcome ("ok" or "failed") of every (step, kind, attempt) the saga took a reply for.
+        self.answered: dict[tuple[str, str, int], str] = {}
+        self.retries = 0
         first = start(defn, Start(saga_id="p1", data=data, at=T0))
         assert first.changed
         assert first.state.revision == 1
@@ -366,14 +370,24 @@ class World:
             # ...and not at all otherwise; nothing is asked of the world either.
             assert d.state is before
             assert d.effects == ()
-        if before.terminal:
-            # (d) a terminal saga never changes again.
+        if before.terminal and not (isinstance(inp, RetryRequested) and self.can_retry(before)):
+            # (d) a terminal saga never changes again, but for an operator's retry of a
+            # failed compensation.
             assert not d.changed, (before.status, inp)
         if duplicate:
             assert not d.changed, f"a duplicate changed the saga: {inp!r}: {d.note}"
         self.absorb(before, d, inp)
         self.state = d.state
+        if d.changed and isinstance(inp, StepCompleted | StepFailed):
+            outcome = "ok" if isinstance(inp, StepCompleted) else "failed"
+            self.answered.setdefault((inp.step, inp.kind, inp.attempt), outcome)
         return d
+
+    @staticmethod
+    def can_retry(state: SagaState[Data]) -> bool:
+        return state.status == "failed" and any(
+            s.status == "compensation_failed" for s in state.steps.values()
+        )
 
     def absorb(self, before: SagaState[Data] | None, d: Decision[Data], inp: Input | None) -> None:
         new = d.state
@@ -385,6 +399,7 @@ class World:
                 self.on_dispatch(effect)
             elif isinstance(effect, StartTimer):
                 assert effect.due >= new.updated_at, effect
+                self.check_due(effect, new)
                 self.timers[effect.timer] = effect.due
             elif (
                 isinstance(effect, CancelTimer) and self.timers.pop(effect.timer, None) is not None
@@ -393,6 +408,15 @@ class World:
         assert d.note
         if not d.changed:
             return
+        # One compensation at a time, and none while an action is still out: compensations
+        # start only after every dispatched step (every branch of a group) has settled.
+        compensating = [n for n, s in new.steps.items() if s.status == "compensating"]
+        assert len(compensating) <= 1, f"compensations in flight at once: {compensating}"
+        undos = {e.step for e in d.effects if isinstance(e, Dispatch) and e.kind == "compensation"}
+        assert len(undos) <= 1, f"compensations sent at once: {undos}"
+        if undos:
+            out = [n for n, s in new.steps.items() if s.status == "dispatched"]
+            assert not out, f"compensation of {undos} sent while {out} still dispatched"
         assert new.updated_at == (inp.at if inp is not None else new.started_at)
         old_steps = before.steps if before is not None else {}
         newly: list[str] = []
@@ -412,6 +436,27 @@ class World:
             assert new.steps[inp.step].status == "compensated"
             self.compensation_successes[inp.step] += 1
 
+    def check_due(self, timer: StartTimer, new: SagaState[Data]) -> None:
+        """Timeouts, backoffs and the deadline fall due when the definition says."""
+        at = new.updated_at
+        if timer.timer == "deadline":
+            assert self.defn.deadline is not None
+            assert timer.due == new.started_at + self.defn.deadline, timer
+            return
+        if timer.timer.startswith("wait:"):
+            wait = self.defn.waits[timer.timer.removeprefix("wait:")]
+            assert wait.timeout is not None
+            assert timer.due == at + wait.timeout, timer
+            return
+        prefix, step, kind, _attempt = timer.timer.split(":")
+        definition = self.defn.steps[step]
+        if prefix == "timeout":
+            assert definition.timeout is not None
+            assert timer.due == at + definition.timeout, timer
+        elif prefix == "retry":
+            policy = definition.retry if kind == "action" else self.defn.compensation_retry
+            assert timedelta(0) <= timer.due - at <= policy.max_backoff, timer
+
     def on_dispatch(self, cmd: Dispatch) -> None:
         # (b) each (step, kind, attempt) is sent once, and attempts count up by one.
         assert self.sent[cmd.message_id] == 0, f"sent twice: {cmd.message_id}"
@@ -426,9 +471,14 @@ class World:
         if cmd.kind == "action":
             assert cmd.service not in self.down, "an action was sent through an open circuit"
             assert cmd.command == "Do"
+            assert cmd.attempt <= step.retry.attempts, "more attempts than the retry allows"
+            if cmd.deadline is not None:
+                assert step.timeout is not None
         else:
             assert step.undo is not None
             assert cmd.command == "Undo"
+            # Once the saga took the compensation's success, it never asks for it again.
+            assert self.compensation_successes[cmd.step] == 0, f"{cmd.step} undone twice"
             if cmd.step not in self.compensation_order:
                 self.compensation_order.append(cmd.step)
             if self.pivot_succeeded:
@@ -456,7 +506,13 @@ class World:
     def redeliver(self, index: int) -> None:
         cmd = self.processed[index]
         answer = self.participants.handle(cmd, self.now)
-        self.feed(msgspec.structs.replace(answer, services_down=self.down))
+        # A second reply (a new message id) to an attempt the saga already took an answer
+        # for, with the same outcome, is a duplicate: matched by (step, kind, attempt), it
+        # changes nothing. A different outcome (a retried compensation that now succeeds,
+        # a late success) may change the saga; that is the README's exception.
+        outcome = "ok" if isinstance(answer, StepCompleted) else "failed"
+        again = self.answered.get((cmd.step, cmd.kind, cmd.attempt)) == outcome
+        self.feed(msgspec.structs.replace(answer, services_down=self.down), duplicate=again)
 
     def duplicate(self, index: int) -> None:
         self.feed(self.delivered[index], duplicate=True)
@@ -491,6 +547,14 @@ class World:
 
     def cancel(self) -> None:
         self.feed(CancelRequested(**self.inp_kwargs()))
+
+    def retry(self) -> None:
+        """An operator's retry: it revives a failed compensation and changes nothing else."""
+        possible = self.can_retry(self.state)
+        self.retries += 1
+        inp = RetryRequested(**self.inp_kwargs())
+        d = self.feed(inp)
+        assert d.changed == possible, (possible, d.note)
 
     def recover(self, service: str) -> None:
         self.down = self.down - {service}
@@ -567,6 +631,7 @@ CHOICES = (
     "signal",
     "resend_signal",
     "cancel",
+    "retry",
     "recover",
     "circuit",
     "clock",
@@ -622,6 +687,7 @@ ACTIONS: dict[str, tuple[Callable[[World], bool], Callable[[World, st.DataObject
         lambda w, d: w.resend_signal(_index(d, w.signals_sent, "resend")),
     ),
     "cancel": (lambda w: True, lambda w, d: w.cancel()),
+    "retry": (lambda w: True, lambda w, d: w.retry()),
     "recover": (
         lambda w: True,
         lambda w, d: w.recover(d.draw(st.sampled_from(SERVICES), label="recover")),
@@ -641,6 +707,9 @@ def play(world: World, data: st.DataObject, budget: int) -> None:
     allowed = {"deliver", "timer", *data.draw(st.sets(st.sampled_from(trouble)), label="trouble")}
     for _ in range(budget):
         if world.state.terminal:
+            if "retry" in allowed and world.can_retry(world.state):
+                world.retry()
+                continue
             return
         available = [c for c in CHOICES if c in allowed and ACTIONS[c][0](world)]
         if not available:
@@ -727,6 +796,10 @@ def run_world(spec: SagaSpec, data: st.DataObject) -> None:
     world = World(defn, Data(flags=flags), participants)
     play(world, data, data.draw(st.integers(0, 150), label="budget"))
     world.drain()
+    # The operator retries a failed compensation, perhaps more than once.
+    while world.can_retry(world.state) and data.draw(st.booleans(), label="operator retry"):
+        world.retry()
+        world.drain()
     check_outcome(world, spec)
     world.poke_terminal()
 

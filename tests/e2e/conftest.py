@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Deployment, servers_up
-from servers import unavailable
+from servers import require_program, unavailable
 from throwaway import RabbitServer, RedisClusterServers, RedisServer
 
 
@@ -49,7 +49,10 @@ async def deploy(
 
     def make(**options: object) -> Deployment:
         servers_up(**{k: v for k, v in options.items() if k in ("amqp_url", "redis_url")})  # type: ignore[arg-type]
-        deployment = Deployment(tmp_path, **options)  # type: ignore[arg-type]
+        # A second deployment in one test gets a directory (ledger, logs) of its own.
+        tmp = tmp_path / f"deployment-{len(made)}" if made else tmp_path
+        tmp.mkdir(exist_ok=True)
+        deployment = Deployment(tmp, **options)  # type: ignore[arg-type]
         made.append(deployment)
         return deployment
 
@@ -91,6 +94,7 @@ async def redis_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RedisServer]:
     """A redis-server of its own (AOF, fsync always), started; stopped at teardown."""
+    require_program("redis-server")
     server = RedisServer(tmp_path)
     try:
         await server.start()
@@ -106,6 +110,8 @@ async def redis_cluster(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RedisClusterServers]:
     """Three redis-servers joined into a cluster; stopped at teardown."""
+    require_program("redis-server")
+    require_program("redis-cli")
     cluster = RedisClusterServers(tmp_path)
     try:
         await cluster.start()

@@ -38,6 +38,8 @@ SAGA = str(BIN / "saga")
 
 # The queues the order example uses (without the namespace).
 SERVICES = ("inventory", "payments", "loyalty", "shipping")
+# The order saga with steps that outwait the outages the tests inject.
+PATIENT_SAGA = "patient_orders:saga"
 QUEUES = ("coordinator.events", *(f"{s}.commands" for s in SERVICES))
 
 T = TypeVar("T")
@@ -84,12 +86,18 @@ async def poll(
     interval: float = 0.2,
     describe: Callable[[], str] | None = None,
 ) -> T:
-    """Call ``probe`` until it returns something other than None (errors count as None)."""
+    """Call ``probe`` until it returns something other than None.
+
+    Errors count as None (a server may be restarting), except an AssertionError:
+    a probe raises one to stop at once (the server it waits for has exited).
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             found = await probe()
+        except AssertionError:
+            raise
         except Exception as exc:  # a server may be restarting: keep polling
             last_error = exc
             found = None
@@ -128,6 +136,9 @@ def servers_up(amqp_url: str = AMQP_URL, redis_url: str = REDIS_URL) -> None:
 
 
 # -- processes ----------------------------------------------------------------------
+
+
+_NO_BRACES = str.maketrans("", "", "{}")
 
 
 class Proc:
@@ -254,7 +265,15 @@ class Deployment:
         redis_url: str = REDIS_URL,
         timer_interval: float = 0.1,
         env: dict[str, str] | None = None,
+        saga: str = "examples.orders:saga",
+        step_timeout: float | None = None,
+        step_attempts: int | None = None,
     ) -> None:
+        """``env`` is added to every process's environment. ``saga`` is the
+        definition the coordinators run: the example's, or ``PATIENT_SAGA`` for a
+        test whose outages may outlast its 10 s steps. ``step_timeout`` and
+        ``step_attempts`` run them on `tolerant.saga` instead: the example saga
+        with that timeout for every step and at least that many attempts."""
         self.tmp = tmp
         self.ns = namespace()
         self.amqp_url = amqp_url
@@ -270,8 +289,19 @@ class Deployment:
             "SAGA_TIMER_INTERVAL": str(timer_interval),
             "ORDERS_LEDGER": str(self.ledger_path),
             "PYTHONUNBUFFERED": "1",
+            # patient_orders (PATIENT_SAGA) and tolerant live next to this file.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).parent), base.get("PYTHONPATH")) if p
+            ),
             **(env or {}),
         }
+        self.saga = saga
+        if step_timeout is not None or step_attempts is not None:
+            self.saga = "tolerant:saga"
+            if step_timeout is not None:
+                self.env["ORDERS_STEP_TIMEOUT"] = str(step_timeout)
+            if step_attempts is not None:
+                self.env["ORDERS_STEP_ATTEMPTS"] = str(step_attempts)
         self.procs: list[Proc] = []
         self._names: dict[str, int] = {}
 
@@ -284,18 +314,49 @@ class Deployment:
             timer_interval=self.timer_interval,
         )
 
-    def _proc(self, kind: str, argv: Sequence[str]) -> Proc:
+    def _proc(
+        self,
+        kind: str,
+        argv: Sequence[str],
+        *,
+        amqp_url: str | None,
+        redis_url: str | None,
+        env: dict[str, str] | None,
+    ) -> Proc:
         n = self._names.get(kind, 0)
         self._names[kind] = n + 1
-        proc = Proc(f"{kind}-{n}", argv, env=self.env, log_dir=self.tmp)
+        own = dict(self.env)
+        if amqp_url is not None:
+            own["SAGA_AMQP_URL"] = amqp_url
+        if redis_url is not None:
+            own["SAGA_REDIS_URL"] = redis_url
+        own.update(env or {})
+        proc = Proc(f"{kind}-{n}", argv, env=own, log_dir=self.tmp)
         self.procs.append(proc)
         return proc.start()
 
-    def coordinator(self) -> Proc:
-        return self._proc("coordinator", [SAGA, "run", "--saga", "examples.orders:saga"])
+    def coordinator(
+        self,
+        *,
+        amqp_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Proc:
+        """A replica; the URLs (a proxy's) and ``env`` are for this process only."""
+        argv = [SAGA, "run", "--saga", self.saga]
+        return self._proc("coordinator", argv, amqp_url=amqp_url, redis_url=redis_url, env=env)
 
-    def participant(self) -> Proc:
-        return self._proc("participant", [SAGA, "participant", "examples.orders.worker:services"])
+    def participant(
+        self,
+        *,
+        amqp_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+        services: str = "examples.orders.worker:services",
+    ) -> Proc:
+        """A participant process; the URLs and ``env`` are for this process only."""
+        argv = [SAGA, "participant", services]
+        return self._proc("participant", argv, amqp_url=amqp_url, redis_url=redis_url, env=env)
 
     @property
     def coordinators(self) -> list[Proc]:
@@ -335,7 +396,8 @@ class Deployment:
         """Idempotency keys a participant holds right now (its handler is running)."""
         prefix = f"{self.ns}:claim:"
         keys = await redis_keys(self.redis_url, self.ns, match=f"{prefix}*")
-        return sorted(k.decode().removeprefix(prefix) for k in keys)
+        # ``{saga:step}:kind``: the hash tag dropped, the idempotency key is left.
+        return sorted(k.decode().removeprefix(prefix).translate(_NO_BRACES) for k in keys)
 
     async def freeze(self, proc: Proc, *, inside_handler: bool, timeout: float = 60) -> list[str]:
         """Stop ``proc`` (SIGSTOP) at a moment chosen by what it is doing.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
-from procs import servers_up
+from procs import poll, servers_up
 from servers import AMQP_URL, REDIS_URL, connect_redis, drop_namespace, namespace
 
 from contracts import DEFAULT_CODEC, StartSaga
@@ -14,7 +15,15 @@ from coordinator._ports import Delivery
 from coordinator._serve import serve_coordinator
 from coordinator._settings import Settings
 from coordinator.adapters.rabbitmq import RabbitTransport, UnroutableError
+from coordinator.adapters.redis import RedisSagaStore
 from examples.orders import saga
+
+
+def _empty(store: RedisSagaStore) -> Callable[[], Awaitable[bool | None]]:
+    async def probe() -> bool | None:
+        return True if await store.outbox_size() == 0 else None
+
+    return probe
 
 
 async def _announced_on_start(announce: str) -> list[str]:
@@ -24,8 +33,13 @@ async def _announced_on_start(announce: str) -> list[str]:
     events: list[str] = []
     commands: list[str] = []
 
+    marker = asyncio.Event()
+
     async def on_event(delivery: Delivery) -> None:
-        events.append(DEFAULT_CODEC.decode_lifecycle(delivery.body).event)
+        if delivery.message_id == "marker":
+            marker.set()
+        else:
+            events.append(DEFAULT_CODEC.decode_lifecycle(delivery.body).event)
         await delivery.ack()
 
     async def on_command(delivery: Delivery) -> None:
@@ -64,7 +78,17 @@ async def _announced_on_start(announce: str) -> list[str]:
                 break
             await asyncio.sleep(0.1)
         assert commands, "the coordinator never sent the first command"
-        await asyncio.sleep(0.5)  # a lifecycle event published with the command has arrived
+        # Once the outbox is empty, every event of the start is published; a marker
+        # published after them reaches the queue behind them (one queue is FIFO), so
+        # when it arrives every event published with the start has arrived too.
+        redis = await connect_redis()
+        try:
+            store = RedisSagaStore(redis, namespace=ns, buckets=settings.buckets)
+            await poll("the outbox to be empty", _empty(store), timeout=30, interval=0.05)
+        finally:
+            await redis.aclose()
+        await helper.publish("lifecycle", "marker", b"{}", message_id="marker")
+        await asyncio.wait_for(marker.wait(), 30)
         return events
     finally:
         stop.set()

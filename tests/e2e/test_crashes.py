@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from procs import Deployment, Proc
+from procs import PATIENT_SAGA, Deployment, Proc
 from workload import Run, check_at_rest, make_orders, mix_of
 
 from coordinator._client import SagaClient
@@ -74,12 +74,14 @@ async def test_participant_killed_inside_a_handler(deploy: Callable[..., Deploym
     every saga must still complete, each effect applied once.
 
     The dead worker's hold lapses within the lease (5 s; a live worker renews
-    it while the handler runs), so the redelivered command runs on the new
-    worker within the steps' 10 s timeouts, even for the loyalty step, which
-    has a single attempt. The handler may run twice for the held keys only;
-    the example's effects are idempotent by key, so they are applied once.
+    it while the handler runs), then the redelivered command runs on the new
+    worker. The coordinator runs the order saga with two-minute step timeouts
+    (PATIENT_SAGA): restart plus lease can outlast the example's 10 s on a busy
+    machine, and loyalty has a single attempt. The handler may run twice for
+    the held keys only; the example's effects are idempotent by key, so they
+    are applied once.
     """
-    d = deploy()
+    d = deploy(saga=PATIENT_SAGA)
     d.coordinator()
     participant = d.participant()
     await d.wait_ready(coordinators=1, participants=1)

@@ -69,7 +69,7 @@ async def test_sigterm_drains(deploy: Callable[..., Deployment]) -> None:
             victim = d.coordinators[0]
             victim.send(signal.SIGTERM)
             began = time.monotonic()
-            code = await victim.wait(10)
+            code = await victim.wait(DRAIN_BOUND)
             stopped.append((victim.name, code, time.monotonic() - began))
             if code is None:
                 victim.kill()  # hung: the assertion below reports it
@@ -83,11 +83,27 @@ async def test_sigterm_drains(deploy: Callable[..., Deployment]) -> None:
     for victim in d.coordinators:
         victim.send(signal.SIGTERM)
         began = time.monotonic()
-        code = await victim.wait(10)
+        code = await victim.wait(DRAIN_BOUND)
         stopped.append((victim.name, code, time.monotonic() - began))
     hung = [(name, f"{took:.1f} s") for name, code, took in stopped if code is None]
-    assert not hung, f"replicas still running 10 s after SIGTERM (killed): {hung}; all: {stopped}"
+    assert not hung, (
+        f"replicas still running {DRAIN_BOUND:.0f} s after SIGTERM (killed): {hung}; all: {stopped}"
+    )
     assert all(code == 0 for _, code, _ in stopped), f"SIGTERM must exit 0: {stopped}"
+
+
+# A drain finishes the transitions in flight (a few Redis round trips each) and
+# stops the loops: well under a second when idle, a few under load. The bound
+# only tells "hung" from "slow" on a busy 2-core machine, so it is generous;
+# the measured times are printed.
+DRAIN_BOUND = 30.0
+
+# The downtime's first timeout fires on the first timer poll of a coordinator
+# that is back: ``back_at`` is taken after wait_ready saw it (up to a poll
+# late), and a busy machine can delay that first poll by seconds. The window
+# tells "fired when the coordinators came back" from "fired at its due time
+# during the downtime" (15 s earlier) or "much later"; it is not a latency check.
+BACK_WINDOW = 10.0
 
 
 @pytest.mark.timeout(300)
@@ -150,28 +166,29 @@ async def test_timers_survive_downtime(deploy: Callable[..., Deployment]) -> Non
                 and changed
                 and inp["timer"] == "timeout:ship:action:1"
             ]
-            if (
-                first
-                and not back_at.timestamp() - 5 < first[0].timestamp() < back_at.timestamp() + 5
-            ):
+            back = back_at.timestamp()
+            if first and not back - 5 < first[0].timestamp() < back + BACK_WINDOW:
                 problems.append(
                     f"{order.id}: the downtime's timeout fired at {first[0]}, back at {back_at}"
                 )
         assert not problems, "\n".join(problems)
 
-        # The first bookings answer 60 s after they were sent, refused by the
-        # tombstone their cancellation left: recorded as late replies, no effect.
+        # The first bookings answer 60 s after they were sent; their cancellations
+        # waited for them (the SDK fences a compensation behind its running action)
+        # and undid them after. Their replies are recorded as late.
         async def late_replies() -> bool | None:
             for order in orders:
                 entries = history_inputs(await client.history(order.id))
                 late = [
                     inp
                     for inp, changed, _ in entries
-                    if inp.get("type") == "StepFailed" and inp.get("step") == "ship" and not changed
+                    if inp.get("type") in ("StepCompleted", "StepFailed")
+                    and inp.get("step") == "ship"
+                    and not changed
                 ]
                 if not late:
                     return None
             return True
 
-        await poll("the late bookings' refusals", late_replies, timeout=75, interval=1)
+        await poll("the late bookings' replies", late_replies, timeout=75, interval=1)
         await check_at_rest(d, client, run)

@@ -8,6 +8,7 @@ started again on the same data.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -64,6 +65,7 @@ class RabbitServer:
             "RABBITMQ_PLUGINS_EXPAND_DIR": str(self.dir / "plugins-expand"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
+        self.env = env
         self.proc = Proc(
             "rabbitmq", [RABBITMQ_SERVER], env=env, log_dir=tmp, cwd=self.dir, group=True
         )
@@ -103,6 +105,23 @@ class RabbitServer:
 
     async def stop(self) -> None:
         await self.proc.stop(timeout=20)
+
+    async def messages(self) -> dict[str, int]:
+        """Messages per queue, ready and unacknowledged: all the broker holds.
+
+        Through rabbitmqctl, since AMQP tells only the ready ones, and a stopped
+        consumer's prefetched commands are unacknowledged.
+        """
+        ctl = await asyncio.create_subprocess_exec(
+            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")),
+            *("-q", "-n", self.node, "list_queues", "name", "messages", "--formatter", "json"),
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await ctl.communicate()
+        assert ctl.returncode == 0, f"rabbitmqctl list_queues: {err.decode()}"
+        return {q["name"]: int(q["messages"]) for q in json.loads(out)}
 
 
 class RedisServer:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from coordinator.testing import Scenario
 from examples.orders import Order, saga
@@ -72,3 +75,27 @@ def test_approval_needed_above_threshold() -> None:
     s.expect_sent("ship").reply(Booked(tracking_number="t"))
     s.expect_status("completed")
     assert s.data.approved_by == "kim"
+
+
+def test_the_expectations_hold_under_python_o() -> None:
+    """Users' saga tests may run with ``python -O``, which strips ``assert``."""
+    script = """
+from tests.examples.test_order_scenarios import make
+s = make()
+for check in (
+    lambda: s.expect_status("completed"),
+    lambda: s.expect_step("reserve", "succeeded"),
+    lambda: s.expect_nothing_sent(),
+    lambda: s.expect_sent("ship"),
+):
+    try:
+        check()
+    except AssertionError:
+        continue
+    raise SystemExit("an expectation passed that should not have")
+"""
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-O", "-c", script], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -573,7 +573,10 @@ async def test_record_and_publish_go_out_together_and_the_ack_waits_for_both(
     assert log == ["publish", "ack"]  # answered from the record
 
 
-async def test_a_failing_store_requeues(inventory: Inventory) -> None:
+async def test_a_store_error_that_is_not_an_outage_requeues(inventory: Inventory) -> None:
+    """Only ``StoreUnavailableError`` (what the adapters raise for an outage) holds
+    the delivery; anything else a store raises is a fault of its own."""
+
     class BrokenStore:
         async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
             raise ConnectionError("redis is down")

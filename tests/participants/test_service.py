@@ -88,8 +88,14 @@ def test_async_callables_of_other_shapes_are_accepted() -> None:
     class Handler:
         async def __call__(self, cmd: Reserve, ctx: Context) -> None: ...
 
-    Service("a").handles(Reserve)(functools.partial(reserve, flag=True))
-    Service("b").handles(Reserve)(Handler())
+    partial, instance = functools.partial(reserve, flag=True), Handler()
+    a, b = Service("a"), Service("b")
+    a.handles(Reserve)(partial)
+    b.handles(Reserve)(instance)
+    assert a.commands == b.commands == ("Reserve",)
+    registered_a, registered_b = a.handler_for("Reserve"), b.handler_for("Reserve")
+    assert registered_a is not None and registered_a.handler is partial
+    assert registered_b is not None and registered_b.handler is instance
 
 
 @pytest.mark.parametrize("name", ["", "in.ventory", "inv*", "#", "in ventory"])
@@ -176,6 +182,7 @@ def test_failure_subclasses_set_type_and_retryability() -> None:
 
 def test_public_names() -> None:
     assert set(participants.__all__) == {
+        "ALREADY_COMPENSATED",
         "INVALID_COMMAND",
         "CommandHandler",
         "Context",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
@@ -108,27 +109,63 @@ async def test_reply_for_unknown_saga_instance_is_dead_lettered(harness: Harness
     assert "ghost" in dead.detail
 
 
-async def test_redelivered_reply_is_applied_once(harness: Harness) -> None:
-    await harness.start(saga.name, Order(order_id="d1", lines=[], total_cents=1), saga_id="d1")
-    await harness.settle()
-    revision = (await harness.state("d1")).revision
-    reply = TaskCompleted(
-        message_id="d1:reserve:action:1:reply",
-        saga_id="d1",
-        saga_name=saga.name,
-        step="reserve",
-        attempt=1,
-        kind="action",
-        causation_id="d1:reserve:action:1",
-        sent_at=T0,
-        result={"hold_id": "h"},
-    )
-    for _ in range(3):
-        await publish(harness, DEFAULT_CODEC.encode(reply))
-    state = await harness.state("d1")
-    assert state.revision == revision
-    history = await harness.history("d1")
-    assert sum(1 for e in history if not e.changed) >= 3
+async def test_redelivered_reply_is_applied_once() -> None:
+    """The same reply, delivered three times while its saga still waits for it,
+    is applied once: one changed history line for it, and the saga moves on once.
+
+    Without an inventory worker the real reply never comes, so the forged one is
+    the first the saga sees. The core ignores a second reply to an answered
+    attempt, and the store refuses a second commit of one message id: either
+    alone keeps the copies out, so the test checks both."""
+    clock = VirtualClock()
+    ledger = Ledger()
+    services = [s for s in build_services(ledger, clock) if s.name != "inventory"]
+    async with Harness([saga], services, clock=clock) as h:
+        commits: list[Commit] = []
+        commit = h.store.commit
+
+        async def spy(c: Commit) -> CommitResult:
+            commits.append(c)
+            return await commit(c)
+
+        h.store.commit = spy  # type: ignore[method-assign]
+        order = Order(order_id="d1", lines=[Line(sku="a", quantity=1)], total_cents=1)
+        await h.start(saga.name, order, saga_id="d1")
+        await h.settle()
+        waiting = await h.state("d1")
+        assert waiting.steps["reserve"].status == "dispatched"
+        reply = TaskCompleted(
+            message_id="d1:reserve:action:1:reply",
+            saga_id="d1",
+            saga_name=saga.name,
+            step="reserve",
+            attempt=1,
+            kind="action",
+            causation_id="d1:reserve:action:1",
+            sent_at=T0,
+            result={"hold_id": "h"},
+        )
+        for _ in range(3):
+            await h.transport.publish(
+                "events", "test", DEFAULT_CODEC.encode(reply), message_id=reply.message_id
+            )
+        await h.settle()
+        lines = [
+            e
+            for e in await h.history("d1")
+            if msgspec.json.decode(e.input).get("message_id") == reply.message_id
+        ]
+        assert [e.changed for e in lines] == [True, False, False]
+        # The store refuses a second commit of one input by its dedupe id (the store
+        # contract); the runtime's part is to use the message id as that id.
+        [taken] = [c for c in commits if c.revision == waiting.revision + 1]
+        assert taken.dedupe_id == reply.message_id
+        state = await h.run_until_done("d1")
+        assert state.status == "completed"
+        revisions = [e.revision for e in await h.history("d1") if e.changed]
+        assert revisions == list(range(1, state.revision + 1))
+        assert ledger.of("d1") == ["payments.charge", "shipping.book"]
+        assert h.transport.dead_letters == []
 
 
 async def test_commands_left_in_the_outbox_are_relayed(harness: Harness) -> None:
@@ -146,6 +183,40 @@ async def test_commands_left_in_the_outbox_are_relayed(harness: Harness) -> None
     state = await harness.run_until_done("o1")
     assert state.status == "completed"
     assert await harness.store.outbox_size() == 0
+
+
+async def test_a_replica_dying_between_commit_and_publish_is_relayed_by_another() -> None:
+    """Two replicas on one store: the first commits the start and dies before its
+    commands leave (the publish fails, then it is stopped); the second's relay
+    publishes them and the saga completes, each effect once."""
+    clock = VirtualClock()
+    ledger = Ledger()
+    async with Harness([saga], build_services(ledger, clock), clock=clock) as h:
+        other = Coordinator([saga], transport=h.transport, store=h.store, clock=clock)
+        await other.start(loops=False)
+        try:
+            h.transport.fail_next_publish(times=2)  # the started event and the first command
+            order = Order(order_id="r1", lines=[Line(sku="a", quantity=1)], total_cents=1)
+            await h.start(saga.name, order, saga_id="r1")
+            await h.coordinator.stop()
+            await h.settle()
+            assert await h.store.outbox_size() == 2
+            assert (await h.state("r1")).steps["reserve"].status == "dispatched"
+            assert ledger.of("r1") == []  # nothing left the dead replica
+
+            clock.advance(timedelta(seconds=6))  # older than the relay's threshold
+            assert await other.relay() == 2
+            await h.settle()
+            state = await other.load("r1")
+            assert state is not None
+            assert state.status == "completed"
+        finally:
+            await other.stop()
+        assert await h.store.outbox_size() == 0
+        revisions = [e.revision for e in await h.history("r1") if e.changed]
+        assert revisions == list(range(1, state.revision + 1))
+    assert ledger.of("r1") == ["inventory.reserve", "payments.charge", "shipping.book"]
+    assert {k: n for k, n in ledger.runs.items() if n > 1} == {}
 
 
 async def test_replicas_racing_on_one_saga_lose_no_update() -> None:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import uvloop
 
 from coordinator._serve import run_loop
 from coordinator._settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _no_saga_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests say which settings they set: none leaks in from the caller's shell."""
+    for name in list(os.environ):
+        if name.upper().startswith("SAGA_"):
+            monkeypatch.delenv(name)
 
 
 async def _loop_type() -> type[asyncio.AbstractEventLoop]:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
 from coordinator._settings import Settings
 from coordinator.core import LIFECYCLE_EVENTS
+
+
+@pytest.fixture(autouse=True)
+def _no_saga_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests say which settings they set: none leaks in from the caller's shell."""
+    for name in list(os.environ):
+        if name.upper().startswith("SAGA_"):
+            monkeypatch.delenv(name)
 
 
 def test_every_lifecycle_event_is_announced_by_default() -> None:

@@ -6,7 +6,11 @@ import time
 from datetime import timedelta
 from typing import final
 
+from coordinator._ports import COMPENSATED, Compensated
+
 __all__ = ["MemoryIdempotencyStore"]
+
+_OTHER = {"action": "compensation", "compensation": "action"}
 
 
 @final
@@ -14,21 +18,31 @@ class MemoryIdempotencyStore:
     """Implements ``IdempotencyStore``: the reply recorded under each idempotency key.
 
     A later ``put`` under the same key replaces the reply, as a Redis ``SET`` would.
+    Tombstones are kept for as long as the store lives.
     """
 
     def __init__(self) -> None:
         self._replies: dict[str, bytes] = {}
         self._claims: dict[str, tuple[str, float]] = {}
+        self._tombstones: set[str] = set()
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
         recorded = self._replies.get(key)
         if recorded is not None:
             return recorded
-        current = self._claims.get(key)
         now = time.monotonic()
-        if current is not None and current[0] != holder and current[1] > now:
+        step, _, kind = key.rpartition(":")
+        paired = bool(step) and kind in _OTHER
+        if paired and kind == "action" and step in self._tombstones:
+            return COMPENSATED
+        if paired and kind == "compensation" and self._held(f"{step}:action", now) is not None:
+            return False
+        current = self._held(key, now)
+        if current is not None and current != holder:
             return False
         self._claims[key] = (holder, now + ttl.total_seconds())
+        if paired and kind == "compensation":
+            self._tombstones.add(step)
         return True
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
@@ -36,6 +50,10 @@ class MemoryIdempotencyStore:
             self._replies[key] = reply
         if self._claims.get(key, ("", 0.0))[0] == holder:
             del self._claims[key]
+
+    def _held(self, key: str, now: float) -> str | None:
+        current = self._claims.get(key)
+        return current[0] if current is not None and current[1] > now else None
 
     def __len__(self) -> int:
         return len(self._replies)

@@ -7,10 +7,21 @@ is atomic, which is what the Lua script gives the Redis store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import final
 
-from coordinator._ports import Commit, CommitResult, HistoryEntry, OutboxEntry, Refusal, Stored
+import msgspec
+
+from coordinator._ports import (
+    Clock,
+    Commit,
+    CommitResult,
+    HistoryEntry,
+    OutboxEntry,
+    Refusal,
+    Stored,
+)
+from coordinator.adapters.memory._clock import SystemClock
 
 __all__ = ["MemorySagaStore"]
 
@@ -18,9 +29,15 @@ __all__ = ["MemorySagaStore"]
 @final
 class MemorySagaStore:
     """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries`` and
-    ``Refusals`` (kept until the store is dropped: a test's lifetime)."""
+    ``Refusals`` (kept until the store is dropped: a test's lifetime).
 
-    def __init__(self) -> None:
+    Args:
+        clock: The store's own clock, as Redis ``TIME`` is the Redis store's: outbox
+            entries are stamped with it at commit and their age is judged on it.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
         self._states: dict[str, Stored] = {}
         self._index: dict[str, tuple[str, str]] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
@@ -43,8 +60,10 @@ class MemorySagaStore:
         self._index[saga_id] = (commit.name, commit.status)
         self._seen.setdefault(saga_id, set()).add(commit.dedupe_id)
         self._history.setdefault(saga_id, []).append(commit.history)
+        now = self._clock.now()
         for entry in commit.outbox:
-            self._outbox[(saga_id, entry.message_id)] = entry
+            stamped = msgspec.structs.replace(entry, created_at=now)
+            self._outbox[(saga_id, entry.message_id)] = stamped
         for name in commit.timers_cancelled:
             self._timers.pop((saga_id, name), None)
         for name, due in commit.timers_due.items():
@@ -56,8 +75,12 @@ class MemorySagaStore:
         if timer is not None:
             self._timers.pop((saga_id, timer), None)
 
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        entries = [e for e in self._outbox.values() if e.created_at < older_than]
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        cutoff = self._clock.now() - older_than
+        entries = sorted(
+            (e for e in self._outbox.values() if e.created_at <= cutoff),
+            key=lambda e: e.created_at,
+        )
         return entries[:limit]
 
     async def done(self, entries: Sequence[OutboxEntry]) -> None:

@@ -14,7 +14,9 @@ from redis.asyncio.connection import AbstractConnection
 from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
+from coordinator._ports import COMPENSATED, Compensated
 from coordinator.adapters.redis._batch import Batcher, LuaScript
+from coordinator.adapters.redis._transient import outage_is_unavailable
 
 __all__ = ["RedisClock", "RedisIdempotencyStore", "connect_redis"]
 
@@ -48,16 +50,26 @@ def _packing_with_hiredis(cls: type[AbstractConnection]) -> type[AbstractConnect
     return type(f"Hiredis{cls.__name__}", (_HiredisPacking, cls), {})
 
 
-# KEYS: reply, claim. ARGV: holder, ttl_ms. The reply, or 1 (ours now), or 0 (someone else's).
+# KEYS: reply, claim, tombstone, the other kind's claim, the reply under the
+# key shape of earlier versions (or the reply again). ARGV: holder, ttl_ms, kind
+# (a: action, c: compensation, anything else: a key of no step), tombstone_ttl_s.
+# Returns the reply, 1 (ours now), 0 (someone else's: wait), or 2 (an action whose
+# step's compensation has begun: refuse it). Everything is checked in the script
+# that takes the key, so no action starts between a compensation's check and its
+# tombstone: the two kinds of a step share a hash tag, hence a slot.
 _BEGIN = """
-local reply = redis.call('GET', KEYS[1])
+local reply = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[5])
 if reply then return reply end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[2]) == ARGV[1] then
+local kind = ARGV[3]
+if kind == 'a' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if kind == 'c' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+local ours = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
+if not ours then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
 end
-return 0
+if kind == 'c' then redis.call('SET', KEYS[3], '1', 'EX', ARGV[4]) end
+return 1
 """
 
 # KEYS: reply, claim. ARGV: holder, reply_ttl_s, reply, has_reply. The claim is deleted
@@ -68,37 +80,71 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
+_KIND_FLAG = {"action": "a", "compensation": "c"}
+
 
 @final
 class RedisIdempotencyStore:
-    """Replies a participant gave, by idempotency key, kept for ``ttl``."""
+    """Replies a participant gave, by idempotency key, kept for ``ttl``.
+
+    Layout, for namespace ``ns`` and the key ``<saga>:<step>:<kind>``::
+
+        ns:reply:{<saga>:<step>}:<kind>   the recorded reply, for ``ttl``
+        ns:claim:{<saga>:<step>}:<kind>   the worker holding it, for its lease
+        ns:tomb:{<saga>:<step>}           the step's compensation has begun, for ``ttl``
+
+    Earlier versions kept replies under ``ns:reply:{<saga>:<step>:<kind>}``;
+    on a single Redis those are still read (a deployment upgraded mid-saga
+    answers a retry from them). A cluster cannot read them in the same script
+    (another slot); there such a retry runs its handler again, which the
+    handler's own idempotency absorbs. They expire within ``ttl`` of the upgrade.
+    """
 
     def __init__(self, redis: Redis | RedisCluster, *, namespace: str, ttl: timedelta) -> None:
         self._redis: Any = redis
-        self._prefix = f"{namespace}:reply:"
-        self._claim_prefix = f"{namespace}:claim:"
+        self._ns = namespace
+        self._legacy = not isinstance(redis, RedisCluster)
         # A worker runs many commands at once: their calls share pipelines.
         self._batch = Batcher(redis)
         self._begin = LuaScript(redis, _BEGIN)
         self._finish = LuaScript(redis, _FINISH)
         self._ttl = int(ttl.total_seconds())
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+    @outage_is_unavailable
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
+        keys, kind = self._keys(key)
         found = await self._batch.run(
-            self._begin, self._keys(key), [holder, int(ttl.total_seconds() * 1000)]
+            self._begin, keys, [holder, int(ttl.total_seconds() * 1000), kind, self._ttl]
         )
         if isinstance(found, bytes):
             return found
+        if found == 2:
+            return COMPENSATED
         return bool(found)
 
+    @outage_is_unavailable
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
         has_reply = 1 if reply is not None else 0
         args: list[str | int | bytes] = [holder, self._ttl, reply or b"", has_reply]
-        await self._batch.run(self._finish, self._keys(key), args)
+        await self._batch.run(self._finish, self._keys(key)[0][:2], args)
 
-    def _keys(self, key: str) -> list[str]:
-        # One hash tag per key: the reply and its claim are on one cluster slot.
-        return [f"{self._prefix}{{{key}}}", f"{self._claim_prefix}{{{key}}}"]
+    def _keys(self, key: str) -> tuple[list[str], str]:
+        step, _, kind = key.rpartition(":")
+        flag = _KIND_FLAG.get(kind)
+        ns = self._ns
+        if flag is None or not step:  # not a step's key: a tag of its own
+            tag, suffix, other = f"{{{key}}}", "", ""
+        else:
+            tag, suffix = f"{{{step}}}", f":{kind}"
+            other = ":compensation" if kind == "action" else ":action"
+        reply = f"{ns}:reply:{tag}{suffix}"
+        return [
+            reply,
+            f"{ns}:claim:{tag}{suffix}",
+            f"{ns}:tomb:{tag}",
+            f"{ns}:claim:{tag}{other}",
+            f"{ns}:reply:{{{key}}}" if self._legacy and suffix else reply,
+        ], flag or ""
 
 
 @final

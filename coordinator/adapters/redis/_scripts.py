@@ -8,9 +8,16 @@ on a Redis Cluster too.
 from __future__ import annotations
 
 # KEYS: state hash, history list, timers zset, outbox hash, outbox zset
-# ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry, now_ms,
+# ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry,
 #       index prefix, saga_id, retention_s, terminal (0/1), n_outbox, n_due, n_cancel,
 #       then n_outbox (field, entry), n_due (member, score), n_cancel (member)
+#
+# The outbox and index scores are Redis TIME, read here: one clock for every
+# replica, so the relay (which judges age by the same TIME) never takes a fresh
+# entry for an old one because its writer's clock ran behind. Redis 7 replicates
+# a script's effects, not the script, so TIME is allowed. Timer scores are due
+# times the core computed from the input's time (RedisClock, itself Redis TIME
+# corrected locally): they say when, not when written, and replay needs them.
 #
 # Idempotent: redis-py retries a command that timed out, and the first try may
 # have committed. The dedupe id of the last commit is kept on the saga, so a
@@ -29,21 +36,23 @@ if current[5] then
 end
 local rev = current[1] and tonumber(current[1]) or -1
 if rev ~= expected then return 'conflict' end
-local saga_id, now_ms, prefix = ARGV[10], tonumber(ARGV[8]), ARGV[9]
+local saga_id, prefix = ARGV[9], ARGV[8]
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
            'status', ARGV[6], 'last', dedupe_id, seen, '')
 redis.call('RPUSH', hist_key, ARGV[7])
-local i = 16
-for _ = 1, tonumber(ARGV[13]) do
+local i = 15
+for _ = 1, tonumber(ARGV[12]) do
   redis.call('HSET', outbox_key, ARGV[i], ARGV[i + 1])
   redis.call('ZADD', outbox_z, now_ms, ARGV[i])
   i = i + 2
 end
-for _ = 1, tonumber(ARGV[14]) do
+for _ = 1, tonumber(ARGV[13]) do
   redis.call('ZADD', timers_key, ARGV[i + 1], ARGV[i])
   i = i + 2
 end
-for _ = 1, tonumber(ARGV[15]) do
+for _ = 1, tonumber(ARGV[14]) do
   redis.call('ZREM', timers_key, ARGV[i])
   i = i + 1
 end
@@ -51,8 +60,8 @@ if current[3] ~= ARGV[6] then
   if current[3] then redis.call('ZREM', prefix .. current[4] .. ':' .. current[3], saga_id) end
 end
 redis.call('ZADD', prefix .. ARGV[5] .. ':' .. ARGV[6], now_ms, saga_id)
-if ARGV[12] == '1' then
-  local ttl = tonumber(ARGV[11])
+if ARGV[11] == '1' then
+  local ttl = tonumber(ARGV[10])
   if ttl > 0 then
     redis.call('EXPIRE', state_key, ttl)
     redis.call('EXPIRE', hist_key, ttl)
@@ -64,6 +73,25 @@ if ARGV[12] == '1' then
   end
 end
 return 'committed'
+"""
+
+# KEYS: outbox hash, outbox zset; ARGV: age_ms, limit
+# Entries committed at least age_ms ago by Redis TIME, the clock COMMIT scored
+# them with; returns score, entry, score, entry, ...
+PENDING = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rows = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[1]),
+                        'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local found = {}
+for j = 1, #rows, 2 do
+  local entry = redis.call('HGET', KEYS[1], rows[j])
+  if entry then
+    found[#found + 1] = rows[j + 1]
+    found[#found + 1] = entry
+  end
+end
+return found
 """
 
 # KEYS: history list, timers zset; ARGV: history entry, timer member ('' for none)

@@ -10,6 +10,9 @@ Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
     ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
     ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
 
+Every score the store writes (outbox, index) is Redis ``TIME`` read inside the
+script, never a replica's clock; timer scores are the due times the core set.
+
 Everything in braces is the hash tag: a saga's keys and its bucket's shared
 keys are on one slot, so a single script updates all of them, on a Redis
 Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
@@ -17,20 +20,16 @@ Cluster as well. Sagas are spread over ``buckets`` buckets; pollers walk them.
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, final
+from typing import Any, final
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import BusyLoadingError, ClusterDownError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinator._errors import StoreUnavailableError
 from coordinator._ports import (
     Commit,
     CommitResult,
@@ -40,7 +39,8 @@ from coordinator._ports import (
     Stored,
 )
 from coordinator.adapters.redis._batch import Batcher, LuaScript
-from coordinator.adapters.redis._scripts import COMMIT, RECORD
+from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
+from coordinator.adapters.redis._transient import outage_is_unavailable
 
 __all__ = ["RedisSagaStore"]
 
@@ -53,31 +53,6 @@ _refusal_decoder = msgspec.json.Decoder(Refusal)
 REFUSAL_TTL = timedelta(hours=1)
 
 AnyRedis = Redis | RedisCluster
-
-
-_OUTAGE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    TryAgainError,
-    OSError,
-)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _outage_is_unavailable(method: F) -> F:
-    """Report a Redis outage as ``StoreUnavailableError``, which the runtime waits out."""
-
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except _OUTAGE as exc:
-            raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
-
-    return call  # type: ignore[return-value]
 
 
 def _ms(when: datetime) -> int:
@@ -115,6 +90,7 @@ class RedisSagaStore:
         self._batch = Batcher(redis)
         self._commit = LuaScript(redis, COMMIT)
         self._record = LuaScript(redis, RECORD)
+        self._pending = LuaScript(redis, PENDING)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -139,7 +115,7 @@ class RedisSagaStore:
 
     # -- SagaStore --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def load(self, saga_id: str) -> Stored | None:
         key = f"{self._bucket(saga_id)}:s:{saga_id}"
         state, rev = await self._batch.execute("HMGET", key, "state", "rev")
@@ -147,7 +123,7 @@ class RedisSagaStore:
             return None
         return Stored(state=state, revision=int(rev))
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def commit(self, commit: Commit) -> CommitResult:
         saga_id = commit.saga_id
         args: list[Any] = [
@@ -158,7 +134,6 @@ class RedisSagaStore:
             commit.name,
             commit.status,
             msgspec.json.encode(commit.history),
-            _ms(datetime.now(UTC)),
             f"{self._bucket(saga_id)}:i:",
             saga_id,
             self._retention,
@@ -177,7 +152,7 @@ class RedisSagaStore:
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         keys = self._keys(saga_id)
         member = f"{timer}{_SEP}{saga_id}" if timer is not None else ""
@@ -186,28 +161,27 @@ class RedisSagaStore:
 
     # -- OutboxStore -------------------------------------------------------------------
 
-    @_outage_is_unavailable
-    async def pending(self, older_than: datetime, limit: int) -> Sequence[OutboxEntry]:
-        # One round trip for the index of every bucket, one for the entries found.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p in self._prefixes():
-                pipe.zrangebyscore(f"{p}:outbox:z", "-inf", _ms(older_than), start=0, num=limit)
-            fields_by_bucket = await pipe.execute()
-        wanted = [
-            (p, f)
-            for p, fs in zip(self._prefixes(), fields_by_bucket, strict=True)
-            if fs
-            for f in fs
-        ][:limit]
-        if not wanted:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p, field in wanted:
-                pipe.hget(f"{p}:outbox", field)
-            bodies = await pipe.execute()
-        return [_outbox_decoder.decode(b) for b in bodies if b is not None]
+    @outage_is_unavailable
+    async def pending(self, older_than: timedelta, limit: int) -> Sequence[OutboxEntry]:
+        # One script per bucket, sent together by the batcher (a cluster pipeline
+        # refuses scripts otherwise); each judges age by Redis TIME.
+        age_ms = int(older_than.total_seconds() * 1000)
+        found = await asyncio.gather(
+            *(
+                self._batch.run(self._pending, [f"{p}:outbox", f"{p}:outbox:z"], [age_ms, limit])
+                for p in self._prefixes()
+            )
+        )
+        entries: list[OutboxEntry] = []
+        for rows in found:
+            for score, body in zip(rows[::2], rows[1::2], strict=True):
+                entry = _outbox_decoder.decode(body)
+                committed = datetime.fromtimestamp(int(score) / 1000, UTC)
+                entries.append(msgspec.structs.replace(entry, created_at=committed))
+        entries.sort(key=lambda e: e.created_at)
+        return entries[:limit]
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def done(self, entries: Sequence[OutboxEntry]) -> None:
         if not entries:
             return
@@ -224,22 +198,27 @@ class RedisSagaStore:
 
     # -- TimerStore ---------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in self._prefixes():
-                pipe.zrangebyscore(f"{p}:timers", "-inf", _ms(now), start=0, num=limit)
+                pipe.zrangebyscore(
+                    f"{p}:timers", "-inf", _ms(now), start=0, num=limit, withscores=True
+                )
             by_bucket = await pipe.execute()
-        found: list[tuple[str, str]] = []
+        # Each bucket gives its oldest; merged by due time, so that under a backlog
+        # larger than ``limit`` the oldest timers of every bucket fire first.
+        found: list[tuple[float, str, str]] = []
         for members in by_bucket:
-            for member in members:
+            for member, score in members:
                 timer, _, saga_id = member.decode().partition(_SEP)
-                found.append((saga_id, timer))
-        return found[:limit]
+                found.append((score, saga_id, timer))
+        found.sort()
+        return [(saga_id, timer) for _score, saga_id, timer in found[:limit]]
 
     # -- SagaQueries --------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         rows = await self._redis.lrange(f"{self._bucket(saga_id)}:h:{saga_id}", 0, -1)
         return [_history_decoder.decode(row) for row in rows]
@@ -259,7 +238,7 @@ class RedisSagaStore:
 
     # -- Refusals ----------------------------------------------------------------------
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def record_refusal(self, saga_id: str, refusal: Refusal) -> None:
         await self._redis.set(
             f"{self._ns}:refused:{saga_id}",
@@ -267,7 +246,7 @@ class RedisSagaStore:
             ex=int(REFUSAL_TTL.total_seconds()),
         )
 
-    @_outage_is_unavailable
+    @outage_is_unavailable
     async def refusal(self, saga_id: str) -> Refusal | None:
         raw = await self._redis.get(f"{self._ns}:refused:{saga_id}")
         return None if raw is None else _refusal_decoder.decode(raw)
