@@ -84,6 +84,14 @@ class Holding:
         Raises:
             Stopping: The worker stopped while the store was still unavailable.
         """
+        # Almost every call succeeds at once: only a failure pays for building
+        # the retrying machinery (it is per command, on the hot path); the first
+        # retry then follows at once, the later ones with backoff.
+        try:
+            return await call()
+        except StoreUnavailableError:
+            if self.stopping:
+                raise Stopping from None
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailableError),
             wait=_BACKOFF,
@@ -106,6 +114,13 @@ class Holding:
         A message no queue is bound to receive fails the same way every time:
         it is not retried.
         """
+        try:
+            return await call()
+        except UnroutableError:
+            raise
+        except Exception:
+            if self.stopping:
+                raise
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: not isinstance(exc, UnroutableError)),
             wait=_BACKOFF,
