@@ -64,7 +64,7 @@ def _patch(owner: Any, name: str, label: str) -> None:
 
 def install() -> None:
     """Wrap the hot path: what one input costs, phase by phase."""
-    from coordinator import _runtime
+    from coordinator.runtime import _coordinator as _runtime
 
     c = _runtime.Coordinator
     for name in ("handle", "_apply", "start_saga", "load", "_commit", "_publish"):
@@ -80,7 +80,7 @@ def install() -> None:
     for name in ("command_entry", "lifecycle_entry", "history_entry"):
         _patch(_runtime, name, f"translate.{name} (sync)")
     try:
-        from coordinator import _outbox
+        from coordinator.runtime import _outbox
     except ImportError:
         pass
     else:
@@ -132,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     saga_args = [a for a in args.saga_args if a != "--"]
 
-    from coordinator._cli import main as saga_main
+    from coordinator.cli._app import main as saga_main
 
     sys.argv = ["saga", *saga_args]
     if args.trace:

@@ -12,8 +12,8 @@ from coordinator._errors import (
     SagaRefusedError,
     UnknownSagaError,
 )
-from coordinator._runtime import Coordinator
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
+from coordinator.runtime._coordinator import Coordinator
 
 __all__ = [
     "ConcurrencyError",

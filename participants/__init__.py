@@ -20,6 +20,7 @@ effect, and acks a command only once its reply was published.
 """
 
 from participants._errors import Failure, ServiceDefinitionError
+from participants._serve import serve_participants
 from participants._service import CommandHandler, Context, Registration, Service
 from participants._worker import ALREADY_COMPENSATED, INVALID_COMMAND, ParticipantWorker
 
@@ -33,4 +34,5 @@ __all__ = [
     "Registration",
     "Service",
     "ServiceDefinitionError",
+    "serve_participants",
 ]

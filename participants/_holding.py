@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from coordinator._errors import StoreUnavailableError, UnroutableError
-from coordinator._ports import Clock, IdempotencyStore
+from coordinator.ports import Clock, IdempotencyStore
 
 __all__ = ["Holding"]
 

@@ -8,12 +8,16 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar, final
 
 import msgspec
 
 from contracts import Command, StepKind
 from participants._errors import ServiceDefinitionError
+
+if TYPE_CHECKING:
+    from coordinator.ports import Clock, IdempotencyStore, Transport
+    from participants._worker import ParticipantWorker
 
 __all__ = ["CommandHandler", "Context", "Registration", "Service"]
 
@@ -127,6 +131,15 @@ class Service:
     def commands(self) -> tuple[str, ...]:
         """The names of the commands it handles, sorted."""
         return tuple(sorted(self._handlers))
+
+    def worker(
+        self, *, transport: Transport, idempotency: IdempotencyStore, clock: Clock
+    ) -> ParticipantWorker:
+        """A worker for this service with default settings (the in-memory harness uses it)."""
+        # The worker module imports this one for Service, so it is imported here.
+        from participants._worker import ParticipantWorker
+
+        return ParticipantWorker(self, transport=transport, idempotency=idempotency, clock=clock)
 
     def handler_for(self, command: str) -> Registration | None:
         """The registration of the command named ``command``, if there is one."""

@@ -36,7 +36,7 @@ from typing import Any, Final, final
 import msgspec
 
 from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskCompleted, TaskFailed
-from coordinator._ports import (
+from coordinator.ports import (
     COMPENSATED,
     Clock,
     Compensated,

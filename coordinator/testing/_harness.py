@@ -15,8 +15,6 @@ from typing import Any, final
 
 import msgspec
 
-from coordinator._ports import HistoryEntry
-from coordinator._runtime import Coordinator
 from coordinator.adapters.memory import (
     MemoryIdempotencyStore,
     MemorySagaStore,
@@ -24,7 +22,8 @@ from coordinator.adapters.memory import (
     VirtualClock,
 )
 from coordinator.core import LIFECYCLE_EVENTS, SagaDefinition, SagaState
-from participants import ParticipantWorker, Service
+from coordinator.ports import HistoryEntry, ParticipantService
+from coordinator.runtime._coordinator import Coordinator
 
 __all__ = ["Harness"]
 
@@ -48,7 +47,7 @@ class Harness:
     def __init__(
         self,
         definitions: Iterable[SagaDefinition[Any]],
-        services: Iterable[Service] = (),
+        services: Iterable[ParticipantService] = (),
         *,
         clock: VirtualClock | None = None,
         services_down: frozenset[str] = frozenset(),
@@ -69,9 +68,7 @@ class Harness:
             announce=announce,
         )
         self.workers = [
-            ParticipantWorker(
-                s, transport=self.transport, idempotency=self.idempotency, clock=self.clock
-            )
+            s.worker(transport=self.transport, idempotency=self.idempotency, clock=self.clock)
             for s in services
         ]
 

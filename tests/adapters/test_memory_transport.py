@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from ports import assert_implements
 
 from contracts import SagaError
-from coordinator._ports import Delivery, Handler, Transport
 from coordinator.adapters.memory._transport import (
     MemoryTransport,
     UnroutableError,
     topic_matches,
 )
+from coordinator.ports import Delivery, Handler, Transport
 
 
 async def _ack(delivery: Delivery) -> None:

@@ -24,7 +24,6 @@ import servers
 from ports import assert_implements
 
 from contracts import ContractError, SagaError
-from coordinator._ports import Delivery, Subscription, Transport
 from coordinator.adapters.rabbitmq import (
     PublishFailedError,
     RabbitTransport,
@@ -33,6 +32,7 @@ from coordinator.adapters.rabbitmq import (
     definitions,
 )
 from coordinator.adapters.rabbitmq._topology import queue_arguments
+from coordinator.ports import Delivery, Subscription, Transport
 
 WAIT = 10.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from examples.orders import worker
+from coordinator.examples.orders import worker
 from participants import Service
 
 

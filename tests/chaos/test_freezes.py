@@ -13,7 +13,7 @@ import pytest
 from procs import Deployment
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator._client import SagaClient
+from coordinator.client._client import SagaClient
 
 MIX = {"declined": 0.15, "out_of_stock": 0.02, "flaky": 0.10, "large": 0.10}
 LEASE = 5.0  # Settings.participant_lease

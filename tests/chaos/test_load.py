@@ -17,8 +17,8 @@ from servers import AMQP_URL
 from workload import Order, Run, check_at_rest, ledger_rows, make_orders, mix_of
 
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
-from coordinator._client import SagaClient
 from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.client._client import SagaClient
 
 Proxies = Callable[..., Awaitable[Proxy]]
 CHAOS = str(Path(__file__).parent)

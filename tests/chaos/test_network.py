@@ -15,7 +15,7 @@ from proxy import Proxy
 from servers import AMQP_URL, REDIS_URL
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator._client import SagaClient
+from coordinator.client._client import SagaClient
 
 # Outcomes of every kind but the slow shipper's, whose outcome depends on the
 # ship step's timeout (see tolerant.py).

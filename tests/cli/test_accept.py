@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from coordinator._accept import answer_to, cancel_checked, signal_checked, start_checked
 from coordinator._errors import RefusedError
-from coordinator._ports import HistoryEntry, Refusal
-from examples.orders import Order
+from coordinator.client._accept import answer_to, cancel_checked, signal_checked, start_checked
+from coordinator.examples.orders import Order
+from coordinator.ports import HistoryEntry, Refusal
 
 ORDER = {"order_id": "o1", "lines": [], "total_cents": 100}
 

@@ -8,7 +8,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from coordinator._cli import app
+from coordinator.cli._app import app
 
 runner = CliRunner()
 
@@ -24,7 +24,7 @@ def test_demo_runs_four_sagas_and_exits_zero() -> None:
 
 
 def test_graph_prints_mermaid() -> None:
-    result = runner.invoke(app, ["graph", "examples.orders:saga"])
+    result = runner.invoke(app, ["graph", "coordinator.examples.orders:saga"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("flowchart TD")
     for name in ("reserve", "charge", "points", "approval", "ship"):
@@ -33,7 +33,7 @@ def test_graph_prints_mermaid() -> None:
 
 
 def test_graph_of_something_that_is_not_a_saga_says_so() -> None:
-    result = runner.invoke(app, ["graph", "examples.orders:Ledger"])
+    result = runner.invoke(app, ["graph", "coordinator.examples.orders:Ledger"])
     assert result.exit_code == 2
     assert "not a saga definition" in result.output
     result = runner.invoke(app, ["graph", "no_such_module:saga"])

@@ -49,12 +49,12 @@ def one_line(done: subprocess.CompletedProcess[str], code: int, *words: str) -> 
 
 USAGE = [
     (["run", "--saga", "no_such_module:saga"], ["--saga", "cannot import 'no_such_module'"]),
-    (["run", "--saga", "examples.orders:no_such"], ["--saga", "has no 'no_such'"]),
-    (["run", "--saga", "examples.orders:Ledger"], ["--saga", "not a saga definition"]),
-    (["run", "--saga", "examples.orders"], ["--saga", "expected MODULE:ATTRIBUTE"]),
+    (["run", "--saga", "coordinator.examples.orders:no_such"], ["--saga", "has no 'no_such'"]),
+    (["run", "--saga", "coordinator.examples.orders:Ledger"], ["--saga", "not a saga definition"]),
+    (["run", "--saga", "coordinator.examples.orders"], ["--saga", "expected MODULE:ATTRIBUTE"]),
     (["run"], ["Missing option '--saga'"]),
     (["participant", "no_such_module:services"], ["SERVICES", "cannot import"]),
-    (["participant", "examples.orders:saga"], ["SERVICES", "not a Service"]),
+    (["participant", "coordinator.examples.orders:saga"], ["SERVICES", "not a Service"]),
     (["start", "order.place", "--data", "{not json"], ["--data is not valid JSON"]),
     (["start", "order.place", "--data", "[1]"], ["--data must be a JSON object"]),
     (["signal", "s1", "approval", "--data", "{x"], ["--data is not valid JSON"]),
@@ -84,7 +84,7 @@ SETTINGS = [
 
 
 @pytest.mark.parametrize(("name", "value", "words"), SETTINGS)
-@pytest.mark.parametrize("command", ["list", "run --saga examples.orders:saga"])
+@pytest.mark.parametrize("command", ["list", "run --saga coordinator.examples.orders:saga"])
 def test_a_bad_setting_names_the_variable(command: str, name: str, value: str, words: str) -> None:
     line = one_line(saga(*command.split(), **{name: value}), 2, f"{name}=", words)
     assert "fix the value or unset it" in line
@@ -119,10 +119,12 @@ def test_rabbitmq_unreachable_for_a_start_is_one_line_without_the_password() -> 
     assert "guest:guest" not in line
 
 
-@pytest.mark.parametrize("command", ["run --saga examples.orders:saga", "participant x"])
+@pytest.mark.parametrize(
+    "command", ["run --saga coordinator.examples.orders:saga", "participant x"]
+)
 def test_serving_with_wait_for_servers_0_fails_fast_in_one_line(command: str) -> None:
     if command.startswith("participant"):
-        command = "participant examples.orders.worker:services"
+        command = "participant coordinator.examples.orders.worker:services"
     done = saga(
         *command.split(), "--wait-for-servers", "0", SAGA_AMQP_URL=f"amqp://guest:guest@{CLOSED}/"
     )
@@ -145,7 +147,7 @@ def test_a_wrong_password_is_one_line_and_not_waited_for() -> None:
     done = saga(
         "run",
         "--saga",
-        "examples.orders:saga",
+        "coordinator.examples.orders:saga",
         SAGA_AMQP_URL=AMQP_URL.replace("guest:guest", "guest:wrong"),
     )
     one_line(done, 1, "refused the connection", "check the credentials in SAGA_AMQP_URL")
@@ -163,7 +165,12 @@ def test_unknown_ids_are_refused_in_one_line_with_exit_code_1() -> None:
 
 def test_input_checked_against_the_definition_names_the_field() -> None:
     done = saga(
-        "start", "order.place", "--saga", "examples.orders:saga", "--data", '{"order_id": 3}'
+        "start",
+        "order.place",
+        "--saga",
+        "coordinator.examples.orders:saga",
+        "--data",
+        '{"order_id": 3}',
     )
     one_line(done, 1, "does not fit saga 'order.place'", "$.order_id")
 

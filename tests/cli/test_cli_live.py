@@ -102,8 +102,10 @@ def _servers_up() -> None:
 def live(tmp_path: Path) -> Iterator[Deployment]:
     _servers_up()
     d = Deployment(tmp_path)
-    d.spawn("participant", "examples.orders.worker:services", ready="participants running")
-    d.spawn("run", "--saga", "examples.orders:saga", ready="coordinator running")
+    d.spawn(
+        "participant", "coordinator.examples.orders.worker:services", ready="participants running"
+    )
+    d.spawn("run", "--saga", "coordinator.examples.orders:saga", ready="coordinator running")
     yield d
     codes = d.stop()
     asyncio.run(_delete_namespace(d.env["SAGA_NAMESPACE"]))

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 from servers import AMQP_URL, namespace
 
-from coordinator._serve import connect_rabbit
-from coordinator._settings import Settings
 from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.service._serve import connect_rabbit
+from coordinator.service._settings import Settings
 
 BIN = Path(sys.executable).parent
 SERVICES = ("inventory", "payments", "loyalty", "shipping")
@@ -126,9 +126,9 @@ async def test_both_processes_wait_for_the_servers_and_run_when_they_answer(
     procs = Procs(tmp_path, env)
     redis_server: subprocess.Popen[bytes] | None = None
     try:
-        participant = procs.spawn("participant", "examples.orders.worker:services")
+        participant = procs.spawn("participant", "coordinator.examples.orders.worker:services")
         coordinator = procs.spawn(
-            "run", "--saga", "examples.orders:saga", env={"SAGA_AMQP_URL": late_amqp}
+            "run", "--saga", "coordinator.examples.orders:saga", env={"SAGA_AMQP_URL": late_amqp}
         )
         masked = late_amqp.replace(f":{broker.password}@", ":***@")
         await until(

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import pytest
 from servers import connect_rabbit, namespace
 
-from coordinator._ports import Exchange, Handler, Subscription, Transport
 from coordinator.adapters.memory import MemoryTransport
 from coordinator.adapters.memory import UnroutableError as MemoryUnroutableError
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.rabbitmq import UnroutableError as RabbitUnroutableError
+from coordinator.ports import Exchange, Handler, Subscription, Transport
 
 # -- transport ----------------------------------------------------------------------
 

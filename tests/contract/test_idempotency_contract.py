@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
 from coordinator._errors import StoreUnavailableError
-from coordinator._ports import COMPENSATED
 from coordinator.adapters.memory import MemoryIdempotencyStore
 from coordinator.adapters.redis import RedisIdempotencyStore
+from coordinator.ports import COMPENSATED
 
 MINUTE = timedelta(minutes=1)
 

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
-from coordinator._ports import Commit, HistoryEntry, OutboxEntry, Refusal
 from coordinator.adapters.memory import MemorySagaStore, VirtualClock
 from coordinator.adapters.redis import RedisSagaStore
+from coordinator.ports import Commit, HistoryEntry, OutboxEntry, Refusal
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 import pytest
 
 from contracts import SagaError
-from coordinator._ports import Delivery, Exchange, Handler, Subscription, Transport
+from coordinator.ports import Delivery, Exchange, Handler, Subscription, Transport
 
 T = TypeVar("T")
 

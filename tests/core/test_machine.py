@@ -1693,7 +1693,7 @@ def test_the_core_source_imports_no_io_module() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top not in FORBIDDEN, f"{path.name} imports {name}"
-                assert not name.startswith(("coordinator.adapters", "coordinator._runtime")), (
+                assert not name.startswith(("coordinator.adapters", "coordinator.runtime")), (
                     f"{path.name} imports {name}"
                 )
                 assert top != "participants", f"{path.name} imports {name}"

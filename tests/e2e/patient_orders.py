@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from examples.orders.saga import build
+from coordinator.examples.orders.saga import build
 
 OUTAGE_PROOF_TIMEOUT = timedelta(minutes=2)
 

@@ -29,8 +29,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from servers import AMQP_URL, REDIS_URL, namespace, unavailable
 
-from coordinator._settings import Settings
 from coordinator.adapters.rabbitmq import DeadLetter, RabbitTransport
+from coordinator.service._settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -265,7 +265,7 @@ class Deployment:
         redis_url: str = REDIS_URL,
         timer_interval: float = 0.1,
         env: dict[str, str] | None = None,
-        saga: str = "examples.orders:saga",
+        saga: str = "coordinator.examples.orders:saga",
         step_timeout: float | None = None,
         step_attempts: int | None = None,
     ) -> None:
@@ -352,7 +352,7 @@ class Deployment:
         amqp_url: str | None = None,
         redis_url: str | None = None,
         env: dict[str, str] | None = None,
-        services: str = "examples.orders.worker:services",
+        services: str = "coordinator.examples.orders.worker:services",
     ) -> Proc:
         """A participant process; the URLs and ``env`` are for this process only."""
         argv = [SAGA, "participant", services]

@@ -9,10 +9,10 @@ import pytest
 from procs import servers_up
 from servers import AMQP_URL, namespace
 
-from coordinator import _client
-from coordinator._client import SagaClient
-from coordinator._settings import Settings
 from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.client import _client
+from coordinator.client._client import SagaClient
+from coordinator.service._settings import Settings
 
 
 @pytest.mark.timeout(60)

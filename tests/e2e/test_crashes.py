@@ -9,7 +9,7 @@ import pytest
 from procs import PATIENT_SAGA, Deployment, Proc
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator._client import SagaClient
+from coordinator.client._client import SagaClient
 
 
 @pytest.mark.timeout(300)

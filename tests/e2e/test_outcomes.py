@@ -16,7 +16,7 @@ import pytest
 from procs import Deployment, poll
 from workload import Run, check_at_rest, history_inputs, make_orders, mix_of
 
-from coordinator._client import SagaClient
+from coordinator.client._client import SagaClient
 
 # The full mix is 500 sagas; a smaller machine (or a quick local run) can take fewer.
 SAGAS = int(os.environ.get("SAGA_E2E_SAGAS", "500"))

@@ -13,9 +13,9 @@ from pathlib import Path
 from throwaway import RedisServer
 
 from contracts import DEFAULT_CODEC, TaskCompleted
-from coordinator._ports import Delivery
 from coordinator.adapters.memory._transport import MemoryTransport
 from coordinator.adapters.redis import RedisIdempotencyStore, connect_redis
+from coordinator.ports import Delivery
 from participants import ParticipantWorker
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "participants"))

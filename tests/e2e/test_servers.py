@@ -13,7 +13,7 @@ from procs import PATIENT_SAGA, QUEUES, Deployment, poll
 from throwaway import RabbitServer, RedisClusterServers, RedisServer
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator._client import SagaClient
+from coordinator.client._client import SagaClient
 
 # Outcomes of every kind but the slow shipper's (60 s), to keep the runs short.
 MIX = {"declined": 0.15, "out_of_stock": 0.02, "flaky": 0.10, "large": 0.10}

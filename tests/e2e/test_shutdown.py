@@ -26,7 +26,7 @@ from servers import connect_redis, drop_namespace, namespace
 from coordinator import Coordinator
 from coordinator.adapters.memory import MemoryTransport, SystemClock
 from coordinator.adapters.redis import RedisSagaStore
-from examples.orders import saga
+from coordinator.examples.orders import saga
 
 
 @pytest.fixture

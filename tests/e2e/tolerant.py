@@ -1,7 +1,7 @@
 """The example order saga with step timeouts and attempts that ride out an outage.
 
 ``saga run --saga tolerant:saga`` (with tests/e2e on PYTHONPATH): every step of
-`examples.orders.saga` gets the timeout ``ORDERS_STEP_TIMEOUT`` (seconds) and
+`coordinator.examples.orders.saga` gets the timeout ``ORDERS_STEP_TIMEOUT`` (seconds) and
 at least ``ORDERS_STEP_ATTEMPTS`` attempts, when those are set. A scenario
 that injects an outage of a known length sets them so that no attempt's
 timeout, or no step's attempts taken together, end within the outage: the
@@ -20,7 +20,7 @@ from typing import Any
 
 from coordinator.core._definition import ParallelDef, SagaDefinition, StepDef
 from coordinator.core._retry import Retry
-from examples.orders.saga import saga as example
+from coordinator.examples.orders.saga import saga as example
 
 
 def _tolerant(step: StepDef[Any], timeout: timedelta | None, attempts: int) -> StepDef[Any]:

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from coordinator import SagaRefusedError
+from coordinator.examples.orders import Ledger, Order, build_services, saga
+from coordinator.examples.orders.messages import Approval, Line
 from coordinator.testing import Harness, VirtualClock
-from examples.orders import Ledger, Order, build_services, saga
-from examples.orders.messages import Approval, Line
 
 BOOK = [Line(sku="book", quantity=1)]
 

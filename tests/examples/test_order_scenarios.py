@@ -7,9 +7,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from coordinator.examples.orders import Order, saga
+from coordinator.examples.orders.messages import Approval, Booked, Charged, Line, Reserved
 from coordinator.testing import Scenario
-from examples.orders import Order, saga
-from examples.orders.messages import Approval, Booked, Charged, Line, Reserved
 
 
 def make(**changes: object) -> Scenario[Order]:

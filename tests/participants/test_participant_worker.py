@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from contracts import DEFAULT_CODEC, Command, Reply, StepKind, TaskCompleted, TaskFailed
-from coordinator._ports import Delivery, Exchange, Handler, Subscription
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
 from coordinator.adapters.memory._transport import MemoryTransport
+from coordinator.ports import Delivery, Exchange, Handler, Subscription
 from participants._errors import Failure
 from participants._service import Context, Service
 from participants._worker import ParticipantWorker

@@ -191,6 +191,7 @@ def test_public_names() -> None:
         "Registration",
         "Service",
         "ServiceDefinitionError",
+        "serve_participants",
     }
     for name in participants.__all__:
         assert getattr(participants, name) is not None

@@ -23,10 +23,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from test_participant_worker import NOW, Inventory, RecordingDelivery, command
 
 from contracts import DEFAULT_CODEC, TaskCompleted, TaskFailed
-from coordinator._ports import Delivery
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
 from coordinator.adapters.memory._transport import MemoryTransport
 from coordinator.adapters.redis import RedisIdempotencyStore
+from coordinator.ports import Delivery
 from participants import ALREADY_COMPENSATED, ParticipantWorker
 
 HOUR = timedelta(hours=1)

@@ -14,11 +14,11 @@ import pytest
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
 from coordinator import Coordinator
 from coordinator._errors import StoreUnavailableError
-from coordinator._ports import Commit, CommitResult, Delivery, Stored
 from coordinator.adapters.memory import MemorySagaStore, MemoryTransport
+from coordinator.examples.orders import Ledger, Order, build_services, saga
+from coordinator.examples.orders.messages import Line
+from coordinator.ports import Commit, CommitResult, Delivery, Stored
 from coordinator.testing import Harness, VirtualClock
-from examples.orders import Ledger, Order, build_services, saga
-from examples.orders.messages import Line
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

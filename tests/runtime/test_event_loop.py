@@ -8,8 +8,8 @@ import os
 import pytest
 import uvloop
 
-from coordinator._serve import run_loop
-from coordinator._settings import Settings
+from coordinator.service._serve import run_loop
+from coordinator.service._settings import Settings
 
 
 @pytest.fixture(autouse=True)

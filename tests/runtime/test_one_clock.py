@@ -19,8 +19,8 @@ from servers import connect_redis, drop_namespace
 from coordinator import Coordinator
 from coordinator.adapters.memory import MemorySagaStore, MemoryTransport
 from coordinator.adapters.redis import RedisSagaStore
-from examples.orders import Order, saga
-from examples.orders.messages import Line
+from coordinator.examples.orders import Order, saga
+from coordinator.examples.orders.messages import Line
 
 YEAR = timedelta(days=365)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts import DEFAULT_CODEC, Signal, StartSaga
+from coordinator.examples.orders import Ledger, build_services, saga
 from coordinator.testing import Harness, VirtualClock
-from examples.orders import Ledger, build_services, saga
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

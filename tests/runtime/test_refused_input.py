@@ -22,12 +22,12 @@ from servers import connect_redis, drop_namespace
 
 from contracts import DEFAULT_CODEC, CancelSaga, Signal
 from coordinator import Coordinator, SagaRefusedError
-from coordinator._ports import Transport
 from coordinator.adapters.memory import MemoryIdempotencyStore, MemoryTransport, SystemClock
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore
-from examples.orders import Ledger, Order, build_services, saga
-from examples.orders.messages import Line
+from coordinator.examples.orders import Ledger, Order, build_services, saga
+from coordinator.examples.orders.messages import Line
+from coordinator.ports import Transport
 from participants import ParticipantWorker
 
 AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")

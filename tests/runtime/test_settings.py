@@ -7,8 +7,8 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from coordinator._settings import Settings
 from coordinator.core import LIFECYCLE_EVENTS
+from coordinator.service._settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from coordinator._errors import SagaError, ServerUnreachableError
-from coordinator._startup import BACKOFF_MAX, mask_url, wait_for_server
+from coordinator.service._startup import BACKOFF_MAX, mask_url, wait_for_server
 
 URL = "amqp://guest:secret@rabbit:5672/"
 

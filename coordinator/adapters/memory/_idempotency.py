@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 from typing import final
 
-from coordinator._ports import COMPENSATED, Compensated
+from coordinator.ports import COMPENSATED, Compensated
 
 __all__ = ["MemoryIdempotencyStore"]
 

@@ -12,7 +12,8 @@ from typing import final
 
 import msgspec
 
-from coordinator._ports import (
+from coordinator.adapters.memory._clock import SystemClock
+from coordinator.ports import (
     Clock,
     Commit,
     CommitResult,
@@ -21,7 +22,6 @@ from coordinator._ports import (
     Refusal,
     Stored,
 )
-from coordinator.adapters.memory._clock import SystemClock
 
 __all__ = ["MemorySagaStore"]
 

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Final, final, get_args
 
 from coordinator._errors import UnroutableError
-from coordinator._ports import Exchange, Handler, Subscription
+from coordinator.ports import Exchange, Handler, Subscription
 
 __all__ = ["DeadLetter", "MemoryTransport", "Published", "UnroutableError", "topic_matches"]
 

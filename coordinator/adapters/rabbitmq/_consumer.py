@@ -15,10 +15,10 @@ from typing import final
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
-from coordinator._ports import Handler
 from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._delivery import Park, RabbitDelivery
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
+from coordinator.ports import Handler
 
 __all__ = ["Consumer"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, get_args
 
-from coordinator._ports import Exchange
+from coordinator.ports import Exchange
 
 __all__ = [
     "DEAD_EXCHANGE",

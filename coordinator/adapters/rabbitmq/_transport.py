@@ -31,7 +31,6 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pamqp.common import FieldTable
 
 from contracts import ContractError
-from coordinator._ports import Exchange, Handler, Subscription
 from coordinator.adapters.rabbitmq._consumer import Consumer
 from coordinator.adapters.rabbitmq._delivery import DeadLetter
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS, TopologyMismatchError
@@ -46,6 +45,7 @@ from coordinator.adapters.rabbitmq._topology import (
     queue_arguments,
     queue_name,
 )
+from coordinator.ports import Exchange, Handler, Subscription
 
 __all__ = ["RabbitTransport"]
 

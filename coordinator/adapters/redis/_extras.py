@@ -14,9 +14,9 @@ from redis.asyncio.connection import AbstractConnection
 from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
-from coordinator._ports import COMPENSATED, Compensated
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._transient import outage_is_unavailable
+from coordinator.ports import COMPENSATED, Compensated
 
 __all__ = ["RedisClock", "RedisIdempotencyStore", "connect_redis"]
 

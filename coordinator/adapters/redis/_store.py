@@ -30,7 +30,10 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from coordinator._ports import (
+from coordinator.adapters.redis._batch import Batcher, LuaScript
+from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
+from coordinator.adapters.redis._transient import outage_is_unavailable
+from coordinator.ports import (
     Commit,
     CommitResult,
     HistoryEntry,
@@ -38,9 +41,6 @@ from coordinator._ports import (
     Refusal,
     Stored,
 )
-from coordinator.adapters.redis._batch import Batcher, LuaScript
-from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
-from coordinator.adapters.redis._transient import outage_is_unavailable
 
 __all__ = ["RedisSagaStore"]
 

@@ -15,12 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator._accept import cancel_checked, signal_checked, start_checked
-from coordinator._client import SagaClient
 from coordinator._errors import RefusedError, SagaError
-from coordinator._loading import load_definition, load_object
-from coordinator._settings import Settings
+from coordinator.client import SagaClient, cancel_checked, signal_checked, start_checked
 from coordinator.core import TERMINAL, SagaDefinition
+from coordinator.service import Settings, load_definition, load_object
 
 __all__ = ["register"]
 
@@ -98,7 +96,7 @@ def _with_client(namespace: str | None, job: Callable[[SagaClient], Awaitable[T]
         async with SagaClient(_settings(namespace)) as client:
             return await job(client)
 
-    # Errors become one line in coordinator._cli_errors, for every command.
+    # Errors become one line in coordinator.cli._errors, for every command.
     return asyncio.run(run())
 
 
@@ -153,7 +151,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         wait_for_servers: WaitForServersOpt = None,
     ) -> None:
         """Run a coordinator replica: consume events, advance sagas, fire timers."""
-        from coordinator._serve import run_loop, serve_coordinator
+        from coordinator.service import run_loop, serve_coordinator
 
         definitions = [_load_definition(spec) for spec in saga]
         settings = _serving(namespace, wait_for_servers)
@@ -172,7 +170,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
         wait_for_servers: WaitForServersOpt = None,
     ) -> None:
         """Run participant services written with the participants SDK."""
-        from coordinator._serve import run_loop, serve_participants
+        from coordinator.service import run_loop
+        from participants import serve_participants
 
         found = _load_services(services)
         settings = _serving(namespace, wait_for_servers)

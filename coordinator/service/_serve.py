@@ -1,5 +1,5 @@
-"""Long-running processes: the coordinator (``saga run``) and participant
-workers (``saga participant``), wired to RabbitMQ and Redis from settings.
+"""Long-running processes: the coordinator (``saga run``), wired to RabbitMQ and
+Redis from settings; `participants` reuses the plumbing for ``saga participant``.
 
 Shutdown on SIGTERM or SIGINT is graceful: stop consuming, let the handlers in
 flight finish (their transitions commit and their deliveries are acked), then
@@ -12,29 +12,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Literal, TypeVar
 
 from contracts import Codec
-from coordinator._runtime import Coordinator
-from coordinator._settings import Settings
-from coordinator._startup import wait_for_server
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import (
     RedisClock,
-    RedisIdempotencyStore,
     RedisSagaStore,
     connect_redis,
 )
 from coordinator.core import SagaDefinition
-from participants import ParticipantWorker, Service
+from coordinator.runtime._coordinator import Coordinator
+from coordinator.service._settings import Settings
+from coordinator.service._startup import wait_for_server
 
 __all__ = [
     "connect_rabbit",
+    "connect_servers",
+    "loop_name",
     "run_loop",
     "serve_coordinator",
-    "serve_participants",
     "until_signalled",
 ]
 
@@ -61,7 +60,7 @@ def run_loop(main: Coroutine[Any, Any, T], kind: Literal["auto", "uvloop", "asyn
     return asyncio.run(main)
 
 
-def _loop_name() -> str:
+def loop_name() -> str:
     return (
         "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
     )
@@ -97,7 +96,7 @@ async def connect_rabbit(settings: Settings) -> RabbitTransport:
     )
 
 
-async def _connect(
+async def connect_servers(
     stack: AsyncExitStack, settings: Settings, probe: Callable[[Any], Awaitable[object]]
 ) -> tuple[RabbitTransport, Any]:
     """Both servers, each waited for; ``probe`` is the first Redis call to make."""
@@ -131,7 +130,7 @@ async def serve_coordinator(
             clock = RedisClock(redis)
             await clock.start()
 
-        transport, redis = await _connect(stack, settings, start_clock)
+        transport, redis = await connect_servers(stack, settings, start_clock)
         assert clock is not None
         stack.push_async_callback(clock.stop)
         store = RedisSagaStore(
@@ -152,38 +151,6 @@ async def serve_coordinator(
         )
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)
-        _log.info("coordinator running in namespace %r on %s", settings.namespace, _loop_name())
+        _log.info("coordinator running in namespace %r on %s", settings.namespace, loop_name())
         await until_signalled(stop)
         _log.info("stopping: draining in-flight transitions")
-
-
-async def serve_participants(
-    services: Sequence[Service], settings: Settings, *, stop: asyncio.Event | None = None
-) -> None:
-    """Run workers for ``services`` until signalled."""
-    async with AsyncExitStack() as stack:
-        transport, redis = await _connect(stack, settings, lambda redis: redis.ping())
-        idempotency = RedisIdempotencyStore(
-            redis, namespace=settings.namespace, ttl=settings.idempotency_ttl
-        )
-        codec = Codec(max_size=settings.max_message_size)
-        for service in services:
-            worker = ParticipantWorker(
-                service,
-                transport=transport,
-                idempotency=idempotency,
-                codec=codec,
-                prefetch=settings.prefetch,
-                lease=settings.participant_lease,
-            )
-            await worker.start()
-            stack.push_async_callback(worker.stop)
-        names = ", ".join(s.name for s in services)
-        _log.info(
-            "participants running in namespace %r on %s: %s",
-            settings.namespace,
-            _loop_name(),
-            names,
-        )
-        await until_signalled(stop)
-        _log.info("stopping: finishing the commands in flight")

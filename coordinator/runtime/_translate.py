@@ -18,7 +18,6 @@ from contracts import (
     TaskCompleted,
     TaskFailed,
 )
-from coordinator._ports import HistoryEntry, OutboxEntry
 from coordinator.core import (
     CancelRequested,
     Decision,
@@ -31,6 +30,7 @@ from coordinator.core import (
     StepCompleted,
     StepFailed,
 )
+from coordinator.ports import HistoryEntry, OutboxEntry
 
 __all__ = ["command_entry", "history_entry", "input_for", "lifecycle_entry"]
 

@@ -26,7 +26,7 @@ from typer._click import exceptions as click  # typer carries its own click
 from typer.core import TyperGroup
 
 from coordinator._errors import SagaError, ServerUnreachableError
-from coordinator._startup import reason
+from coordinator.service._startup import reason
 
 __all__ = ["EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "OneLineErrors", "debug"]
 

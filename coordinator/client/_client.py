@@ -17,12 +17,12 @@ from typing import Any, Final, final
 import msgspec
 
 from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga
-from coordinator._ports import HistoryEntry, Refusal
-from coordinator._settings import Settings
-from coordinator._startup import wait_for_server
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
 from coordinator.core import TERMINAL, SagaState, StepState
+from coordinator.ports import HistoryEntry, Refusal
+from coordinator.service._settings import Settings
+from coordinator.service._startup import wait_for_server
 
 __all__ = ["SagaClient"]
 
@@ -120,7 +120,7 @@ class SagaClient:
         *,
         sent_at: datetime | None = None,
     ) -> str:
-        """Publish a start and return the saga id; ``coordinator._accept`` checks it was taken."""
+        """Publish a start and return the saga id; `start_checked` checks it was taken."""
         saga_id = saga_id or uuid.uuid4().hex
         message = StartSaga(
             message_id=f"start:{saga_id}",

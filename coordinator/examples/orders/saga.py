@@ -1,8 +1,8 @@
 """The order saga: reserve stock, charge and award points in parallel, ask a
 manager to approve large orders, then book shipping.
 
-Run it with ``saga run --saga examples.orders:saga``; draw it with
-``saga graph examples.orders:saga``.
+Run it with ``saga run --saga coordinator.examples.orders:saga``; draw it with
+``saga graph coordinator.examples.orders:saga``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import msgspec
 from msgspec.structs import replace
 
 from coordinator import Retry, Saga, SagaDefinition
-from examples.orders.messages import (
+from coordinator.examples.orders.messages import (
     Approval,
     AwardPoints,
     Booked,

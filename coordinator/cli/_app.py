@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, cast
 
 import typer
 
 from contracts import asyncapi, json_schema
-from coordinator._cli_errors import OneLineErrors, debug
-from coordinator._cli_live import register
 from coordinator._dsl import to_mermaid
 from coordinator._errors import SagaError
-from coordinator._loading import load_definition
+from coordinator.cli._errors import OneLineErrors, debug
+from coordinator.cli._live import register
+from coordinator.service import load_definition, load_object
 
 __all__ = ["app", "main"]
 
@@ -49,9 +50,10 @@ def _root(
 @app.command()
 def demo() -> None:
     """Run the order example end to end in one process, in memory, and show each saga."""
-    from coordinator._demo import run_demo
-
-    raise typer.Exit(asyncio.run(run_demo()))
+    # Found by name, as `saga run --saga` finds a user's saga: the library does
+    # not import its examples, which are a deployment of both sides.
+    run_demo = load_object("coordinator.examples.orders.demo:run_demo")
+    raise typer.Exit(asyncio.run(cast(Callable[[], Coroutine[Any, Any, int]], run_demo)()))
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """The four order services as one participant process:
-``saga participant examples.orders.worker:services``.
+``saga participant coordinator.examples.orders.worker:services``.
 
 Effects are written to the SQLite file named by ``ORDERS_LEDGER`` (default
 ``orders-ledger.sqlite3``), so tests can check that each happened exactly once.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from coordinator.adapters.memory import SystemClock
-from examples.orders.services import SqliteLedger, build_services
+from coordinator.examples.orders.services import SqliteLedger, build_services
 from participants import Service
 
 

@@ -1,4 +1,7 @@
-"""``saga demo``: the order example on the in-memory adapters, with timelines."""
+"""``saga demo``: the order example on the in-memory adapters, with timelines.
+
+The CLI finds `run_demo` by name; nothing in the library imports the examples.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from coordinator._ports import HistoryEntry
 from coordinator.adapters.memory import VirtualClock
+from coordinator.examples.orders import Ledger, Order, build_services, saga
+from coordinator.examples.orders.messages import Approval, Line
+from coordinator.examples.orders.saga import APPROVAL_THRESHOLD_CENTS
+from coordinator.ports import HistoryEntry
 from coordinator.testing import Harness
-from examples.orders import Ledger, Order, build_services, saga
-from examples.orders.messages import Approval, Line
-from examples.orders.saga import APPROVAL_THRESHOLD_CENTS
 
 __all__ = ["run_demo"]
 

@@ -38,22 +38,6 @@ from coordinator._errors import (
     StoreUnavailableError,
     UnknownSagaError,
 )
-from coordinator._outbox import OutboxPublisher
-from coordinator._ports import (
-    Clock,
-    Commit,
-    Delivery,
-    OutboxEntry,
-    OutboxStore,
-    Refusal,
-    Refusals,
-    SagaQueries,
-    SagaStore,
-    Subscription,
-    TimerStore,
-    Transport,
-)
-from coordinator._translate import command_entry, history_entry, input_for, lifecycle_entry
 from coordinator.core import (
     LIFECYCLE_EVENTS,
     NOTHING_DOWN,
@@ -73,6 +57,22 @@ from coordinator.core import (
     decide,
     start,
 )
+from coordinator.ports import (
+    Clock,
+    Commit,
+    Delivery,
+    OutboxEntry,
+    OutboxStore,
+    Refusal,
+    Refusals,
+    SagaQueries,
+    SagaStore,
+    Subscription,
+    TimerStore,
+    Transport,
+)
+from coordinator.runtime._outbox import OutboxPublisher
+from coordinator.runtime._translate import command_entry, history_entry, input_for, lifecycle_entry
 
 __all__ = ["Coordinator", "Store"]
 

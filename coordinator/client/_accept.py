@@ -19,8 +19,8 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from coordinator._errors import RefusedError, UnroutableError
-from coordinator._ports import HistoryEntry, Refusal
 from coordinator.core import TERMINAL
+from coordinator.ports import HistoryEntry, Refusal
 
 __all__ = ["answer_to", "cancel_checked", "signal_checked", "start_checked"]
 

@@ -25,6 +25,7 @@ __all__ = [
     "IdempotencyStore",
     "OutboxEntry",
     "OutboxStore",
+    "ParticipantService",
     "Refusal",
     "Refusals",
     "SagaQueries",
@@ -33,6 +34,7 @@ __all__ = [
     "Subscription",
     "TimerStore",
     "Transport",
+    "Worker",
 ]
 
 Exchange = Literal["commands", "events", "lifecycle"]
@@ -276,3 +278,31 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+# -- participants, seen from the in-memory harness ------------------------------------
+
+
+class Worker(Protocol):
+    """Something that consumes until stopped: a participant's worker."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ParticipantService(Protocol):
+    """A participant service the harness can run beside the coordinator.
+
+    ``participants.Service`` is one. The coordinator side knows this protocol,
+    never the SDK, so the two packages do not import each other.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def worker(
+        self, *, transport: Transport, idempotency: IdempotencyStore, clock: Clock
+    ) -> Worker:
+        """A worker that handles this service's commands on ``transport``."""
+        ...

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol, final
 
-from coordinator._ports import Clock, OutboxEntry, OutboxStore, Transport
+from coordinator.ports import Clock, OutboxEntry, OutboxStore, Transport
 
 __all__ = ["OutboxPublisher"]
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from coordinator._ports import Clock
-from examples.orders.messages import (
+from coordinator.examples.orders.messages import (
     AwardPoints,
     Booked,
     BookShipment,
@@ -26,6 +25,7 @@ from examples.orders.messages import (
     Reserved,
     RevokePoints,
 )
+from coordinator.ports import Clock
 from participants import Context, Failure, Service
 
 SLOW_SHIPPER_SECONDS = 60.0

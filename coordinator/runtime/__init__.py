@@ -1,0 +1,8 @@
+"""The coordinator runtime: receive -> load -> decide -> commit -> publish -> ack.
+
+It drives the pure core through the ports; it knows no broker and no database.
+"""
+
+from coordinator.runtime._coordinator import Coordinator, Store
+
+__all__ = ["Coordinator", "Store"]

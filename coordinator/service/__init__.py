@@ -1,0 +1,30 @@
+"""The processes: settings from the environment, servers waited for, signals, the loop.
+
+Everything here is the edge: the only place that reads the environment and
+turns settings into connected adapters.
+"""
+
+from coordinator.service._loading import load_definition, load_object
+from coordinator.service._serve import (
+    connect_rabbit,
+    connect_servers,
+    loop_name,
+    run_loop,
+    serve_coordinator,
+    until_signalled,
+)
+from coordinator.service._settings import Settings
+from coordinator.service._startup import wait_for_server
+
+__all__ = [
+    "Settings",
+    "connect_rabbit",
+    "connect_servers",
+    "loop_name",
+    "load_definition",
+    "load_object",
+    "run_loop",
+    "serve_coordinator",
+    "until_signalled",
+    "wait_for_server",
+]
