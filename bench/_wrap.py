@@ -106,14 +106,15 @@ def _install_coordinator_stores() -> None:
 
 
 def _install_participant() -> None:
-    from coordinator.adapters.redis import _extras
-    from participants import _worker
+    from coordinator.adapters.redis import _idempotency
+    from participants import _holds, _worker
 
     w = _worker.ParticipantWorker
-    for name in ("handle", "_answer", "_claim_or_recorded", "_execute"):
+    for name in ("handle", "_answer", "_run_and_reply", "_execute"):
         _patch(w, name, f"participant.{name}")
-    i = _extras.RedisIdempotencyStore
-    for name in ("get", "put", "claim", "release"):
+    _patch(_holds.KeyHolds, "wait_for_turn", "participant.wait_for_turn")
+    i = _idempotency.RedisIdempotencyStore
+    for name in ("begin", "finish"):
         _patch(i, name, f"idempotency.{name}")
 
 

@@ -7,16 +7,15 @@ composes them. A port never interprets saga semantics.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final, Literal, Protocol
+from typing import Literal, Protocol, final
 
 import msgspec
 
 __all__ = [
-    "COMPENSATED",
     "Clock",
-    "Compensated",
     "Commit",
     "CommitResult",
     "Delivery",
@@ -26,6 +25,7 @@ __all__ = [
     "OutboxEntry",
     "OutboxStore",
     "ParticipantService",
+    "RecordedReply",
     "Refusal",
     "Refusals",
     "SagaQueries",
@@ -34,6 +34,7 @@ __all__ = [
     "Subscription",
     "TimerStore",
     "Transport",
+    "Turn",
     "Worker",
 ]
 
@@ -239,8 +240,22 @@ class SagaQueries(Protocol):
     ) -> Sequence[str]: ...
 
 
-Compensated = Literal["compensated"]
-COMPENSATED: Final[Compensated] = "compensated"
+class Turn(enum.Enum):
+    """What ``IdempotencyStore.begin`` says when no reply is recorded for the key."""
+
+    TAKEN = "taken"
+    """The caller holds the key now (taken, or its hold renewed): run the handler."""
+    HELD_ELSEWHERE = "held elsewhere"
+    """Another holder has the key or, for a compensation, its action's key: ask again."""
+    COMPENSATED = "compensated"
+    """An action whose step's compensation has begun: refuse it, never run it."""
+
+
+@final
+class RecordedReply(msgspec.Struct, frozen=True):
+    """The reply recorded for the key, as ``finish`` stored it: send it again, run nothing."""
+
+    body: bytes
 
 
 class IdempotencyStore(Protocol):
@@ -254,20 +269,22 @@ class IdempotencyStore(Protocol):
     ``<saga>:<step>:compensation``, are fenced against each other too, so that
     no action runs after its undo: once the compensation's key has been taken
     (a tombstone records it, for as long as replies are kept), ``begin`` of the
-    action refuses it (``COMPENSATED``) unless the action's reply was recorded
-    before; and the compensation waits (False) while the action's key is held.
-    Both checks are atomic with taking the key. Other keys are fenced alone.
+    action refuses it (``Turn.COMPENSATED``) unless the action's reply was
+    recorded before; and the compensation waits (``Turn.HELD_ELSEWHERE``) while
+    the action's key is held. Both checks are atomic with taking the key. Other
+    keys are fenced alone.
 
     An outage of the backing server raises ``StoreUnavailableError``: the call
     may be made again, unchanged, once it is back.
     """
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
-        """The reply recorded for ``key``; else True if ``holder`` now holds the key
-        (run the handler; the hold expires after ``ttl``), False if another does
-        (or, for a compensation, its action is held), ``COMPENSATED`` for an
-        action whose compensation has begun. The holder calls it again to renew
-        its hold while the handler runs."""
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
+        """The reply recorded for ``key``; else whose turn it is: ``Turn.TAKEN`` if
+        ``holder`` now holds the key (run the handler; the hold expires after
+        ``ttl``), ``Turn.HELD_ELSEWHERE`` if another does (or, for a
+        compensation, its action is held), ``Turn.COMPENSATED`` for an action
+        whose compensation has begun. The holder calls it again to renew its
+        hold while the handler runs."""
         ...
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
@@ -275,9 +292,14 @@ class IdempotencyStore(Protocol):
 
 
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    """Where "now" comes from, and how to wait: injected, so tests run on virtual time."""
 
-    async def sleep(self, seconds: float) -> None: ...
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
 
 
 # -- participants, seen from the in-memory harness ------------------------------------

@@ -20,9 +20,10 @@ effect, and acks a command only once its reply was published.
 """
 
 from participants._errors import Failure, ServiceDefinitionError
+from participants._replies import ALREADY_COMPENSATED, INVALID_COMMAND
 from participants._serve import serve_participants
 from participants._service import CommandHandler, Context, Registration, Service
-from participants._worker import ALREADY_COMPENSATED, INVALID_COMMAND, ParticipantWorker
+from participants._worker import ParticipantWorker
 
 __all__ = [
     "ALREADY_COMPENSATED",

@@ -1,30 +1,39 @@
-"""What the worker records and sends: the recorded form of a reply, and the
-checks that a handler's result can be sent at all."""
+"""What the worker sends and records: the replies to commands, the recorded form
+of a reply, and the checks that a handler's result can be sent at all."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, Final
+import logging
+from collections.abc import Mapping
+from typing import Any, Final, final
 
 import msgspec
 
-from contracts import Reply, TaskCompleted
+from contracts import Command, ContractError, Reply, TaskCompleted, TaskFailed
+from coordinator.ports import Clock
 
 __all__ = [
+    "ALREADY_COMPENSATED",
     "INVALID_COMMAND",
-    "KeyLocks",
     "Recorded",
+    "ReplyMaker",
     "Unanswerable",
     "record_of",
-    "recorded_decoder",
     "result_of",
     "trace_headers",
     "worth_recording",
 ]
 
+_log = logging.getLogger("participants")
+
+# The error type of the refusal of an action whose step's compensation has begun
+# (or is recorded): it never runs after its undo. Not retryable; the coordinator
+# has stopped waiting for that action, so it records the reply as late.
+ALREADY_COMPENSATED: Final = "AlreadyCompensated"
 INVALID_COMMAND: Final = "InvalidCommand"
+# A failure's text travels in the reply; a bound keeps a huge message (or a
+# repr of a huge value) from making the reply itself undeliverable.
+_MAX_ERROR_MESSAGE: Final = 2000
 # Forwarded from the command to the reply so the trace continues.
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
@@ -41,46 +50,21 @@ class Recorded(msgspec.Struct, frozen=True, omit_defaults=True):
     retryable: bool = False
 
 
-recorded_decoder = msgspec.json.Decoder(Recorded)
-recorded_encoder = msgspec.json.Encoder()
+_recorded_decoder = msgspec.json.Decoder(Recorded)
+_recorded_encoder = msgspec.json.Encoder()
 
 
 def record_of(reply: Reply) -> bytes:
+    """What the store keeps of ``reply``."""
     if isinstance(reply, TaskCompleted):
-        return recorded_encoder.encode(Recorded(result=reply.result))
-    return recorded_encoder.encode(
+        return _recorded_encoder.encode(Recorded(result=reply.result))
+    return _recorded_encoder.encode(
         Recorded(
             error_type=reply.error_type,
             error_message=reply.error_message,
             retryable=reply.retryable,
         )
     )
-
-
-class Unanswerable(Exception):
-    """The handler ran but its result cannot be sent; the outcome stays unknown."""
-
-
-class KeyLocks:
-    """One asyncio lock per idempotency key in use, dropped when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 def worth_recording(reply: Reply) -> bool:
@@ -90,7 +74,16 @@ def worth_recording(reply: Reply) -> bool:
     return not reply.retryable and reply.error_type != INVALID_COMMAND
 
 
+class Unanswerable(Exception):
+    """The handler ran but its result cannot be sent; the outcome stays unknown."""
+
+
 def result_of(value: object) -> dict[str, Any]:
+    """A handler's return value as a reply's ``result``.
+
+    Raises:
+        Unanswerable: It is not a Struct, a dict or None, or not JSON.
+    """
     if value is None:
         return {}
     try:
@@ -106,3 +99,80 @@ def result_of(value: object) -> dict[str, Any]:
 
 def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in _TRACE_HEADERS if name in headers}
+
+
+@final
+class ReplyMaker:
+    """Makes the reply to a command, stamped with the worker's clock.
+
+    A reply's id is ``{command message_id}:reply``, so a reply sent twice is
+    recognised.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def completed(self, command: Command, result: dict[str, Any]) -> TaskCompleted:
+        return TaskCompleted(**self._envelope(command), result=result)
+
+    def failed(
+        self, command: Command, error_type: str, message: str, *, retryable: bool
+    ) -> TaskFailed:
+        if len(message) > _MAX_ERROR_MESSAGE:
+            message = message[:_MAX_ERROR_MESSAGE] + "..."
+        return TaskFailed(
+            **self._envelope(command),
+            error_type=error_type,
+            error_message=message,
+            retryable=retryable,
+        )
+
+    def refused(self, command: Command) -> TaskFailed:
+        """The refusal of an action whose step's compensation has begun."""
+        _log.warning(
+            "refused %s: the compensation of step %r of saga %s has begun",
+            command.message_id,
+            command.step,
+            command.saga_id,
+        )
+        return self.failed(
+            command,
+            ALREADY_COMPENSATED,
+            f"the compensation of step {command.step!r} has begun or is done: "
+            f"its action is refused so that it never runs after its undo",
+            retryable=False,
+        )
+
+    def recorded(self, command: Command, data: bytes) -> Reply:
+        """The recorded outcome ``data``, as the reply to this command.
+
+        Raises:
+            ContractError: ``data`` is not a recorded reply.
+        """
+        try:
+            recorded = _recorded_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ContractError(
+                f"the idempotency store holds something else than a reply: {exc}",
+                reason="schema_mismatch",
+            ) from exc
+        if recorded.error_type is None:
+            return self.completed(command, recorded.result or {})
+        return TaskFailed(
+            **self._envelope(command),
+            error_type=recorded.error_type,
+            error_message=recorded.error_message,
+            retryable=recorded.retryable,
+        )
+
+    def _envelope(self, command: Command) -> dict[str, Any]:
+        return {
+            "message_id": f"{command.message_id}:reply",
+            "saga_id": command.saga_id,
+            "saga_name": command.saga_name,
+            "step": command.step,
+            "attempt": command.attempt,
+            "kind": command.kind,
+            "causation_id": command.message_id,
+            "sent_at": self._clock.now(),
+        }

@@ -20,65 +20,49 @@ Per delivery, in this order, because each step makes the next one safe to repeat
    and the recorded reply answers the redelivery.
 
 A store outage at any of these points holds the delivery and retries the same
-call (see ``_holding``) rather than requeue it.
+call (see ``_outages``) rather than requeue it. The holds on keys are in
+``_holds``, the shape of the replies in ``_replies``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final, final
+from typing import final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskCompleted, TaskFailed
+from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply
+from coordinator.adapters.memory import SystemClock
 from coordinator.ports import (
-    COMPENSATED,
     Clock,
-    Compensated,
     Delivery,
     IdempotencyStore,
+    RecordedReply,
     Subscription,
     Transport,
+    Turn,
 )
 from participants._errors import Failure, ServiceDefinitionError
-from participants._holding import Holding, Stopping
+from participants._holds import KeyHolds, KeyLocks
+from participants._outages import OutageRetries, Stopping
 from participants._replies import (
     INVALID_COMMAND,
-    KeyLocks,
+    ReplyMaker,
     Unanswerable,
     record_of,
-    recorded_decoder,
     result_of,
     trace_headers,
     worth_recording,
 )
 from participants._service import Context, Registration, Service
 
-__all__ = ["ALREADY_COMPENSATED", "INVALID_COMMAND", "ParticipantWorker"]
+__all__ = ["ParticipantWorker"]
 
 _log = logging.getLogger("participants")
-
-# The error type of the refusal of an action whose step's compensation has begun
-# (or is recorded): it never runs after its undo. Not retryable; the coordinator
-# has stopped waiting for that action, so it records the reply as late.
-ALREADY_COMPENSATED: Final = "AlreadyCompensated"
-# A failure's text travels in the reply; a bound keeps a huge message (or a
-# repr of a huge value) from making the reply itself undeliverable.
-_MAX_ERROR_MESSAGE: Final = 2000
-_CLAIM_POLL_SECONDS: Final = 0.2
-
-
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @final
@@ -124,15 +108,14 @@ class ParticipantWorker:
         """
         self._service = service
         self._transport = transport
-        self._idempotency = idempotency
         self._codec = codec
-        self._clock: Clock = clock or _UtcClock()
         self._prefetch = prefetch
-        self._locks = KeyLocks()
         self._subscription: Subscription | None = None
-        self._lease = lease
-        self._holder = uuid.uuid4().hex
-        self._holding = Holding(self._clock)
+        clock = clock or SystemClock()
+        self._outages = OutageRetries(clock)
+        self._locks = KeyLocks()
+        self._holds = KeyHolds(idempotency, self._outages, lease=lease)
+        self._replies = ReplyMaker(clock)
 
     @property
     def queue(self) -> str:
@@ -153,7 +136,7 @@ class ParticipantWorker:
                 f"service {self._service.name!r} handles no command; register one with "
                 f"@service.handles(SomeCommand) before starting its worker"
             )
-        self._holding.start()
+        self._outages.start()
         self._subscription = await self._transport.subscribe(
             self.queue,
             "commands",
@@ -170,7 +153,7 @@ class ParticipantWorker:
         """
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
-            self._holding.stop()
+            self._outages.stop()
             await subscription.stop()
 
     async def __aenter__(self) -> ParticipantWorker:
@@ -207,22 +190,15 @@ class ParticipantWorker:
     async def _answer(
         self, delivery: Delivery, command: Command, registration: Registration
     ) -> None:
-        key = command.idempotency_key
         try:
-            recorded = await self._wait_for_turn(key)
-            if recorded is None:
-                await self._run_and_reply(delivery, command, registration)
-            else:
-                reply: Reply
-                if recorded == COMPENSATED:
-                    reply = self._refused(command)
-                else:
-                    reply = self._recorded(recorded, command)
-                body = self._codec.encode(reply)
-                await self._holding.publish(
-                    f"publishing the reply to {command.message_id}",
-                    lambda: self._publish(delivery, command, reply, body),
-                )
+            turn = await self._holds.wait_for_turn(command.idempotency_key)
+            match turn:
+                case Turn.TAKEN:
+                    await self._run_and_reply(delivery, command, registration)
+                case Turn.COMPENSATED:
+                    await self._send(delivery, command, self._replies.refused(command))
+                case RecordedReply(body=recorded):
+                    await self._send(delivery, command, self._replies.recorded(command, recorded))
         except Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
             # applied): no reply, so the coordinator's timeout treats the step
@@ -240,69 +216,60 @@ class ParticipantWorker:
             return
         await delivery.ack()
 
-    def _refused(self, command: Command) -> TaskFailed:
-        _log.warning(
-            "refused %s: the compensation of step %r of saga %s has begun",
-            command.message_id,
-            command.step,
-            command.saga_id,
-        )
-        return self._failed(
-            command,
-            ALREADY_COMPENSATED,
-            f"the compensation of step {command.step!r} has begun or is done: "
-            f"its action is refused so that it never runs after its undo",
-            retryable=False,
-        )
+    async def _send(self, delivery: Delivery, command: Command, reply: Reply) -> None:
+        """Publish a reply given without running the handler (recorded or refused)."""
+        await self._publish_reply(delivery, command, reply, self._codec.encode(reply))
 
     async def _run_and_reply(
         self, delivery: Delivery, command: Command, registration: Registration
     ) -> None:
         """Run the handler while holding its key, then record and publish its reply.
 
-        The record and the publish go out together, and both are done before
-        the delivery is settled: a requeued command finds its reply recorded.
+        The record and the publish go out together, neither waiting for the
+        other's round trip, and both are done before the delivery is settled:
+        a requeued command finds its reply recorded. The hold is renewed until
+        the record is done.
         """
         key = command.idempotency_key
-        encoded: bytes | None = None
-        published = False
-        stop_renewing = self._keep_held(key)
+        recording_it = f"recording the reply to {command.message_id}"
+        renewal = self._holds.keep(key)
         try:
             reply = await self._execute(registration, command)
-            encoded = self._encode_reply(reply)
-        finally:
-            record = record_of(reply) if encoded is not None and worth_recording(reply) else None
-            # The effect may be applied: never run the handler again for a failed
-            # record, keep trying to record it (Redis restarting).
-            recording = asyncio.get_running_loop().create_task(
-                self._holding.store(
-                    f"recording the reply to {command.message_id}",
-                    lambda: self._idempotency.finish(key, self._holder, record),
-                )
+            body = self._encode_reply(reply)
+        except BaseException:
+            # Nothing can be sent (the result cannot be, or the task is
+            # cancelled): give the key back with nothing recorded. A stop while
+            # the store is away requeues the command instead.
+            await self._holds.give_back(key, None, renewal, what=recording_it)
+            raise
+        # The effect may be applied: never run the handler again for a failed
+        # record, keep trying to record it (Redis restarting).
+        record = record_of(reply) if worth_recording(reply) else None
+        recording = asyncio.ensure_future(
+            self._holds.give_back(key, record, renewal, what=recording_it)
+        )
+        # Recorded or not yet, publishing is safe to repeat.
+        publish_failure = await _failure_of(self._publish_reply(delivery, command, reply, body))
+        record_failure = await _failure_of(recording)
+        if isinstance(record_failure, Stopping) and publish_failure is None:
+            # The coordinator has the reply: acking spares a second run of the
+            # handler, which a redelivery would cause.
+            _log.warning(
+                "stopping with the reply to %s published but not recorded", command.message_id
             )
-            recording.add_done_callback(lambda _: stop_renewing())
-            try:
-                if encoded is not None:
-                    # Recorded or not yet, publishing is safe to repeat; holding the
-                    # delivery through a broker reconnect spares its delivery limit.
-                    body = encoded
-                    await self._holding.publish(
-                        f"publishing the reply to {command.message_id}",
-                        lambda: self._publish(delivery, command, reply, body),
-                    )
-                    published = True
-            finally:
-                try:
-                    await recording
-                except Stopping:
-                    if not published:
-                        raise
-                    # The coordinator has the reply: acking spares a second run of
-                    # the handler, which a redelivery would cause.
-                    _log.warning(
-                        "stopping with the reply to %s published but not recorded",
-                        command.message_id,
-                    )
+        elif record_failure is not None:
+            raise record_failure
+        elif publish_failure is not None:
+            raise publish_failure
+
+    async def _publish_reply(
+        self, delivery: Delivery, command: Command, reply: Reply, body: bytes
+    ) -> None:
+        # Holding the delivery through a broker reconnect spares its delivery limit.
+        await self._outages.publish(
+            f"publishing the reply to {command.message_id}",
+            lambda: self._publish(delivery, command, reply, body),
+        )
 
     async def _publish(
         self, delivery: Delivery, command: Command, reply: Reply, body: bytes
@@ -315,68 +282,13 @@ class ParticipantWorker:
             headers=trace_headers(delivery.headers),
         )
 
-    async def _wait_for_turn(self, key: str) -> bytes | Compensated | None:
-        """The recorded reply for ``key`` (or ``COMPENSATED``), or None once this
-        worker holds the key.
-
-        Another worker (another process) may be running the same key, or, for a
-        compensation, its action: then wait for its reply rather than run the
-        handler a second time. Its hold expires if it dies, and this worker
-        takes over.
-        """
-        loop = asyncio.get_running_loop()
-        lease = self._lease.total_seconds()
-        while True:
-            asked = loop.time()
-            found = await self._begin(key)
-            if found is True and loop.time() - asked >= lease:
-                # Frozen (or starved) for a lease since asking: the hold may have
-                # lapsed and the step's compensation begun meanwhile. Ask again.
-                continue
-            if isinstance(found, bytes) or found == COMPENSATED:
-                return found
-            if found:
-                return None
-            await self._holding.pause(_CLAIM_POLL_SECONDS)
-
-    async def _begin(self, key: str) -> bytes | bool | Compensated:
-        return await self._holding.store(
-            f"taking the key {key}",
-            lambda: self._idempotency.begin(key, self._holder, self._lease),
-        )
-
-    def _keep_held(self, key: str) -> Callable[[], None]:
-        """Renew the hold on ``key`` every third of the lease until the returned
-        function is called. Most handlers finish before the first renewal, and
-        then cost a timer, not a task."""
-        loop = asyncio.get_running_loop()
-        every = self._lease.total_seconds() / 3
-        renewing: list[asyncio.Task[None]] = []
-
-        def begin() -> None:
-            renewing.append(
-                loop.create_task(
-                    self._holding.renew(self._idempotency, key, self._holder, self._lease),
-                    name=f"hold {key}",
-                )
-            )
-
-        timer = loop.call_later(every, begin)
-
-        def stop() -> None:
-            timer.cancel()
-            for task in renewing:
-                task.cancel()
-
-        return stop
-
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:
             payload = msgspec.convert(command.payload, registration.command_type)
         except msgspec.ValidationError as exc:
             # Nothing ran. Not recorded although not retryable: the same payload
             # fails the same way, and a fixed deployment should not be refused.
-            return self._failed(
+            return self._replies.failed(
                 command,
                 INVALID_COMMAND,
                 f"payload does not match {registration.name}: {exc}",
@@ -386,59 +298,21 @@ class ParticipantWorker:
             result = await registration.handler(payload, Context.from_command(command))
         except Failure as exc:
             _log.info("%s refused %s: %r", registration.name, command.message_id, exc)
-            return self._failed(command, exc.error_type, exc.message, retryable=exc.retryable)
+            return self._replies.failed(
+                command, exc.error_type, exc.message, retryable=exc.retryable
+            )
         except Exception as exc:
             _log.warning("%s failed on %s", registration.name, command.message_id, exc_info=True)
-            return self._failed(command, type(exc).__name__, str(exc) or repr(exc), retryable=True)
-        return TaskCompleted(**self._envelope(command), result=result_of(result))
+            return self._replies.failed(
+                command, type(exc).__name__, str(exc) or repr(exc), retryable=True
+            )
+        return self._replies.completed(command, result_of(result))
 
     def _encode_reply(self, reply: Reply) -> bytes:
         try:
             return self._codec.encode(reply)
         except ContractError as err:
             raise Unanswerable(f"the reply cannot be encoded: {err}") from err
-
-    def _failed(
-        self, command: Command, error_type: str, message: str, *, retryable: bool
-    ) -> TaskFailed:
-        if len(message) > _MAX_ERROR_MESSAGE:
-            message = message[:_MAX_ERROR_MESSAGE] + "..."
-        return TaskFailed(
-            **self._envelope(command),
-            error_type=error_type,
-            error_message=message,
-            retryable=retryable,
-        )
-
-    def _recorded(self, data: bytes, command: Command) -> Reply:
-        """The recorded outcome, as the reply to this command."""
-        try:
-            recorded = recorded_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise ContractError(
-                f"the idempotency store holds something else than a reply: {exc}",
-                reason="schema_mismatch",
-            ) from exc
-        if recorded.error_type is None:
-            return TaskCompleted(**self._envelope(command), result=recorded.result or {})
-        return TaskFailed(
-            **self._envelope(command),
-            error_type=recorded.error_type,
-            error_message=recorded.error_message,
-            retryable=recorded.retryable,
-        )
-
-    def _envelope(self, command: Command) -> dict[str, Any]:
-        return {
-            "message_id": f"{command.message_id}:reply",
-            "saga_id": command.saga_id,
-            "saga_name": command.saga_name,
-            "step": command.step,
-            "attempt": command.attempt,
-            "kind": command.kind,
-            "causation_id": command.message_id,
-            "sent_at": self._clock.now(),
-        }
 
     def _unknown(self, command: Command) -> str:
         if command.service != self._service.name:
@@ -451,3 +325,13 @@ class ParticipantWorker:
             f"service {self._service.name!r} has no handler for {command.command!r}; "
             f"it handles: {known}"
         )
+
+
+async def _failure_of(done: Awaitable[None]) -> BaseException | None:
+    """What ``done`` raised, if anything, once it is done: the caller weighs the
+    failures of two calls that ran together, rather than nest their handlers."""
+    try:
+        await done
+    except BaseException as exc:
+        return exc
+    return None

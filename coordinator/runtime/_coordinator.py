@@ -38,6 +38,7 @@ from coordinator._errors import (
     StoreUnavailableError,
     UnknownSagaError,
 )
+from coordinator.backoff import retry_through_outage
 from coordinator.core import (
     LIFECYCLE_EVENTS,
     NOTHING_DOWN,
@@ -222,18 +223,17 @@ class Coordinator:
         except ContractError as exc:
             await delivery.dead_letter(exc.reason, str(exc))
             return
-        delay, waited = 0.05, 0.0
-        while True:
-            try:
-                await self._handle(delivery, message)
-                return
-            except StoreUnavailableError:
-                if waited >= self._store_outage.total_seconds():
-                    raise
-                _log.warning("store unavailable; retrying %s in %.2fs", delivery.message_id, delay)
-                await self._clock.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 2.0)
+        await retry_through_outage(
+            lambda: self._handle(delivery, message),
+            is_outage=lambda exc: isinstance(exc, StoreUnavailableError),
+            sleep=self._clock.sleep,
+            patience=self._store_outage,
+            before_sleep=lambda retry: _log.warning(
+                "store unavailable; retrying %s in %.2fs",
+                delivery.message_id,
+                retry.upcoming_sleep,
+            ),
+        )
 
     async def _handle(self, delivery: Delivery, message: CoordinatorInbound) -> None:
         try:

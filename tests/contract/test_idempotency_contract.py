@@ -14,7 +14,7 @@ from servers import connect_redis, drop_namespace
 from coordinator._errors import StoreUnavailableError
 from coordinator.adapters.memory import MemoryIdempotencyStore
 from coordinator.adapters.redis import RedisIdempotencyStore
-from coordinator.ports import COMPENSATED
+from coordinator.ports import RecordedReply, Turn
 
 MINUTE = timedelta(minutes=1)
 
@@ -31,40 +31,42 @@ async def store(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[Any]:
 
 
 async def test_the_first_worker_holds_the_key_and_its_reply_is_returned(store: Any) -> None:
-    assert await store.begin("s:step:action", "w1", MINUTE) is True
-    assert await store.begin("s:step:action", "w2", MINUTE) is False
+    assert await store.begin("s:step:action", "w1", MINUTE) is Turn.TAKEN
+    assert await store.begin("s:step:action", "w2", MINUTE) is Turn.HELD_ELSEWHERE
     await store.finish("s:step:action", "w1", b'{"type":"TaskCompleted"}')
-    assert await store.begin("s:step:action", "w2", MINUTE) == b'{"type":"TaskCompleted"}'
-    assert await store.begin("s:step:compensation", "w2", MINUTE) is True
+    assert await store.begin("s:step:action", "w2", MINUTE) == RecordedReply(
+        b'{"type":"TaskCompleted"}'
+    )
+    assert await store.begin("s:step:compensation", "w2", MINUTE) is Turn.TAKEN
 
 
 async def test_finishing_without_a_reply_lets_the_next_worker_run_it(store: Any) -> None:
     """A retryable failure is not recorded: the retry must really run."""
-    assert await store.begin("k", "w1", MINUTE) is True
+    assert await store.begin("k", "w1", MINUTE) is Turn.TAKEN
     await store.finish("k", "w1", None)
-    assert await store.begin("k", "w2", MINUTE) is True
+    assert await store.begin("k", "w2", MINUTE) is Turn.TAKEN
 
 
 async def test_only_the_holder_releases_and_may_renew(store: Any) -> None:
-    assert await store.begin("k", "w1", MINUTE) is True
-    assert await store.begin("k", "w1", MINUTE) is True, "the holder may renew its hold"
+    assert await store.begin("k", "w1", MINUTE) is Turn.TAKEN
+    assert await store.begin("k", "w1", MINUTE) is Turn.TAKEN, "the holder may renew its hold"
     await store.finish("k", "w2", None)  # not the holder: the key stays held
-    assert await store.begin("k", "w2", MINUTE) is False
+    assert await store.begin("k", "w2", MINUTE) is Turn.HELD_ELSEWHERE
     await store.finish("k", "w1", None)
-    assert await store.begin("k", "w2", MINUTE) is True
+    assert await store.begin("k", "w2", MINUTE) is Turn.TAKEN
 
 
 async def test_a_hold_expires(store: Any) -> None:
-    assert await store.begin("k", "dead-worker", timedelta(milliseconds=100)) is True
+    assert await store.begin("k", "dead-worker", timedelta(milliseconds=100)) is Turn.TAKEN
     await asyncio.sleep(0.25)
-    assert await store.begin("k", "w2", MINUTE) is True
+    assert await store.begin("k", "w2", MINUTE) is Turn.TAKEN
 
 
 async def test_redis_replies_expire_after_the_ttl(ns: str) -> None:
     client = await connect_redis()
     try:
         store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
-        assert await store.begin("k", "w", MINUTE) is True
+        assert await store.begin("k", "w", MINUTE) is Turn.TAKEN
         await store.finish("k", "w", b"reply")
         keys = [key async for key in client.scan_iter(match=f"{ns}:reply:*")]
         assert len(keys) == 1
@@ -81,53 +83,53 @@ ACTION, COMPENSATION = "s:step:action", "s:step:compensation"
 
 
 async def test_an_action_not_begun_is_refused_once_its_compensation_began(store: Any) -> None:
-    assert await store.begin(COMPENSATION, "w1", MINUTE) is True
-    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    assert await store.begin(COMPENSATION, "w1", MINUTE) is Turn.TAKEN
+    assert await store.begin(ACTION, "w2", MINUTE) is Turn.COMPENSATED
     # A compensation that failed retryably records nothing; the refusal stays.
     await store.finish(COMPENSATION, "w1", None)
-    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    assert await store.begin(ACTION, "w2", MINUTE) is Turn.COMPENSATED
     await store.finish(COMPENSATION, "w1", b"undone")
-    assert await store.begin(ACTION, "w2", MINUTE) == COMPENSATED
+    assert await store.begin(ACTION, "w2", MINUTE) is Turn.COMPENSATED
     # Other steps, and other sagas, are not concerned.
-    assert await store.begin("s:other:action", "w2", MINUTE) is True
-    assert await store.begin("t:step:action", "w2", MINUTE) is True
+    assert await store.begin("s:other:action", "w2", MINUTE) is Turn.TAKEN
+    assert await store.begin("t:step:action", "w2", MINUTE) is Turn.TAKEN
 
 
 async def test_a_compensation_waits_while_its_action_is_held(store: Any) -> None:
-    assert await store.begin(ACTION, "w1", MINUTE) is True
-    assert await store.begin(COMPENSATION, "w2", MINUTE) is False
-    assert await store.begin(COMPENSATION, "w1", MINUTE) is False, "whoever asks"
+    assert await store.begin(ACTION, "w1", MINUTE) is Turn.TAKEN
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is Turn.HELD_ELSEWHERE
+    assert await store.begin(COMPENSATION, "w1", MINUTE) is Turn.HELD_ELSEWHERE, "whoever asks"
     await store.finish(ACTION, "w1", b"done")
-    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is Turn.TAKEN
     # The action recorded before its compensation still answers its retries.
-    assert await store.begin(ACTION, "w3", MINUTE) == b"done"
+    assert await store.begin(ACTION, "w3", MINUTE) == RecordedReply(b"done")
 
 
 async def test_a_compensation_runs_once_its_action_hold_lapsed(store: Any) -> None:
     """A worker frozen inside the action loses its hold within the lease; the
     compensation runs then, and the frozen worker's renewal is refused."""
-    assert await store.begin(ACTION, "frozen", timedelta(milliseconds=100)) is True
+    assert await store.begin(ACTION, "frozen", timedelta(milliseconds=100)) is Turn.TAKEN
     await asyncio.sleep(0.25)
-    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
-    assert await store.begin(ACTION, "frozen", MINUTE) == COMPENSATED
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is Turn.TAKEN
+    assert await store.begin(ACTION, "frozen", MINUTE) is Turn.COMPENSATED
 
 
 async def test_an_action_that_failed_retryably_is_refused_after_its_compensation(
     store: Any,
 ) -> None:
-    assert await store.begin(ACTION, "w1", MINUTE) is True
+    assert await store.begin(ACTION, "w1", MINUTE) is Turn.TAKEN
     await store.finish(ACTION, "w1", None)
-    assert await store.begin(COMPENSATION, "w2", MINUTE) is True
-    assert await store.begin(ACTION, "w1", MINUTE) == COMPENSATED
+    assert await store.begin(COMPENSATION, "w2", MINUTE) is Turn.TAKEN
+    assert await store.begin(ACTION, "w1", MINUTE) is Turn.COMPENSATED
 
 
 async def test_redis_keys_of_a_step_share_one_hash_tag(ns: str) -> None:
     client = await connect_redis()
     try:
         store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
-        assert await store.begin("o-1:ship:action", "w", MINUTE) is True
+        assert await store.begin("o-1:ship:action", "w", MINUTE) is Turn.TAKEN
         await store.finish("o-1:ship:action", "w", b"shipped")
-        assert await store.begin("o-1:ship:compensation", "w", MINUTE) is True
+        assert await store.begin("o-1:ship:compensation", "w", MINUTE) is Turn.TAKEN
         keys = sorted([k.decode() async for k in client.scan_iter(match=f"{ns}:*")])
         assert keys == [
             f"{ns}:claim:{{o-1:ship}}:compensation",
@@ -146,7 +148,7 @@ async def test_redis_replies_under_the_earlier_key_shape_are_still_read(ns: str)
     try:
         await client.set(f"{ns}:reply:{{o-1:ship:action}}", b"from-before", ex=90)
         store = RedisIdempotencyStore(client, namespace=ns, ttl=timedelta(seconds=90))
-        assert await store.begin("o-1:ship:action", "w", MINUTE) == b"from-before"
+        assert await store.begin("o-1:ship:action", "w", MINUTE) == RecordedReply(b"from-before")
     finally:
         await drop_namespace(client, ns)
         await client.aclose()

@@ -13,7 +13,7 @@ import pytest
 from contracts import DEFAULT_CODEC, Command, Reply, StepKind, TaskCompleted, TaskFailed
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
 from coordinator.adapters.memory._transport import MemoryTransport
-from coordinator.ports import Delivery, Exchange, Handler, Subscription
+from coordinator.ports import Delivery, Exchange, Handler, RecordedReply, Subscription, Turn
 from participants._errors import Failure
 from participants._service import Context, Service
 from participants._worker import ParticipantWorker
@@ -521,7 +521,7 @@ class RecordingStore:
         self.log = log
         self.record_takes = record_takes
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
         return await self.inner.begin(key, holder, ttl)
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
@@ -578,7 +578,7 @@ async def test_a_store_error_that_is_not_an_outage_requeues(inventory: Inventory
     the delivery; anything else a store raises is a fault of its own."""
 
     class BrokenStore:
-        async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
             raise ConnectionError("redis is down")
 
         async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
@@ -626,7 +626,8 @@ async def test_a_key_claimed_by_another_worker_waits_for_its_reply(inventory: In
     await memory.declare("replies", "events", "#")
     shared = MemoryIdempotencyStore()
     cmd = command()
-    assert await shared.begin(cmd.idempotency_key, "the-other-worker", timedelta(minutes=1))
+    taken = await shared.begin(cmd.idempotency_key, "the-other-worker", timedelta(minutes=1))
+    assert taken is Turn.TAKEN
     worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
     log: list[str] = []
     handling = asyncio.create_task(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)))
@@ -659,7 +660,8 @@ async def test_an_expired_claim_is_taken_over(inventory: Inventory) -> None:
     await memory.declare("replies", "events", "#")
     shared = MemoryIdempotencyStore()
     cmd = command()
-    assert await shared.begin(cmd.idempotency_key, "a-dead-worker", timedelta(milliseconds=50))
+    taken = await shared.begin(cmd.idempotency_key, "a-dead-worker", timedelta(milliseconds=50))
+    assert taken is Turn.TAKEN
     worker = ParticipantWorker(inventory.service(), transport=memory, idempotency=shared)
     log: list[str] = []
     await asyncio.wait_for(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)), 2)
@@ -685,10 +687,12 @@ async def test_a_running_handler_keeps_its_hold_past_the_lease(inventory: Invent
     handling = asyncio.create_task(worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(cmd), log)))
     for _ in range(6):  # 0.6 s: four leases
         await asyncio.sleep(0.1)
-        assert await shared.begin(cmd.idempotency_key, "another-worker", lease) is False
+        turn = await shared.begin(cmd.idempotency_key, "another-worker", lease)
+        assert turn is Turn.HELD_ELSEWHERE
     inventory.gate.set()
     await asyncio.wait_for(handling, 2)
     assert log == ["ack"]
     assert len(inventory.effects) == 1
     # Finished: the key now answers with the recorded reply, to anyone.
-    assert isinstance(await shared.begin(cmd.idempotency_key, "another-worker", lease), bytes)
+    recorded = await shared.begin(cmd.idempotency_key, "another-worker", lease)
+    assert isinstance(recorded, RecordedReply)

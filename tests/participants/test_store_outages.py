@@ -26,7 +26,7 @@ from contracts import DEFAULT_CODEC, TaskCompleted, TaskFailed
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
 from coordinator.adapters.memory._transport import MemoryTransport
 from coordinator.adapters.redis import RedisIdempotencyStore
-from coordinator.ports import Delivery
+from coordinator.ports import Delivery, RecordedReply, Turn
 from participants import ALREADY_COMPENSATED, ParticipantWorker
 
 HOUR = timedelta(hours=1)
@@ -150,7 +150,7 @@ async def test_an_outage_while_recording_the_reply_keeps_the_effect_single(
     assert memory.dead_letters == []
     assert clock.elapsed >= OUTAGE
     recorded = await store.begin(command().idempotency_key, "someone-else", HOUR)
-    assert isinstance(recorded, bytes)
+    assert isinstance(recorded, RecordedReply)
     assert inventory.effects == [("A-1", 2)]
     assert len(inventory.calls) == 1
 
@@ -171,7 +171,7 @@ async def test_stopping_during_an_outage_gives_the_delivery_back() -> None:
     inventory = Inventory()
 
     class Down:
-        async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool:
+        async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
             from coordinator._errors import StoreUnavailableError
 
             raise StoreUnavailableError("Redis is unavailable")

@@ -13,7 +13,8 @@ __all__ = ["SystemClock", "VirtualClock"]
 
 @final
 class SystemClock:
-    """Wall-clock UTC time and real sleeps."""
+    """Wall-clock UTC time and real sleeps: the one system clock, the
+    participants' default and the memory store's."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 from typing import final
 
-from coordinator.ports import COMPENSATED, Compensated
+from coordinator.ports import RecordedReply, Turn
 
 __all__ = ["MemoryIdempotencyStore"]
 
@@ -26,24 +26,24 @@ class MemoryIdempotencyStore:
         self._claims: dict[str, tuple[str, float]] = {}
         self._tombstones: set[str] = set()
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
         recorded = self._replies.get(key)
         if recorded is not None:
-            return recorded
+            return RecordedReply(recorded)
         now = time.monotonic()
         step, _, kind = key.rpartition(":")
         paired = bool(step) and kind in _OTHER
         if paired and kind == "action" and step in self._tombstones:
-            return COMPENSATED
+            return Turn.COMPENSATED
         if paired and kind == "compensation" and self._held(f"{step}:action", now) is not None:
-            return False
+            return Turn.HELD_ELSEWHERE
         current = self._held(key, now)
         if current is not None and current != holder:
-            return False
+            return Turn.HELD_ELSEWHERE
         self._claims[key] = (holder, now + ttl.total_seconds())
         if paired and kind == "compensation":
             self._tombstones.add(step)
-        return True
+        return Turn.TAKEN
 
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
         if reply is not None:

@@ -1,53 +1,19 @@
-"""The participants' reply store, and a clock that follows Redis ``TIME``."""
+"""The participants' reply store: replies by idempotency key, and the holds that
+fence a key across worker processes, in two Lua scripts."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from datetime import UTC, datetime, timedelta
-from typing import Any, final
+from datetime import timedelta
+from typing import Any, Final, final
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
-from redis.connection import HiredisRespSerializer
-from redis.utils import HIREDIS_AVAILABLE
 
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._transient import outage_is_unavailable
-from coordinator.ports import COMPENSATED, Compensated
+from coordinator.ports import RecordedReply, Turn
 
-__all__ = ["RedisClock", "RedisIdempotencyStore", "connect_redis"]
-
-_log = logging.getLogger("coordinator.redis")
-
-
-def connect_redis(url: str) -> Redis | RedisCluster:
-    """A client for ``url``; ``redis+cluster://`` gives a cluster client."""
-    if url.startswith("redis+cluster://"):
-        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"))
-    client = Redis.from_url(url)
-    if HIREDIS_AVAILABLE:
-        pool = client.connection_pool
-        pool.connection_class = _packing_with_hiredis(pool.connection_class)
-    return client
-
-
-class _HiredisPacking(AbstractConnection):
-    # redis-py's asyncio connections pack commands in Python even when hiredis
-    # is installed (redis/redis-py#4176); its synchronous ones use hiredis's
-    # packer, which is several times faster for a commit's thirty arguments.
-    _serializer = HiredisRespSerializer()
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = self._serializer.pack(*args)
-        return packed
-
-
-def _packing_with_hiredis(cls: type[AbstractConnection]) -> type[AbstractConnection]:
-    """``cls`` (plain TCP, TLS or Unix socket) packing its commands with hiredis."""
-    return type(f"Hiredis{cls.__name__}", (_HiredisPacking, cls), {})
+__all__ = ["RedisIdempotencyStore"]
 
 
 # KEYS: reply, claim, tombstone, the other kind's claim, the reply under the
@@ -81,6 +47,8 @@ return 1
 """
 
 _KIND_FLAG = {"action": "a", "compensation": "c"}
+# What _BEGIN returns when no reply is recorded.
+_TURNS: Final = {1: Turn.TAKEN, 0: Turn.HELD_ELSEWHERE, 2: Turn.COMPENSATED}
 
 
 @final
@@ -111,16 +79,14 @@ class RedisIdempotencyStore:
         self._ttl = int(ttl.total_seconds())
 
     @outage_is_unavailable
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> bytes | bool | Compensated:
+    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
         keys, kind = self._keys(key)
         found = await self._batch.run(
             self._begin, keys, [holder, int(ttl.total_seconds() * 1000), kind, self._ttl]
         )
         if isinstance(found, bytes):
-            return found
-        if found == 2:
-            return COMPENSATED
-        return bool(found)
+            return RecordedReply(found)
+        return _TURNS[found]
 
     @outage_is_unavailable
     async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
@@ -145,48 +111,3 @@ class RedisIdempotencyStore:
             f"{ns}:claim:{tag}{other}",
             f"{ns}:reply:{{{key}}}" if self._legacy and suffix else reply,
         ], flag or ""
-
-
-@final
-class RedisClock:
-    """Local time corrected by its offset from Redis ``TIME``.
-
-    Timers are scheduled and fired by whichever replica handles the saga; with
-    every replica reading this clock they agree on "now" even when their own
-    clocks drift. The offset is refreshed every ``refresh`` seconds.
-    """
-
-    def __init__(self, redis: Redis | RedisCluster, *, refresh: float = 30.0) -> None:
-        self._redis: Any = redis
-        self._refresh = refresh
-        self._offset = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.sync()
-        self._task = asyncio.create_task(self._keep_in_sync(), name="redis-clock")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def sync(self) -> None:
-        before = time.time()
-        seconds, micros = await self._redis.time()
-        after = time.time()
-        self._offset = seconds + micros / 1e6 - (before + after) / 2
-
-    async def _keep_in_sync(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh)
-            try:
-                await self.sync()
-            except Exception:  # keep the last offset; Redis may be restarting
-                _log.warning("could not read Redis TIME; keeping the last clock offset")
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time() + self._offset, UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
