@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, TypeAlias
 
 import msgspec
+
+from contracts import routes
 
 __all__ = [
     "COMPENSATED",
@@ -37,7 +39,7 @@ __all__ = [
     "Worker",
 ]
 
-Exchange = Literal["commands", "events", "lifecycle"]
+Exchange: TypeAlias = routes.Exchange
 
 
 # -- messaging ---------------------------------------------------------------------

@@ -35,7 +35,16 @@ from typing import Any, Final, final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskCompleted, TaskFailed
+from contracts import (
+    DEFAULT_CODEC,
+    Codec,
+    Command,
+    ContractError,
+    Reply,
+    TaskCompleted,
+    TaskFailed,
+    routes,
+)
 from coordinator.ports import (
     COMPENSATED,
     Clock,
@@ -137,7 +146,7 @@ class ParticipantWorker:
     @property
     def queue(self) -> str:
         """The queue it consumes: ``{service}.commands``."""
-        return f"{self._service.name}.commands"
+        return routes.commands_queue(self._service.name)
 
     async def start(self) -> None:
         """Subscribe to the service's queue.
@@ -157,7 +166,7 @@ class ParticipantWorker:
         self._subscription = await self._transport.subscribe(
             self.queue,
             "commands",
-            f"{self._service.name}.*",
+            routes.commands_binding(self._service.name),
             self.handle,
             prefetch=self._prefetch,
         )
@@ -309,7 +318,7 @@ class ParticipantWorker:
     ) -> None:
         await self._transport.publish(
             "events",
-            f"{command.saga_name}.{type(reply).__name__}",
+            routes.reply_key(command.saga_name, type(reply).__name__),
             body,
             message_id=reply.message_id,
             headers=trace_headers(delivery.headers),
@@ -430,7 +439,7 @@ class ParticipantWorker:
 
     def _envelope(self, command: Command) -> dict[str, Any]:
         return {
-            "message_id": f"{command.message_id}:reply",
+            "message_id": routes.reply_id(command.message_id),
             "saga_id": command.saga_id,
             "saga_name": command.saga_name,
             "step": command.step,

@@ -25,6 +25,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, final, get_args
 
+from contracts import routes
 from coordinator._errors import UnroutableError
 from coordinator.ports import Exchange, Handler, Subscription
 
@@ -33,8 +34,6 @@ __all__ = ["DeadLetter", "MemoryTransport", "Published", "UnroutableError", "top
 _log = logging.getLogger(__name__)
 
 EXCHANGES: Final[tuple[Exchange, ...]] = get_args(Exchange)
-REASON_HEADER: Final = "x-death-reason"
-DETAIL_HEADER: Final = "x-death-detail"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -433,7 +432,11 @@ class MemoryTransport:
 
     def _dead_letter(self, queue: _Queue, message: _Message, reason: str, detail: str) -> None:
         published = message.published
-        headers = {**published.headers, REASON_HEADER: reason, DETAIL_HEADER: detail}
+        headers = {
+            **published.headers,
+            routes.DEAD_LETTER_REASON_HEADER: reason,
+            routes.DEAD_LETTER_DETAIL_HEADER: detail,
+        }
         self.dead_letters.append(
             DeadLetter(
                 queue=queue.name,

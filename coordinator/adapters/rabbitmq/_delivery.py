@@ -21,15 +21,9 @@ from typing import Final, final
 
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
+from contracts import routes
 from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
-from coordinator.adapters.rabbitmq._topology import (
-    DETAIL_HEADER,
-    ORIGINAL_EXCHANGE_HEADER,
-    ORIGINAL_QUEUE_HEADER,
-    ORIGINAL_ROUTING_KEY_HEADER,
-    REASON_HEADER,
-)
 
 __all__ = ["DeadLetter", "Park", "RabbitDelivery", "delivery_count", "string_headers"]
 
@@ -126,11 +120,11 @@ class RabbitDelivery:
         self._settle()
         headers = {
             **self.headers,
-            REASON_HEADER: reason,
-            DETAIL_HEADER: detail[:MAX_DETAIL],
-            ORIGINAL_QUEUE_HEADER: self.queue,
-            ORIGINAL_EXCHANGE_HEADER: self._message.exchange or "",
-            ORIGINAL_ROUTING_KEY_HEADER: self._message.routing_key or "",
+            routes.DEAD_LETTER_REASON_HEADER: reason,
+            routes.DEAD_LETTER_DETAIL_HEADER: detail[:MAX_DETAIL],
+            routes.ORIGINAL_QUEUE_HEADER: self.queue,
+            routes.ORIGINAL_EXCHANGE_HEADER: self._message.exchange or "",
+            routes.ORIGINAL_ROUTING_KEY_HEADER: self._message.routing_key or "",
         }
         try:
             await self._park(self.queue, self.body, self.message_id, headers)
@@ -227,16 +221,16 @@ class DeadLetter:
     ) -> DeadLetter:
         raw = message.headers or {}
         headers = string_headers(raw)
-        if REASON_HEADER in headers:
+        if routes.DEAD_LETTER_REASON_HEADER in headers:
             return cls(
-                queue=headers.get(ORIGINAL_QUEUE_HEADER, queue),
+                queue=headers.get(routes.ORIGINAL_QUEUE_HEADER, queue),
                 message_id=message.message_id or "",
                 body=message.body,
                 headers=MappingProxyType(headers),
-                reason=headers[REASON_HEADER],
-                detail=headers.get(DETAIL_HEADER, ""),
-                exchange=headers.get(ORIGINAL_EXCHANGE_HEADER, ""),
-                routing_key=headers.get(ORIGINAL_ROUTING_KEY_HEADER, ""),
+                reason=headers[routes.DEAD_LETTER_REASON_HEADER],
+                detail=headers.get(routes.DEAD_LETTER_DETAIL_HEADER, ""),
+                exchange=headers.get(routes.ORIGINAL_EXCHANGE_HEADER, ""),
+                routing_key=headers.get(routes.ORIGINAL_ROUTING_KEY_HEADER, ""),
             )
         # Dead-lettered by the broker: the reason is in its x-death table.
         death = _latest_death(raw)

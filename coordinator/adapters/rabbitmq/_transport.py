@@ -30,7 +30,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pamqp.common import FieldTable
 
-from contracts import ContractError
+from contracts import ContractError, routes
 from coordinator.adapters.rabbitmq._consumer import Consumer
 from coordinator.adapters.rabbitmq._delivery import DeadLetter
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS, TopologyMismatchError
@@ -38,7 +38,6 @@ from coordinator.adapters.rabbitmq._publisher import Publisher
 from coordinator.adapters.rabbitmq._topology import (
     DEAD_EXCHANGE,
     EXCHANGES,
-    ORIGINAL_EXCHANGE_HEADER,
     dead_queue_arguments,
     dead_queue_name,
     exchange_name,
@@ -345,8 +344,9 @@ class RabbitTransport:
     async def _park(
         self, queue: str, body: bytes, message_id: str, headers: Mapping[str, str]
     ) -> None:
-        original = headers.get(ORIGINAL_EXCHANGE_HEADER, "")
-        headers = {**headers, ORIGINAL_EXCHANGE_HEADER: original.removeprefix(f"{self.namespace}.")}
+        original = headers.get(routes.ORIGINAL_EXCHANGE_HEADER, "")
+        prefix = routes.address(self.namespace, "")
+        headers = {**headers, routes.ORIGINAL_EXCHANGE_HEADER: original.removeprefix(prefix)}
         await self._publisher.publish(
             DEAD_EXCHANGE, queue, body, message_id=message_id, headers=headers, mandatory=True
         )
