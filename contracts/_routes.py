@@ -33,7 +33,9 @@ __all__ = [
     "ORIGINAL_QUEUE_HEADER",
     "ORIGINAL_ROUTING_KEY_HEADER",
     "SIGNAL_KEY",
+    "DEAD_LETTER_HEADERS",
     "address",
+    "check_exchange",
     "command_key",
     "commands_binding",
     "commands_queue",
@@ -68,6 +70,26 @@ DEAD_LETTER_DETAIL_HEADER: Final = "x-death-detail"
 ORIGINAL_QUEUE_HEADER: Final = "x-original-queue"
 ORIGINAL_EXCHANGE_HEADER: Final = "x-original-exchange"
 ORIGINAL_ROUTING_KEY_HEADER: Final = "x-original-routing-key"
+DEAD_LETTER_HEADERS: Final = frozenset(
+    {
+        DEAD_LETTER_REASON_HEADER,
+        DEAD_LETTER_DETAIL_HEADER,
+        ORIGINAL_QUEUE_HEADER,
+        ORIGINAL_EXCHANGE_HEADER,
+        ORIGINAL_ROUTING_KEY_HEADER,
+    }
+)
+"""What parking adds to a message's headers; a message moved back to its queue drops them."""
+
+
+def check_exchange(exchange: str) -> None:
+    """Refuse a name that is not one of the three exchanges.
+
+    Raises:
+        ValueError: If ``exchange`` is not in `EXCHANGES`.
+    """
+    if exchange not in EXCHANGES:
+        raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")
 
 
 def address(namespace: str, name: str) -> str:

@@ -24,6 +24,7 @@ from contracts import routes
 
 __all__ = [
     "DEAD_EXCHANGE",
+    "DEFAULT_EXCHANGE",
     "EXCHANGES",
     "dead_queue_arguments",
     "dead_queue_name",
@@ -35,6 +36,8 @@ __all__ = [
 
 EXCHANGES: Final = routes.EXCHANGES
 DEAD_EXCHANGE: Final = "dead"
+DEFAULT_EXCHANGE: Final = ""
+"""AMQP's nameless direct exchange: the routing key is the queue's name."""
 EXCHANGE_TYPE: Final = "topic"
 
 
