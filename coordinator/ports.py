@@ -168,7 +168,8 @@ class DeadLetters(Protocol):
             others keep their place.
 
         Raises:
-            UnroutableError: If ``queue`` no longer exists; nothing moved.
+            UnroutableError: If ``queue`` no longer exists. A letter is taken
+                out only once it was moved, so none is lost.
         """
         ...
 

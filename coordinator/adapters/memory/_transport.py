@@ -11,7 +11,9 @@ handler raised, requeued it or returned without settling it, up to
 ``delivery_limit`` (a quorum queue's ``x-delivery-limit``).
 
 Every state change runs without awaiting in between, so the bookkeeping behind
-`MemoryTransport.drain` is exact: no polling, no sleeps.
+`MemoryTransport.drain` is exact: no polling, no sleeps. The queues, their
+consumers and deliveries are in ``_queues``; topic matching in ``_topic``;
+the ``DeadLetters`` port over `MemoryTransport.dead_letters` in ``_dead_letters``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class MemoryTransport:
         await transport.drain()  # every consumed queue empty, no handler running
 
     Attributes:
-        dead_letters: Messages dead-lettered so far, oldest first.
+        dead_letters: Messages dead-lettered so far, oldest first, for tests to
+            assert on; `MemoryDeadLetters` is the ``DeadLetters`` port over it.
         published: Messages accepted so far, oldest first.
         handler_errors: Exceptions handlers raised (each also caused a redelivery).
     """

@@ -13,6 +13,9 @@ declarations and administration, so that a channel error there (``404``,
 reopens it and its channels, redeclares and consumes again after a broker
 restart. A publish in flight during the outage fails (`PublishFailedError`)
 and is the caller's to retry; a delivery in flight is redelivered.
+
+Dead letters are read and moved back by ``_admin.RabbitDeadLetters`` (the
+``DeadLetters`` port), on this transport's connection and publisher.
 """
 
 from __future__ import annotations
