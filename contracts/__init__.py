@@ -4,8 +4,12 @@ Every message is a frozen, keyword-only msgspec Struct encoded as a JSON
 object whose ``type`` property is the class name. This package depends on
 msgspec and the standard library only, so a participant can use it without
 pulling in the coordinator.
+
+Where messages go (exchanges, queues, routing keys, header names) is in
+`routes`, e.g. ``routes.commands_queue("inventory")``.
 """
 
+from contracts import _routes as routes
 from contracts._codec import DEFAULT_CODEC, Codec
 from contracts._errors import ContractError, ContractErrorReason, SagaError
 from contracts._messages import (
@@ -45,6 +49,8 @@ __all__ = [
     "SagaError",
     "ContractError",
     "ContractErrorReason",
+    # where messages go
+    "routes",
     # schema export
     "json_schema",
     "asyncapi",

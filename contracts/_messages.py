@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 import msgspec
 
 from contracts._errors import ContractError
+from contracts._routes import command_key
 
 CONTRACTS_VERSION: Final = "1"
 """Version of the wire contract; it changes only when a message class is replaced."""
@@ -93,7 +94,7 @@ class Command(_Message, frozen=True, kw_only=True):
     @property
     def routing_key(self) -> str:
         """The routing key on the ``saga.commands`` topic exchange: ``{service}.{command}``."""
-        return f"{self.service}.{self.command}"
+        return command_key(self.service, self.command)
 
 
 class _StepReply(_Message, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import msgspec
 
+from contracts import _routes as routes
 from contracts._messages import (
     CONTRACTS_VERSION,
     CancelSaga,
@@ -19,33 +20,41 @@ from contracts._messages import (
     TaskFailed,
     WireMessage,
 )
+from contracts._routes import Exchange
 
 _WIRE_MESSAGES: Final[tuple[type[msgspec.Struct], ...]] = typing.get_args(WireMessage)
 
-# Channel id -> (what flows there, its messages). The ids are the exchange names,
-# which are also the addresses, so a reader of the document needs no mapping.
-_CHANNELS: Final[dict[str, tuple[str, tuple[type[msgspec.Struct], ...]]]] = {
-    "saga.commands": (
-        "Topic exchange for commands; the routing key is `{service}.{command}` and each "
-        "participant binds its queue `saga.{service}.commands` to its own service.",
+
+def _channel_id(name: str) -> str:
+    # The address of an exchange or queue, as a deployment with the default namespace has it.
+    return routes.address(routes.DEFAULT_NAMESPACE, name)
+
+
+# Exchange -> (what flows there, its messages). A channel's id is its exchange's
+# address in the default namespace, so a reader of the document needs no mapping.
+_CHANNELS: Final[dict[Exchange, tuple[str, tuple[type[msgspec.Struct], ...]]]] = {
+    "commands": (
+        "Topic exchange for commands; the routing key is "
+        f"`{routes.command_key('{service}', '{command}')}` and each participant binds its "
+        f"queue `{_channel_id(routes.commands_queue('{service}'))}` to its own service.",
         (Command,),
     ),
-    "saga.events": (
+    "events": (
         "Topic exchange for everything addressed to the coordinator: replies to "
         "commands and requests to start, signal or cancel sagas.",
         (TaskCompleted, TaskFailed, StartSaga, Signal, CancelSaga),
     ),
-    "saga.lifecycle": (
+    "lifecycle": (
         "Announcements of sagas starting and ending, for other services to react to.",
         (SagaLifecycle,),
     ),
 }
 
-# Operation id -> (action, channel id, summary); seen from the coordinator.
-_OPERATIONS: Final[dict[str, tuple[str, str, str]]] = {
-    "sendCommands": ("send", "saga.commands", "The coordinator sends step commands."),
-    "receiveEvents": ("receive", "saga.events", "The coordinator receives replies and requests."),
-    "sendLifecycle": ("send", "saga.lifecycle", "The coordinator announces saga lifecycle events."),
+# Operation id -> (action, exchange, summary); seen from the coordinator.
+_OPERATIONS: Final[dict[str, tuple[str, Exchange, str]]] = {
+    "sendCommands": ("send", "commands", "The coordinator sends step commands."),
+    "receiveEvents": ("receive", "events", "The coordinator receives replies and requests."),
+    "sendLifecycle": ("send", "lifecycle", "The coordinator announces saga lifecycle events."),
 }
 
 
@@ -93,27 +102,27 @@ def asyncapi() -> dict[str, Any]:
         for cls in _WIRE_MESSAGES
     }
     channels = {
-        channel_id: {
-            "address": channel_id,
+        _channel_id(exchange): {
+            "address": _channel_id(exchange),
             "description": description,
             "messages": {
                 cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"} for cls in carried
             },
         }
-        for channel_id, (description, carried) in _CHANNELS.items()
+        for exchange, (description, carried) in _CHANNELS.items()
     }
     operations = {
         operation_id: {
             "action": action,
             "summary": summary,
-            "channel": {"$ref": f"#/channels/{channel_id}"},
+            "channel": {"$ref": f"#/channels/{_channel_id(exchange)}"},
             # AsyncAPI 3 requires an operation's messages to point into its channel.
             "messages": [
-                {"$ref": f"#/channels/{channel_id}/messages/{cls.__name__}"}
-                for cls in _CHANNELS[channel_id][1]
+                {"$ref": f"#/channels/{_channel_id(exchange)}/messages/{cls.__name__}"}
+                for cls in _CHANNELS[exchange][1]
             ],
         }
-        for operation_id, (action, channel_id, summary) in _OPERATIONS.items()
+        for operation_id, (action, exchange, summary) in _OPERATIONS.items()
     }
     return {
         "asyncapi": "3.0.0",

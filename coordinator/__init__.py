@@ -8,9 +8,11 @@ from contracts import SagaError
 from coordinator._dsl import Saga, to_mermaid
 from coordinator._errors import (
     ConcurrencyError,
+    PublishFailedError,
     SagaDefinitionError,
     SagaRefusedError,
     UnknownSagaError,
+    UnroutableError,
 )
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
 from coordinator.runtime._coordinator import Coordinator
@@ -18,6 +20,7 @@ from coordinator.runtime._coordinator import Coordinator
 __all__ = [
     "ConcurrencyError",
     "Coordinator",
+    "PublishFailedError",
     "Retry",
     "Saga",
     "SagaDefinition",
@@ -27,5 +30,6 @@ __all__ = [
     "SagaState",
     "SagaStatus",
     "UnknownSagaError",
+    "UnroutableError",
     "to_mermaid",
 ]

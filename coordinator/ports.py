@@ -8,16 +8,20 @@ composes them. A port never interprets saga semantics.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, final
+from typing import Literal, Protocol, TypeAlias, final
 
 import msgspec
+
+from contracts import routes
 
 __all__ = [
     "Clock",
     "Commit",
     "CommitResult",
+    "DeadLetter",
+    "DeadLetters",
     "Delivery",
     "Handler",
     "HistoryEntry",
@@ -38,7 +42,7 @@ __all__ = [
     "Worker",
 ]
 
-Exchange = Literal["commands", "events", "lifecycle"]
+Exchange: TypeAlias = routes.Exchange
 
 
 # -- messaging ---------------------------------------------------------------------
@@ -106,6 +110,68 @@ class Transport(Protocol):
         self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
     ) -> Subscription:
         """Declare ``queue`` bound to ``exchange`` by ``pattern`` and consume it."""
+        ...
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message parked in a queue's dead letters, for an operator to look at.
+
+    Attributes:
+        queue: The queue it was dead-lettered from (without a namespace).
+        message_id: Its message id.
+        body: The body, unchanged.
+        headers: Its headers, plus ``x-death-reason`` and ``x-death-detail``
+            (`contracts.routes`) when the transport parked it.
+        reason: A short machine code, e.g. ``malformed_json``, or
+            ``delivery_limit`` for a message delivered too often.
+        detail: What was wrong, for a human.
+        exchange: The exchange it was published to.
+        routing_key: The routing key it was published with.
+        delivery_count: How many times it had been delivered, where the
+            transport knows (None: RabbitMQ does not keep it).
+    """
+
+    queue: str
+    message_id: str
+    body: bytes
+    headers: Mapping[str, str]
+    reason: str
+    detail: str
+    exchange: str
+    routing_key: str
+    delivery_count: int | None = None
+
+
+class DeadLetters(Protocol):
+    """The dead letters of each queue: read them, drop them, move them back.
+
+    Oldest first. A message moved back (`redrive`) goes to the end of the
+    queue it was dead-lettered from, and only there, as a new delivery
+    (``delivery_count`` 1) with its own headers, its message id and body.
+    """
+
+    async def list(
+        self, queue: str, limit: int = 100, *, remove: bool = False
+    ) -> Sequence[DeadLetter]:
+        """At most ``limit`` dead letters of ``queue``; taken out of them with ``remove``.
+
+        A queue that was never declared has none.
+        """
+        ...
+
+    async def redrive(
+        self, queue: str, message_ids: Collection[str] | None = None, *, limit: int = 100
+    ) -> Sequence[DeadLetter]:
+        """Move dead letters of ``queue`` back to it: those of ``message_ids``, or all.
+
+        Returns:
+            The dead letters moved (at most ``limit``), oldest first. The
+            others keep their place.
+
+        Raises:
+            UnroutableError: If ``queue`` no longer exists. A letter is taken
+                out only once it was moved, so none is lost.
+        """
         ...
 
 

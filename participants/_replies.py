@@ -9,7 +9,7 @@ from typing import Any, Final, final
 
 import msgspec
 
-from contracts import Command, ContractError, Reply, TaskCompleted, TaskFailed
+from contracts import Command, ContractError, Reply, TaskCompleted, TaskFailed, routes
 from coordinator.ports import Clock
 
 __all__ = [
@@ -167,7 +167,7 @@ class ReplyMaker:
 
     def _envelope(self, command: Command) -> dict[str, Any]:
         return {
-            "message_id": f"{command.message_id}:reply",
+            "message_id": routes.reply_id(command.message_id),
             "saga_id": command.saga_id,
             "saga_name": command.saga_name,
             "step": command.step,

@@ -35,7 +35,7 @@ from typing import final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply
+from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, routes
 from coordinator.adapters.memory import SystemClock
 from coordinator.ports import (
     Clock,
@@ -120,7 +120,7 @@ class ParticipantWorker:
     @property
     def queue(self) -> str:
         """The queue it consumes: ``{service}.commands``."""
-        return f"{self._service.name}.commands"
+        return routes.commands_queue(self._service.name)
 
     async def start(self) -> None:
         """Subscribe to the service's queue.
@@ -140,7 +140,7 @@ class ParticipantWorker:
         self._subscription = await self._transport.subscribe(
             self.queue,
             "commands",
-            f"{self._service.name}.*",
+            routes.commands_binding(self._service.name),
             self.handle,
             prefetch=self._prefetch,
         )
@@ -276,7 +276,7 @@ class ParticipantWorker:
     ) -> None:
         await self._transport.publish(
             "events",
-            f"{command.saga_name}.{type(reply).__name__}",
+            routes.reply_key(command.saga_name, type(reply).__name__),
             body,
             message_id=reply.message_id,
             headers=trace_headers(delivery.headers),

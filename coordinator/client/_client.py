@@ -16,7 +16,7 @@ from typing import Any, Final, final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga
+from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga, routes
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
 from coordinator.core import TERMINAL, SagaState, StepState
@@ -129,7 +129,7 @@ class SagaClient:
             input=data,
             sent_at=sent_at or datetime.now(UTC),
         )
-        await self._publish(message, f"{name}.StartSaga")
+        await self._publish(message, routes.start_key(name))
         return saga_id
 
     async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> str:
@@ -141,7 +141,7 @@ class SagaClient:
             data=data,
             sent_at=datetime.now(UTC),
         )
-        await self._publish(message, "signal.Signal")
+        await self._publish(message, routes.SIGNAL_KEY)
         return message.message_id
 
     async def cancel(self, saga_id: str, reason: str) -> str:
@@ -149,7 +149,7 @@ class SagaClient:
         message = CancelSaga(
             message_id=uuid.uuid4().hex, saga_id=saga_id, reason=reason, sent_at=datetime.now(UTC)
         )
-        await self._publish(message, "cancel.CancelSaga")
+        await self._publish(message, routes.CANCEL_KEY)
         return message.message_id
 
     async def refusal(self, saga_id: str) -> Refusal | None:

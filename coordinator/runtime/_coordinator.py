@@ -31,6 +31,7 @@ from contracts import (
     StartSaga,
     TaskCompleted,
     TaskFailed,
+    routes,
 )
 from coordinator._errors import (
     ConcurrencyError,
@@ -79,7 +80,7 @@ __all__ = ["Coordinator", "Store"]
 
 _log = logging.getLogger("coordinator")
 
-EVENTS_QUEUE = "coordinator.events"
+EVENTS_QUEUE = routes.EVENTS_QUEUE
 _CAS_ATTEMPTS = 20
 
 
@@ -173,9 +174,11 @@ class Coordinator:
         """
         services = {s.service for d in self._defs.values() for s in d.steps.values()}
         for service in sorted(services):
-            await self._transport.declare(f"{service}.commands", "commands", f"{service}.*")
+            await self._transport.declare(
+                routes.commands_queue(service), "commands", routes.commands_binding(service)
+            )
         self._subscription = await self._transport.subscribe(
-            EVENTS_QUEUE, "events", "#", self.handle, prefetch=self._prefetch
+            EVENTS_QUEUE, "events", routes.EVENTS_BINDING, self.handle, prefetch=self._prefetch
         )
         self._stopping = False
         if loops:

@@ -17,6 +17,7 @@ from contracts import (
     Signal,
     TaskCompleted,
     TaskFailed,
+    routes,
 )
 from coordinator.core import (
     CancelRequested,
@@ -84,7 +85,7 @@ def lifecycle_entry(
         saga_id=state.saga_id,
         message_id=message_id,
         exchange="lifecycle",
-        routing_key=f"{state.name}.{effect.event}",
+        routing_key=routes.lifecycle_key(state.name, effect.event),
         body=codec.encode(event),
         created_at=now,
     )

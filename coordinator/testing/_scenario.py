@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, final
 
 import msgspec
 
+from contracts import routes
 from coordinator.core import (
     CancelRequested,
     CancelTimer,
@@ -197,7 +198,7 @@ class _Pending(Generic[D]):
         s.outstanding.pop(f"{d.step}:{d.kind}", None)
         return s.feed(
             StepCompleted(
-                message_id=f"{d.message_id}:reply",
+                message_id=routes.reply_id(d.message_id),
                 step=d.step,
                 kind=d.kind,
                 attempt=d.attempt,
@@ -214,7 +215,7 @@ class _Pending(Generic[D]):
         s.outstanding.pop(f"{d.step}:{d.kind}", None)
         return s.feed(
             StepFailed(
-                message_id=f"{d.message_id}:reply",
+                message_id=routes.reply_id(d.message_id),
                 step=d.step,
                 kind=d.kind,
                 attempt=d.attempt,

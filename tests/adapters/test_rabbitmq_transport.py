@@ -24,11 +24,11 @@ import servers
 from ports import assert_implements
 
 from contracts import ContractError, SagaError
+from coordinator import PublishFailedError, UnroutableError
 from coordinator.adapters.rabbitmq import (
-    PublishFailedError,
+    RabbitDeadLetters,
     RabbitTransport,
     TopologyMismatchError,
-    UnroutableError,
     definitions,
 )
 from coordinator.adapters.rabbitmq._topology import queue_arguments
@@ -296,7 +296,7 @@ async def test_oversized_messages_are_refused_and_dead_lettered(
     unlimited = await connect()
     await unlimited.publish("events", "x", b"x" * 11, message_id="big")
     await unlimited.publish("events", "x", b"small", message_id="small")
-    letters = await _eventually(lambda: limited.dead_letters("q"))
+    letters = await _eventually(lambda: RabbitDeadLetters(limited).list("q"))
     assert [(d.message_id, d.reason) for d in letters] == [("big", "too_large")]
     assert handled == [b"small"]
 
@@ -322,7 +322,7 @@ async def test_the_broker_dead_letters_after_the_delivery_limit(
             await message.reject(requeue=True)  # what a crash amounts to
 
     assert deliveries == 3
-    [letter] = await _eventually(lambda: transport.dead_letters("q"))
+    [letter] = await _eventually(lambda: RabbitDeadLetters(transport).list("q"))
     assert (letter.reason, letter.message_id, letter.body) == ("delivery_limit", "m-1", b"crash")
     assert (letter.exchange, letter.routing_key) == ("events", "order.placed")
     assert "delivery_limit" in letter.detail
@@ -341,21 +341,24 @@ async def test_listing_dead_letters_keeps_them_in_order_unless_removed(
         await transport.publish(
             "commands", "svc.Do", b"{}", message_id=f"m-{n}", headers={"traceparent": "00-x"}
         )
-    await _eventually(lambda: transport.dead_letters("q"), count=3)
+    await _eventually(lambda: RabbitDeadLetters(transport).list("q"), count=3)
 
-    first = await transport.dead_letters("q")
+    first = await RabbitDeadLetters(transport).list("q")
     assert [d.message_id for d in first] == ["m-0", "m-1", "m-2"]
     assert first[0].headers["traceparent"] == "00-x"
     assert first[0].headers["x-original-queue"] == "q"
     assert (first[0].exchange, first[0].routing_key) == ("commands", "svc.Do")
-    assert [d.message_id for d in await transport.dead_letters("q", limit=2)] == ["m-0", "m-1"]
-    assert [d.message_id for d in await transport.dead_letters("q", remove=True)] == [
+    assert [d.message_id for d in await RabbitDeadLetters(transport).list("q", limit=2)] == [
+        "m-0",
+        "m-1",
+    ]
+    assert [d.message_id for d in await RabbitDeadLetters(transport).list("q", remove=True)] == [
         "m-0",
         "m-1",
         "m-2",
     ]
-    assert await transport.dead_letters("q") == []
-    assert await transport.dead_letters("never.declared") == []
+    assert await RabbitDeadLetters(transport).list("q") == []
+    assert await RabbitDeadLetters(transport).list("never.declared") == []
 
 
 # -- consumers --------------------------------------------------------------------------

@@ -2,114 +2,92 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import final
 
 import pytest
 from servers import connect_rabbit, namespace
 
-from coordinator.adapters.memory import MemoryTransport
-from coordinator.adapters.memory import UnroutableError as MemoryUnroutableError
-from coordinator.adapters.rabbitmq import RabbitTransport
-from coordinator.adapters.rabbitmq import UnroutableError as RabbitUnroutableError
-from coordinator.ports import Exchange, Handler, Subscription, Transport
+from coordinator.adapters.memory import MemoryDeadLetters, MemoryTransport
+from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
+from coordinator.ports import DeadLetters, Transport
 
-# -- transport ----------------------------------------------------------------------
+# -- transport and dead letters -------------------------------------------------------
 
 CONTRACT_DELIVERY_LIMIT = 3
 
-DeadLetters = list[tuple[str, str, bytes]]
+Peer = Callable[[], Awaitable[Transport]]
+"""Another client of the same broker and namespace, for competing consumers."""
 
 
-class TransportUnderTest:
-    """A transport of the contract suite, plus what the adapters expose differently.
+@final
+class MemoryBroker:
+    """The in-memory broker under the contract: one transport is every client."""
 
-    ``publish`` and ``subscribe`` go to the transport itself; ``dead(queue)``
-    lists ``(reason, detail, body)`` of the dead letters of ``queue``, oldest
-    first; ``peer()`` is another client of the same broker and namespace (the
-    same transport for memory, a second connection for RabbitMQ).
-    """
+    def __init__(self) -> None:
+        self.transport = MemoryTransport(delivery_limit=CONTRACT_DELIVERY_LIMIT)
+        self.dead_letters = MemoryDeadLetters(self.transport)
 
-    def __init__(
-        self,
-        kind: str,
-        transport: Transport,
-        *,
-        unroutable: type[Exception],
-        dead: Callable[[str], Awaitable[DeadLetters]],
-        peer: Callable[[], Awaitable[Transport]],
-    ) -> None:
-        self.kind = kind
+    async def peer(self) -> Transport:
+        return self.transport
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+@final
+class RabbitBroker:
+    """RabbitMQ under the contract, in a namespace of its own; a peer is a second connection."""
+
+    def __init__(self, transport: RabbitTransport) -> None:
         self.transport = transport
-        self.unroutable = unroutable
-        self.delivery_limit = CONTRACT_DELIVERY_LIMIT
-        self.dead = dead
-        self.peer = peer
+        self.dead_letters = RabbitDeadLetters(transport)
+        self._peers: list[RabbitTransport] = []
 
-    async def publish(
-        self,
-        exchange: Exchange,
-        routing_key: str,
-        body: bytes,
-        *,
-        message_id: str,
-        headers: Mapping[str, str] | None = None,
-        mandatory: bool = True,
-    ) -> None:
-        await self.transport.publish(
-            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
+    @classmethod
+    async def connect(cls) -> RabbitBroker:
+        return cls(await connect_rabbit(namespace(), delivery_limit=CONTRACT_DELIVERY_LIMIT))
+
+    async def peer(self) -> Transport:
+        peer = await connect_rabbit(
+            self.transport.namespace, delivery_limit=CONTRACT_DELIVERY_LIMIT
         )
+        self._peers.append(peer)
+        return peer
 
-    async def subscribe(
-        self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
-    ) -> Subscription:
-        return await self.transport.subscribe(queue, exchange, pattern, handler, prefetch=prefetch)
+    async def close(self) -> None:
+        queues: set[str] = set()
+        for peer in self._peers:
+            queues |= peer.queues
+            await peer.close()
+        await self.transport.delete_namespace(queues)
+        await self.transport.close()
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
-async def transport(request: pytest.FixtureRequest) -> AsyncIterator[TransportUnderTest]:
-    if request.param == "memory":
-        memory = MemoryTransport(delivery_limit=CONTRACT_DELIVERY_LIMIT)
-
-        async def memory_dead(queue: str) -> DeadLetters:
-            return [(d.reason, d.detail, d.body) for d in memory.dead_letters if d.queue == queue]
-
-        async def memory_peer() -> Transport:
-            return memory
-
-        yield TransportUnderTest(
-            "memory",
-            memory,
-            unroutable=MemoryUnroutableError,
-            dead=memory_dead,
-            peer=memory_peer,
-        )
-        await memory.close()
-        return
-
-    ns = namespace()
-    rabbit = await connect_rabbit(ns, delivery_limit=CONTRACT_DELIVERY_LIMIT)
-    peers: list[RabbitTransport] = []
-
-    async def rabbit_dead(queue: str) -> DeadLetters:
-        return [(d.reason, d.detail, d.body) for d in await rabbit.dead_letters(queue)]
-
-    async def rabbit_peer() -> Transport:
-        peer = await connect_rabbit(ns, delivery_limit=CONTRACT_DELIVERY_LIMIT)
-        peers.append(peer)
-        return peer
-
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[MemoryBroker | RabbitBroker]:
+    opened = MemoryBroker() if request.param == "memory" else await RabbitBroker.connect()
     try:
-        yield TransportUnderTest(
-            "rabbitmq",
-            rabbit,
-            unroutable=RabbitUnroutableError,
-            dead=rabbit_dead,
-            peer=rabbit_peer,
-        )
+        yield opened
     finally:
-        queues: set[str] = set()
-        for peer in peers:
-            queues |= peer.queues
-            await peer.close()
-        await rabbit.delete_namespace(queues)
-        await rabbit.close()
+        await opened.close()
+
+
+@pytest.fixture
+def transport(broker: MemoryBroker | RabbitBroker) -> Transport:
+    return broker.transport
+
+
+@pytest.fixture
+def dead_letters(broker: MemoryBroker | RabbitBroker) -> DeadLetters:
+    return broker.dead_letters
+
+
+@pytest.fixture
+def peer(broker: MemoryBroker | RabbitBroker) -> Peer:
+    return broker.peer
+
+
+@pytest.fixture
+def delivery_limit() -> int:
+    return CONTRACT_DELIVERY_LIMIT

@@ -9,45 +9,25 @@ report, never fixed sleeps, except where a test proves that nothing arrives.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
 from contracts import SagaError
-from coordinator.ports import Delivery, Exchange, Handler, Subscription, Transport
+from coordinator import UnroutableError
+from coordinator.ports import DeadLetters, Delivery, Transport
 
 T = TypeVar("T")
+Peer = Callable[[], Awaitable[Transport]]
 
 WAIT = 10.0  # seconds; generous, a passing test never waits this long
 QUIET = 0.3  # seconds during which nothing must arrive
 
 
-class TransportUnderTest(Protocol):
-    """What the ``transport`` fixture of conftest.py provides."""
-
-    kind: str
-    unroutable: type[Exception]
-    delivery_limit: int
-
-    async def publish(
-        self,
-        exchange: Exchange,
-        routing_key: str,
-        body: bytes,
-        *,
-        message_id: str,
-        headers: Mapping[str, str] | None = None,
-        mandatory: bool = True,
-    ) -> None: ...
-
-    async def subscribe(
-        self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
-    ) -> Subscription: ...
-
-    async def dead(self, queue: str) -> list[tuple[str, str, bytes]]: ...
-
-    async def peer(self) -> Transport: ...
+async def dead_of(dead_letters: DeadLetters, queue: str) -> list[tuple[str, str, bytes]]:
+    """``(reason, detail, body)`` of the dead letters of ``queue``, oldest first."""
+    return [(d.reason, d.detail, d.body) for d in await dead_letters.list(queue)]
 
 
 class Inbox:
@@ -92,7 +72,7 @@ async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool
 # -- publish and route ---------------------------------------------------------------
 
 
-async def test_a_subscriber_receives_what_is_published(transport: TransportUnderTest) -> None:
+async def test_a_subscriber_receives_what_is_published(transport: Transport) -> None:
     inbox = Inbox()
     await transport.subscribe("svc.commands", "commands", "svc.*", inbox)
     await transport.publish("commands", "svc.Do", b'{"n":1}', message_id="m-1")
@@ -100,7 +80,7 @@ async def test_a_subscriber_receives_what_is_published(transport: TransportUnder
     assert (delivery.body, delivery.message_id, delivery.delivery_count) == (b'{"n":1}', "m-1", 1)
 
 
-async def test_headers_and_message_id_survive(transport: TransportUnderTest) -> None:
+async def test_headers_and_message_id_survive(transport: Transport) -> None:
     inbox = Inbox()
     headers = {
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -114,7 +94,7 @@ async def test_headers_and_message_id_survive(transport: TransportUnderTest) -> 
     assert dict(delivery.headers) == headers
 
 
-async def test_topic_patterns_route_by_words(transport: TransportUnderTest) -> None:
+async def test_topic_patterns_route_by_words(transport: Transport) -> None:
     inboxes = {name: Inbox() for name in ("one_word", "any", "suffix", "prefix")}
     await transport.subscribe("one_word", "events", "order.*", inboxes["one_word"])
     await transport.subscribe("any", "events", "#", inboxes["any"])
@@ -143,19 +123,19 @@ async def test_topic_patterns_route_by_words(transport: TransportUnderTest) -> N
     } == {name: sorted(bodies) for name, bodies in expected.items()}
 
 
-async def test_an_unroutable_mandatory_message_raises(transport: TransportUnderTest) -> None:
-    with pytest.raises(transport.unroutable, match=r"inventory\.Reserve") as caught:
+async def test_an_unroutable_mandatory_message_raises(transport: Transport) -> None:
+    with pytest.raises(UnroutableError, match=r"inventory\.Reserve") as caught:
         await transport.publish("commands", "inventory.Reserve", b"{}", message_id="m-1")
     assert isinstance(caught.value, SagaError)
 
     # Bound on another exchange, or by a pattern that does not match: still unroutable.
     await transport.subscribe("q1", "events", "inventory.*", Inbox())
     await transport.subscribe("q2", "commands", "payments.*", Inbox())
-    with pytest.raises(transport.unroutable):
+    with pytest.raises(UnroutableError):
         await transport.publish("commands", "inventory.Reserve", b"{}", message_id="m-2")
 
 
-async def test_an_unroutable_optional_message_is_dropped(transport: TransportUnderTest) -> None:
+async def test_an_unroutable_optional_message_is_dropped(transport: Transport) -> None:
     await transport.publish(
         "lifecycle", "saga.completed", b"lost", message_id="m-1", mandatory=False
     )
@@ -171,7 +151,7 @@ async def test_an_unroutable_optional_message_is_dropped(transport: TransportUnd
 # -- settle -------------------------------------------------------------------------
 
 
-async def test_an_acked_message_is_gone(transport: TransportUnderTest) -> None:
+async def test_an_acked_message_is_gone(transport: Transport) -> None:
     first = Inbox()
     subscription = await transport.subscribe("q", "commands", "svc.*", first)
     await transport.publish("commands", "svc.Do", b"once", message_id="m-1")
@@ -186,7 +166,7 @@ async def test_an_acked_message_is_gone(transport: TransportUnderTest) -> None:
     assert second.bodies == [b"marker"]
 
 
-async def test_a_requeued_message_comes_again_counted(transport: TransportUnderTest) -> None:
+async def test_a_requeued_message_comes_again_counted(transport: Transport) -> None:
     async def requeue_first(delivery: Delivery) -> None:
         if delivery.delivery_count == 1:
             await delivery.requeue()
@@ -203,7 +183,7 @@ async def test_a_requeued_message_comes_again_counted(transport: TransportUnderT
     ]
 
 
-async def test_an_unsettled_message_comes_again(transport: TransportUnderTest) -> None:
+async def test_an_unsettled_message_comes_again(transport: Transport) -> None:
     async def forget_first(delivery: Delivery) -> None:
         if delivery.delivery_count > 1:
             await delivery.ack()
@@ -214,7 +194,7 @@ async def test_an_unsettled_message_comes_again(transport: TransportUnderTest) -
     assert [d.delivery_count for d in await inbox.wait_for(2)] == [1, 2]
 
 
-async def test_a_delivery_is_settled_once(transport: TransportUnderTest) -> None:
+async def test_a_delivery_is_settled_once(transport: Transport) -> None:
     errors: list[Exception] = []
 
     async def ack_twice(delivery: Delivery) -> None:
@@ -232,7 +212,9 @@ async def test_a_delivery_is_settled_once(transport: TransportUnderTest) -> None
     assert "already settled" in str(errors[0])
 
 
-async def test_a_failing_handler_ends_in_the_dead_letters(transport: TransportUnderTest) -> None:
+async def test_a_failing_handler_ends_in_the_dead_letters(
+    transport: Transport, dead_letters: DeadLetters, delivery_limit: int
+) -> None:
     async def fail(delivery: Delivery) -> None:
         raise ValueError("cannot handle this")
 
@@ -240,15 +222,17 @@ async def test_a_failing_handler_ends_in_the_dead_letters(transport: TransportUn
     await transport.subscribe("q", "commands", "svc.*", inbox)
     await transport.publish("commands", "svc.Do", b"poison", message_id="m-1")
 
-    [(reason, detail, body)] = await eventually(lambda: transport.dead("q"), bool)
+    [(reason, detail, body)] = await eventually(lambda: dead_of(dead_letters, "q"), bool)
     assert (reason, body) == ("delivery_limit", b"poison")
     assert "ValueError" in detail
     assert "cannot handle this" in detail
-    limit = transport.delivery_limit
+    limit = delivery_limit
     assert [d.delivery_count for d in inbox.deliveries] == list(range(1, limit + 1))
 
 
-async def test_dead_letter_parks_at_once_with_the_reason(transport: TransportUnderTest) -> None:
+async def test_dead_letter_parks_at_once_with_the_reason(
+    transport: Transport, dead_letters: DeadLetters
+) -> None:
     async def reject(delivery: Delivery) -> None:
         await delivery.dead_letter("malformed_json", "expected value at line 1 column 1")
 
@@ -256,27 +240,27 @@ async def test_dead_letter_parks_at_once_with_the_reason(transport: TransportUnd
     await transport.subscribe("q", "commands", "svc.*", inbox)
     await transport.publish("commands", "svc.Do", b"{oops", message_id="m-1")
 
-    dead = await eventually(lambda: transport.dead("q"), bool)
+    dead = await eventually(lambda: dead_of(dead_letters, "q"), bool)
     assert dead == [("malformed_json", "expected value at line 1 column 1", b"{oops")]
     # Had it been given back instead, it would be in the queue ahead of a marker.
     await transport.publish("commands", "svc.Do", b"marker", message_id="m-2")
     await inbox.wait_for(2)
     assert [(d.body, d.delivery_count) for d in inbox.deliveries] == [(b"{oops", 1), (b"marker", 1)]
-    assert await transport.dead("other") == []
+    assert await dead_of(dead_letters, "other") == []
 
 
 # -- consumers ------------------------------------------------------------------------
 
 
-async def test_competing_consumers_share_a_queue(transport: TransportUnderTest) -> None:
+async def test_competing_consumers_share_a_queue(transport: Transport, peer: Peer) -> None:
     async def slowly(delivery: Delivery) -> None:
         await asyncio.sleep(0.02)
         await delivery.ack()
 
     first, second = Inbox(slowly), Inbox(slowly)
-    peer = await transport.peer()
+    peer_transport = await peer()
     await transport.subscribe("work", "commands", "svc.*", first, prefetch=1)
-    await peer.subscribe("work", "commands", "svc.*", second, prefetch=1)
+    await peer_transport.subscribe("work", "commands", "svc.*", second, prefetch=1)
     for n in range(10):
         await transport.publish("commands", "svc.Do", str(n).encode(), message_id=f"m-{n}")
 
@@ -287,7 +271,7 @@ async def test_competing_consumers_share_a_queue(transport: TransportUnderTest) 
     assert second.bodies
 
 
-async def test_prefetch_bounds_the_handlers_running(transport: TransportUnderTest) -> None:
+async def test_prefetch_bounds_the_handlers_running(transport: Transport) -> None:
     running = 0
     most = 0
     release = asyncio.Event()
@@ -313,7 +297,7 @@ async def test_prefetch_bounds_the_handlers_running(transport: TransportUnderTes
     assert most == 2
 
 
-async def test_stop_waits_for_the_handlers_in_flight(transport: TransportUnderTest) -> None:
+async def test_stop_waits_for_the_handlers_in_flight(transport: Transport) -> None:
     release = asyncio.Event()
     finished: list[bytes] = []
 

@@ -29,7 +29,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from servers import AMQP_URL, REDIS_URL, namespace, unavailable
 
-from coordinator.adapters.rabbitmq import DeadLetter, RabbitTransport
+from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
+from coordinator.ports import DeadLetter
 from coordinator.service._settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -447,7 +448,8 @@ class Deployment:
         """The dead letters of every queue of the namespace (left in place)."""
         transport = await RabbitTransport.connect(self.amqp_url, namespace=self.ns)
         try:
-            return {q: await transport.dead_letters(q, limit=1000) for q in QUEUES}
+            dead = RabbitDeadLetters(transport)
+            return {q: list(await dead.list(q, limit=1000)) for q in QUEUES}
         finally:
             await transport.close()
 

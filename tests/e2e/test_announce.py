@@ -11,7 +11,8 @@ from procs import poll, servers_up
 from servers import AMQP_URL, REDIS_URL, connect_redis, drop_namespace, namespace
 
 from contracts import DEFAULT_CODEC, StartSaga
-from coordinator.adapters.rabbitmq import RabbitTransport, UnroutableError
+from coordinator import UnroutableError
+from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore
 from coordinator.examples.orders import saga
 from coordinator.ports import Delivery

@@ -29,9 +29,9 @@ from typing import Any
 import msgspec
 from procs import Deployment, poll, retry
 
-from coordinator.adapters.rabbitmq import DeadLetter
 from coordinator.adapters.redis import RedisSagaStore
 from coordinator.client._client import SagaClient
+from coordinator.ports import DeadLetter
 
 SAGA = "order.place"
 TERMINAL = frozenset({"completed", "compensated", "failed", "cancelled"})

@@ -20,14 +20,19 @@ import pytest
 from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
-from contracts import DEFAULT_CODEC, CancelSaga, Signal
+from contracts import DEFAULT_CODEC, CancelSaga, Signal, routes
 from coordinator import Coordinator, SagaRefusedError
-from coordinator.adapters.memory import MemoryIdempotencyStore, MemoryTransport, SystemClock
-from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.adapters.memory import (
+    MemoryDeadLetters,
+    MemoryIdempotencyStore,
+    MemoryTransport,
+    SystemClock,
+)
+from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore
 from coordinator.examples.orders import Ledger, Order, build_services, saga
 from coordinator.examples.orders.messages import Line
-from coordinator.ports import Transport
+from coordinator.ports import DeadLetters, Transport
 from participants import ParticipantWorker
 
 AMQP_URL = os.environ.get("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -54,8 +59,11 @@ class Setup:
     async def dead(self) -> list[tuple[str, str, str]]:
         """``(message_id, reason, detail)`` of the coordinator's dead letters."""
         if isinstance(self.transport, MemoryTransport):
-            return [(d.message.message_id, d.reason, d.detail) for d in self.transport.dead_letters]
-        letters = await self.transport.dead_letters("coordinator.events")  # type: ignore[attr-defined]
+            dead_letters: DeadLetters = MemoryDeadLetters(self.transport)
+        else:
+            assert isinstance(self.transport, RabbitTransport)
+            dead_letters = RabbitDeadLetters(self.transport)
+        letters = await dead_letters.list(routes.EVENTS_QUEUE)
         return [(d.message_id, d.reason, d.detail) for d in letters]
 
 

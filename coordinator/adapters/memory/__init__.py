@@ -4,16 +4,16 @@ They pass the same contract suites as the RabbitMQ and Redis adapters.
 """
 
 from coordinator.adapters.memory._clock import SystemClock, VirtualClock
+from coordinator.adapters.memory._dead_letters import MemoryDeadLetters
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
 from coordinator.adapters.memory._store import MemorySagaStore
-from coordinator.adapters.memory._transport import DeadLetter, MemoryTransport, UnroutableError
+from coordinator.adapters.memory._transport import MemoryTransport
 
 __all__ = [
-    "DeadLetter",
+    "MemoryDeadLetters",
     "MemoryIdempotencyStore",
     "MemorySagaStore",
     "MemoryTransport",
     "SystemClock",
-    "UnroutableError",
     "VirtualClock",
 ]

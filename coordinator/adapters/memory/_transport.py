@@ -11,7 +11,9 @@ handler raised, requeued it or returned without settling it, up to
 ``delivery_limit`` (a quorum queue's ``x-delivery-limit``).
 
 Every state change runs without awaiting in between, so the bookkeeping behind
-`MemoryTransport.drain` is exact: no polling, no sleeps.
+`MemoryTransport.drain` is exact: no polling, no sleeps. The queues, their
+consumers and deliveries are in ``_queues``; topic matching in ``_topic``;
+the ``DeadLetters`` port over `MemoryTransport.dead_letters` in ``_dead_letters``.
 """
 
 from __future__ import annotations
@@ -20,219 +22,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import lru_cache
 from types import MappingProxyType
-from typing import Final, final, get_args
+from typing import final
 
+from contracts import routes
 from coordinator._errors import UnroutableError
-from coordinator.ports import Exchange, Handler, Subscription
+from coordinator.adapters.memory._queues import Consumer, Message, Published, Queue
+from coordinator.adapters.memory._topic import topic_matches
+from coordinator.ports import DeadLetter, Exchange, Handler, Subscription
 
-__all__ = ["DeadLetter", "MemoryTransport", "Published", "UnroutableError", "topic_matches"]
+__all__ = ["MemoryTransport", "Published"]
 
-_log = logging.getLogger(__name__)
-
-EXCHANGES: Final[tuple[Exchange, ...]] = get_args(Exchange)
-REASON_HEADER: Final = "x-death-reason"
-DETAIL_HEADER: Final = "x-death-detail"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Published:
-    """One message the transport accepted."""
-
-    exchange: Exchange
-    routing_key: str
-    body: bytes
-    message_id: str
-    headers: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """A message parked for an operator, as a dead-letter queue would hold it.
-
-    Attributes:
-        queue: The queue it was dead-lettered from.
-        body: The message body, unchanged.
-        headers: The original headers plus ``x-death-reason`` and ``x-death-detail``.
-        reason: A short machine code, e.g. ``malformed_json`` or ``delivery_limit``.
-        detail: What was wrong, for a human.
-        message: The message as it was published.
-        delivery_count: How many times it had been delivered.
-    """
-
-    queue: str
-    body: bytes
-    headers: Mapping[str, str]
-    reason: str
-    detail: str
-    message: Published
-    delivery_count: int
-
-
-@lru_cache(maxsize=1024)
-def _words(text: str) -> tuple[str, ...]:
-    # RabbitMQ reads an empty key as no words at all, not as one empty word.
-    return tuple(text.split(".")) if text else ()
-
-
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether a topic binding pattern matches a routing key, as AMQP defines it.
-
-    Args:
-        pattern: The binding pattern; words are separated by ``.``, ``*`` stands
-            for exactly one word and ``#`` for zero or more.
-        routing_key: The routing key of a published message.
-
-    Returns:
-        True if the message goes to queues bound by ``pattern``.
-    """
-    pat, key = _words(pattern), _words(routing_key)
-    # reachable[j]: the pattern words consumed so far can match key[:j].
-    reachable = [True] + [False] * len(key)
-    for word in pat:
-        if word == "#":
-            for j in range(1, len(key) + 1):
-                reachable[j] = reachable[j] or reachable[j - 1]
-        else:
-            for j in range(len(key), 0, -1):
-                reachable[j] = reachable[j - 1] and word in ("*", key[j - 1])
-            reachable[0] = False
-    return reachable[len(key)]
-
-
-@dataclass(slots=True, eq=False)
-class _Message:
-    published: Published
-    delivery_count: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Queue:
-    name: str
-    bindings: set[tuple[Exchange, str]] = field(default_factory=set)
-    ready: deque[_Message] = field(default_factory=deque)
-    consumers: list[_Consumer] = field(default_factory=list)
-    turn: int = 0
-
-    def next_consumer(self) -> _Consumer | None:
-        """The next consumer with a free prefetch slot, round robin."""
-        for offset in range(len(self.consumers)):
-            index = (self.turn + offset) % len(self.consumers)
-            if self.consumers[index].has_capacity():
-                self.turn = index + 1
-                return self.consumers[index]
-        return None
-
-
-@final
-@dataclass(slots=True, eq=False, kw_only=True)
-class _Delivery:
-    """Implements the ``Delivery`` port: one delivery of one message."""
-
-    body: bytes
-    headers: Mapping[str, str]
-    delivery_count: int
-    message_id: str
-    settled: bool = False
-    _consumer: _Consumer
-    _message: _Message
-
-    async def ack(self) -> None:
-        self.settle()
-
-    async def requeue(self) -> None:
-        self.settle()
-        self._consumer.transport._redeliver(self._consumer.queue, self._message, "requeued")
-
-    async def dead_letter(self, reason: str, detail: str) -> None:
-        self.settle()
-        self._consumer.transport._dead_letter(self._consumer.queue, self._message, reason, detail)
-
-    def settle(self) -> None:
-        if self.settled:
-            raise RuntimeError(f"delivery of {self.message_id!r} is already settled")
-        self.settled = True
-
-
-@final
-class _Consumer:
-    """One subscription: a handler taking deliveries from a queue."""
-
-    def __init__(
-        self, transport: MemoryTransport, queue: _Queue, handler: Handler, prefetch: int
-    ) -> None:
-        self.transport = transport
-        self.queue = queue
-        self.handler = handler
-        self.prefetch = prefetch
-        self.active = True
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def has_capacity(self) -> bool:
-        return self.active and len(self.tasks) < self.prefetch
-
-    def start(self, message: _Message) -> None:
-        message.delivery_count += 1
-        published = message.published
-        delivery = _Delivery(
-            body=published.body,
-            headers=published.headers,
-            delivery_count=message.delivery_count,
-            message_id=published.message_id,
-            _consumer=self,
-            _message=message,
-        )
-        self.transport._in_flight += 1
-        self.tasks.add(asyncio.get_running_loop().create_task(self._run(delivery)))
-
-    async def _run(self, delivery: _Delivery) -> None:
-        cancelled = False
-        try:
-            await self.handler(delivery)
-        except asyncio.CancelledError:
-            # Usually the loop shutting down: the message goes back, but no new
-            # handler starts from here, since nothing would await it. The next
-            # publish, subscribe or finishing handler dispatches it.
-            cancelled = True
-            self._recover(delivery, "handler cancelled", dispatch=False)
-            raise
-        except Exception as exc:
-            self.transport.handler_errors.append(exc)
-            _log.exception("handler for queue %r failed", self.queue.name)
-            self._recover(delivery, f"handler raised {type(exc).__name__}: {exc}")
-        else:
-            # A broker returns unsettled messages when their consumer goes away;
-            # here the consumer of a delivery is gone once its handler returns.
-            self._recover(delivery, "handler returned without settling the delivery")
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self.tasks.discard(task)
-            self.transport._in_flight -= 1
-            if cancelled:
-                self.transport._update_idle()
-            else:
-                self.transport._dispatch(self.queue)
-
-    def _recover(self, delivery: _Delivery, why: str, *, dispatch: bool = True) -> None:
-        if not delivery.settled:
-            delivery.settle()
-            self.transport._redeliver(self.queue, delivery._message, why, dispatch=dispatch)
-
-    async def stop(self) -> None:
-        """Stop taking deliveries and wait for the handlers in flight.
-
-        Cancelling the wait (e.g. a timeout around it) cancels those handlers;
-        their messages go back to the queue.
-        """
-        if self.active:
-            self.active = False
-            self.queue.consumers.remove(self)
-            self.transport._dispatch(self.queue)
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+_log = logging.getLogger("coordinator.adapters.memory")
 
 
 @final
@@ -246,7 +47,8 @@ class MemoryTransport:
         await transport.drain()  # every consumed queue empty, no handler running
 
     Attributes:
-        dead_letters: Messages dead-lettered so far, oldest first.
+        dead_letters: Messages dead-lettered so far, oldest first, for tests to
+            assert on; `MemoryDeadLetters` is the ``DeadLetters`` port over it.
         published: Messages accepted so far, oldest first.
         handler_errors: Exceptions handlers raised (each also caused a redelivery).
     """
@@ -267,7 +69,7 @@ class MemoryTransport:
         self.dead_letters: list[DeadLetter] = []
         self.published: list[Published] = []
         self.handler_errors: list[Exception] = []
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, Queue] = {}
         self._publish_faults: deque[Exception] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -292,7 +94,7 @@ class MemoryTransport:
             RuntimeError: If the transport is closed.
         """
         self._check_open()
-        _check_exchange(exchange)
+        routes.check_exchange(exchange)
         if self._publish_faults:
             raise self._publish_faults.popleft()
         targets = [
@@ -313,7 +115,7 @@ class MemoryTransport:
         )
         self.published.append(published)
         for queue in targets:
-            queue.ready.append(_Message(published))
+            queue.ready.append(Message(published))
             self._dispatch(queue)
 
     async def subscribe(
@@ -342,7 +144,7 @@ class MemoryTransport:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         declared = self._declare(queue, exchange, pattern)
-        consumer = _Consumer(self, declared, handler, prefetch)
+        consumer = Consumer(self, declared, handler, prefetch)
         declared.consumers.append(consumer)
         self._dispatch(declared)
         return consumer
@@ -403,15 +205,15 @@ class MemoryTransport:
 
     # -- called by deliveries and consumers ----------------------------------------
 
-    def _declare(self, queue: str, exchange: Exchange, pattern: str) -> _Queue:
-        _check_exchange(exchange)
+    def _declare(self, queue: str, exchange: Exchange, pattern: str) -> Queue:
+        routes.check_exchange(exchange)
         declared = self._queues.get(queue)
         if declared is None:
-            declared = self._queues[queue] = _Queue(queue)
+            declared = self._queues[queue] = Queue(queue)
         declared.bindings.add((exchange, pattern))
         return declared
 
-    def _dispatch(self, queue: _Queue) -> None:
+    def _dispatch(self, queue: Queue) -> None:
         while queue.ready:
             consumer = queue.next_consumer()
             if consumer is None:
@@ -420,7 +222,7 @@ class MemoryTransport:
         self._update_idle()
 
     def _redeliver(
-        self, queue: _Queue, message: _Message, why: str, *, dispatch: bool = True
+        self, queue: Queue, message: Message, why: str, *, dispatch: bool = True
     ) -> None:
         if message.delivery_count >= self.delivery_limit:
             detail = f"{why}; delivered {message.delivery_count} times"
@@ -431,21 +233,33 @@ class MemoryTransport:
         else:
             queue.ready.appendleft(message)
 
-    def _dead_letter(self, queue: _Queue, message: _Message, reason: str, detail: str) -> None:
+    def _dead_letter(self, queue: Queue, message: Message, reason: str, detail: str) -> None:
         published = message.published
-        headers = {**published.headers, REASON_HEADER: reason, DETAIL_HEADER: detail}
+        headers = {
+            **published.headers,
+            routes.DEAD_LETTER_REASON_HEADER: reason,
+            routes.DEAD_LETTER_DETAIL_HEADER: detail,
+        }
         self.dead_letters.append(
             DeadLetter(
                 queue=queue.name,
+                message_id=published.message_id,
                 body=published.body,
-                headers=MappingProxyType(headers),
+                headers=headers,
                 reason=reason,
                 detail=detail,
-                message=published,
+                exchange=published.exchange,
+                routing_key=published.routing_key,
                 delivery_count=message.delivery_count,
             )
         )
         _log.warning("dead-lettered %r from %r: %s", published.message_id, queue.name, reason)
+
+    def _put_back(self, queue: str, published: Published) -> None:
+        # A dead letter moved back: a new message at the end of its queue.
+        declared = self._queues[queue]
+        declared.ready.append(Message(published))
+        self._dispatch(declared)
 
     def _is_idle(self) -> bool:
         # Counted, not read off the consumers: a stopped subscription's
@@ -463,8 +277,3 @@ class MemoryTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
-
-
-def _check_exchange(exchange: str) -> None:
-    if exchange not in EXCHANGES:
-        raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")

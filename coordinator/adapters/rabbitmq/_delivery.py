@@ -1,4 +1,4 @@
-"""One AMQP delivery behind the ``Delivery`` port, and dead letters as read back.
+"""One AMQP delivery behind the ``Delivery`` port.
 
 Settling follows the in-memory transport exactly: a message given back
 (``requeue``, a handler that raised or returned without settling) is
@@ -6,7 +6,7 @@ redelivered until it has been delivered ``delivery_limit`` times, then
 dead-lettered with reason ``delivery_limit`` and the why in the detail. The
 quorum queue's own ``x-delivery-limit`` is the backstop for what the client
 cannot do itself (a consumer that died mid-handler); RabbitMQ then puts the
-reason only in its ``x-death`` table, which `DeadLetter.from_message` reads.
+reason only in its ``x-death`` table, which ``_admin.read_dead_letter`` reads.
 """
 
 from __future__ import annotations
@@ -21,17 +21,11 @@ from typing import Final, final
 
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
+from contracts import routes
 from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
-from coordinator.adapters.rabbitmq._topology import (
-    DETAIL_HEADER,
-    ORIGINAL_EXCHANGE_HEADER,
-    ORIGINAL_QUEUE_HEADER,
-    ORIGINAL_ROUTING_KEY_HEADER,
-    REASON_HEADER,
-)
 
-__all__ = ["DeadLetter", "Park", "RabbitDelivery", "delivery_count", "string_headers"]
+__all__ = ["Park", "RabbitDelivery", "delivery_count", "string_headers"]
 
 _log = logging.getLogger("coordinator.adapters.rabbitmq")
 
@@ -126,11 +120,17 @@ class RabbitDelivery:
         self._settle()
         headers = {
             **self.headers,
-            REASON_HEADER: reason,
-            DETAIL_HEADER: detail[:MAX_DETAIL],
-            ORIGINAL_QUEUE_HEADER: self.queue,
-            ORIGINAL_EXCHANGE_HEADER: self._message.exchange or "",
-            ORIGINAL_ROUTING_KEY_HEADER: self._message.routing_key or "",
+            routes.DEAD_LETTER_REASON_HEADER: reason,
+            routes.DEAD_LETTER_DETAIL_HEADER: detail[:MAX_DETAIL],
+            routes.ORIGINAL_QUEUE_HEADER: self.queue,
+            # A dead letter moved back came by the default exchange and says
+            # where it was first published; it keeps saying so.
+            routes.ORIGINAL_EXCHANGE_HEADER: self.headers.get(routes.ORIGINAL_EXCHANGE_HEADER)
+            or self._message.exchange
+            or "",
+            routes.ORIGINAL_ROUTING_KEY_HEADER: self.headers.get(routes.ORIGINAL_ROUTING_KEY_HEADER)
+            or self._message.routing_key
+            or "",
         }
         try:
             await self._park(self.queue, self.body, self.message_id, headers)
@@ -193,77 +193,3 @@ class RabbitDelivery:
                 self.queue,
                 exc,
             )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """A message in a dead-letter queue, as `RabbitTransport.dead_letters` reads it.
-
-    Attributes:
-        queue: The queue it was dead-lettered from (without the namespace).
-        message_id: Its message id.
-        body: The body, unchanged.
-        headers: Its string headers, including ``x-death-reason`` and
-            ``x-death-detail`` when the transport parked it.
-        reason: A short code: the one given to ``dead_letter``, or
-            ``delivery_limit``, also when the broker dead-lettered it.
-        detail: What was wrong, for a human.
-        exchange: The exchange it was first published to.
-        routing_key: The routing key it was first published with.
-    """
-
-    queue: str
-    message_id: str
-    body: bytes
-    headers: Mapping[str, str]
-    reason: str
-    detail: str
-    exchange: str
-    routing_key: str
-
-    @classmethod
-    def from_message(
-        cls, message: AbstractIncomingMessage, *, queue: str, namespace: str
-    ) -> DeadLetter:
-        raw = message.headers or {}
-        headers = string_headers(raw)
-        if REASON_HEADER in headers:
-            return cls(
-                queue=headers.get(ORIGINAL_QUEUE_HEADER, queue),
-                message_id=message.message_id or "",
-                body=message.body,
-                headers=MappingProxyType(headers),
-                reason=headers[REASON_HEADER],
-                detail=headers.get(DETAIL_HEADER, ""),
-                exchange=headers.get(ORIGINAL_EXCHANGE_HEADER, ""),
-                routing_key=headers.get(ORIGINAL_ROUTING_KEY_HEADER, ""),
-            )
-        # Dead-lettered by the broker: the reason is in its x-death table.
-        death = _latest_death(raw)
-        reason = str(
-            death.get("reason")
-            or raw.get("x-last-death-reason")
-            or raw.get("x-first-death-reason")
-            or "unknown"
-        )
-        keys = death.get("routing-keys")
-        routing_key = str(keys[0]) if isinstance(keys, list) and keys else ""
-        return cls(
-            queue=queue,
-            message_id=message.message_id or "",
-            body=message.body,
-            headers=MappingProxyType(headers),
-            reason=reason,
-            detail=f"dead-lettered by the broker from {death.get('queue', queue)!s}: {reason}",
-            exchange=str(death.get("exchange") or "").removeprefix(f"{namespace}."),
-            routing_key=routing_key,
-        )
-
-
-def _latest_death(raw: HeadersType) -> Mapping[str, object]:
-    # x-death holds one entry per (queue, reason), the latest dead-lettering
-    # first: the one that brought the message here.
-    deaths = raw.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return deaths[0]
-    return {}

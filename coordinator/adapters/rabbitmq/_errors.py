@@ -1,9 +1,11 @@
 """Errors of the RabbitMQ transport, directly under ``SagaError``::
 
 SagaError
-├── UnroutableError         a mandatory message no queue is bound to receive
-├── PublishFailedError      nacked, unconfirmed in time, or the connection went; retryable
 └── TopologyMismatchError   a queue or exchange exists with other arguments
+
+It also raises the coordinator's ``UnroutableError`` and ``PublishFailedError``
+(``coordinator._errors``, exported by ``coordinator``), as the in-memory
+transport does.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import Final
 import aiormq
 
 from contracts import SagaError
-from coordinator._errors import PublishFailedError, UnroutableError
 
-__all__ = ["CHANNEL_ERRORS", "PublishFailedError", "TopologyMismatchError", "UnroutableError"]
+__all__ = ["CHANNEL_ERRORS", "TopologyMismatchError"]
 
 # What aio-pika raises when a channel or connection is closed, closing, or
 # refused the operation: the broker requeues what that channel held.

@@ -16,14 +16,11 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from coordinator.adapters.rabbitmq._errors import (
-    CHANNEL_ERRORS,
-    PublishFailedError,
-    TopologyMismatchError,
-    UnroutableError,
-)
+from coordinator._errors import PublishFailedError, UnroutableError
+from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS, TopologyMismatchError
 from coordinator.adapters.rabbitmq._topology import (
     DEAD_EXCHANGE,
+    DEFAULT_EXCHANGE,
     EXCHANGE_TYPE,
     EXCHANGES,
     exchange_name,
@@ -58,6 +55,8 @@ class Publisher:
                 )
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             raise TopologyMismatchError(str(exc)) from exc
+        # For dead letters moved back: straight to their queue, no other.
+        exchanges[DEFAULT_EXCHANGE] = channel.default_exchange
         return cls(exchanges, timeout)
 
     async def publish(
@@ -72,7 +71,8 @@ class Publisher:
     ) -> None:
         """Publish persistently as JSON and wait for the confirm.
 
-        ``exchange`` is the name without the namespace: one of the three, or ``dead``.
+        ``exchange`` is the name without the namespace: one of the three, ``dead``,
+        or ``""`` (the default exchange, ``routing_key`` then naming the queue).
 
         Raises:
             UnroutableError: If the broker returned it (``mandatory`` only).

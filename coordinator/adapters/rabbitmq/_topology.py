@@ -18,18 +18,14 @@ parallel test runs) can share one broker::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, get_args
+from typing import Final
 
-from coordinator.ports import Exchange
+from contracts import routes
 
 __all__ = [
     "DEAD_EXCHANGE",
-    "DETAIL_HEADER",
+    "DEFAULT_EXCHANGE",
     "EXCHANGES",
-    "ORIGINAL_EXCHANGE_HEADER",
-    "ORIGINAL_QUEUE_HEADER",
-    "ORIGINAL_ROUTING_KEY_HEADER",
-    "REASON_HEADER",
     "dead_queue_arguments",
     "dead_queue_name",
     "definitions",
@@ -38,31 +34,24 @@ __all__ = [
     "queue_name",
 ]
 
-EXCHANGES: Final[tuple[Exchange, ...]] = get_args(Exchange)
+EXCHANGES: Final = routes.EXCHANGES
 DEAD_EXCHANGE: Final = "dead"
+DEFAULT_EXCHANGE: Final = ""
+"""AMQP's nameless direct exchange: the routing key is the queue's name."""
 EXCHANGE_TYPE: Final = "topic"
-
-REASON_HEADER: Final = "x-death-reason"
-DETAIL_HEADER: Final = "x-death-detail"
-ORIGINAL_QUEUE_HEADER: Final = "x-original-queue"
-ORIGINAL_EXCHANGE_HEADER: Final = "x-original-exchange"
-ORIGINAL_ROUTING_KEY_HEADER: Final = "x-original-routing-key"
-
-# The saga queues of the coordinator and of each participant service.
-COORDINATOR_QUEUE: Final = "coordinator.events"
 
 
 def exchange_name(namespace: str, exchange: str) -> str:
     """The broker name of one of the three exchanges, or of ``dead``."""
-    return f"{namespace}.{exchange}"
+    return routes.address(namespace, exchange)
 
 
 def queue_name(namespace: str, queue: str) -> str:
-    return f"{namespace}.{queue}"
+    return routes.address(namespace, queue)
 
 
 def dead_queue_name(namespace: str, queue: str) -> str:
-    return f"{namespace}.{queue}.dead"
+    return routes.address(namespace, f"{queue}.dead")
 
 
 def queue_arguments(namespace: str, queue: str, *, delivery_limit: int) -> dict[str, str | int]:
@@ -125,8 +114,11 @@ def definitions(
         A JSON-ready dict for ``rabbitmqctl import_definitions`` or the
         management API's ``POST /api/definitions``.
     """
-    consumed = [(COORDINATOR_QUEUE, "events", "#")]
-    consumed += [(f"{s}.commands", "commands", f"{s}.*") for s in sorted(set(services))]
+    consumed = [(routes.EVENTS_QUEUE, "events", routes.EVENTS_BINDING)]
+    consumed += [
+        (routes.commands_queue(s), "commands", routes.commands_binding(s))
+        for s in sorted(set(services))
+    ]
 
     exchanges = [
         {

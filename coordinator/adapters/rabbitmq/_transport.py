@@ -13,6 +13,9 @@ declarations and administration, so that a channel error there (``404``,
 reopens it and its channels, redeclares and consumes again after a broker
 restart. A publish in flight during the outage fails (`PublishFailedError`)
 and is the caller's to retry; a delivery in flight is redelivered.
+
+Dead letters are read and moved back by ``_admin.RabbitDeadLetters`` (the
+``DeadLetters`` port), on this transport's connection and publisher.
 """
 
 from __future__ import annotations
@@ -30,15 +33,13 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pamqp.common import FieldTable
 
-from contracts import ContractError
+from contracts import ContractError, routes
 from coordinator.adapters.rabbitmq._consumer import Consumer
-from coordinator.adapters.rabbitmq._delivery import DeadLetter
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS, TopologyMismatchError
 from coordinator.adapters.rabbitmq._publisher import Publisher
 from coordinator.adapters.rabbitmq._topology import (
     DEAD_EXCHANGE,
     EXCHANGES,
-    ORIGINAL_EXCHANGE_HEADER,
     dead_queue_arguments,
     dead_queue_name,
     exchange_name,
@@ -196,7 +197,7 @@ class RabbitTransport:
             RuntimeError: If the transport is closed.
         """
         self._check_open()
-        _check_exchange(exchange)
+        routes.check_exchange(exchange)
         if self.max_message_size is not None and len(body) > self.max_message_size:
             raise ContractError(
                 f"message {message_id!r} is {len(body)} bytes, over the limit of "
@@ -226,7 +227,7 @@ class RabbitTransport:
             RuntimeError: If the transport is closed.
         """
         self._check_open()
-        _check_exchange(exchange)
+        routes.check_exchange(exchange)
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         channel = await self._connection.channel()
@@ -259,7 +260,7 @@ class RabbitTransport:
             ValueError: If ``exchange`` is unknown.
         """
         self._check_open()
-        _check_exchange(exchange)
+        routes.check_exchange(exchange)
         async with self._channel() as channel:
             await self._declare_on(channel, queue, exchange, pattern)
 
@@ -272,39 +273,6 @@ class RabbitTransport:
     def in_flight(self) -> int:
         """Handlers running now, including those of subscriptions being stopped."""
         return sum(consumer.in_flight for consumer in self._consumers)
-
-    async def dead_letters(
-        self, queue: str, limit: int = 100, *, remove: bool = False
-    ) -> list[DeadLetter]:
-        """The messages in ``queue``'s dead-letter queue, oldest first.
-
-        They are taken without acknowledging and go back, in place, when the
-        reading channel closes; with ``remove`` they are acknowledged (gone).
-
-        Args:
-            queue: The consumed queue, as given to `subscribe`.
-            limit: Read at most this many.
-            remove: Take them out of the dead-letter queue.
-        """
-        self._check_open()
-        async with self._channel() as channel:
-            try:
-                dead = await channel.declare_queue(
-                    dead_queue_name(self.namespace, queue), passive=True
-                )
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                return []
-            letters: list[DeadLetter] = []
-            while len(letters) < limit:
-                message = await dead.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                letters.append(
-                    DeadLetter.from_message(message, queue=queue, namespace=self.namespace)
-                )
-                if remove:
-                    await message.ack()
-            return letters
 
     async def purge_namespace(self, queues: Iterable[str] = ()) -> None:
         """Empty the queues declared here (and ``queues``) and their dead-letter queues."""
@@ -345,8 +313,9 @@ class RabbitTransport:
     async def _park(
         self, queue: str, body: bytes, message_id: str, headers: Mapping[str, str]
     ) -> None:
-        original = headers.get(ORIGINAL_EXCHANGE_HEADER, "")
-        headers = {**headers, ORIGINAL_EXCHANGE_HEADER: original.removeprefix(f"{self.namespace}.")}
+        original = headers.get(routes.ORIGINAL_EXCHANGE_HEADER, "")
+        prefix = routes.address(self.namespace, "")
+        headers = {**headers, routes.ORIGINAL_EXCHANGE_HEADER: original.removeprefix(prefix)}
         await self._publisher.publish(
             DEAD_EXCHANGE, queue, body, message_id=message_id, headers=headers, mandatory=True
         )
@@ -394,11 +363,6 @@ class RabbitTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
-
-
-def _check_exchange(exchange: str) -> None:
-    if exchange not in EXCHANGES:
-        raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")
 
 
 def _table(arguments: Mapping[str, str | int]) -> FieldTable:

@@ -1,0 +1,171 @@
+"""The ``DeadLetters`` port on RabbitMQ: each queue's dead-letter queue, read and moved back.
+
+A dead-letter queue is a classic queue (see ``_topology.dead_queue_arguments``),
+read with ``basic.get`` without acknowledging: what is only looked at goes
+back, in place, when the reading channel closes. What is taken out is
+acknowledged, and only after a move back to its queue was confirmed, so a
+failure half way leaves it where it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, final
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, HeadersType
+
+from contracts import routes
+from coordinator.adapters.rabbitmq._delivery import string_headers
+from coordinator.adapters.rabbitmq._topology import DEFAULT_EXCHANGE, dead_queue_name, queue_name
+from coordinator.ports import DeadLetter
+
+if TYPE_CHECKING:
+    from coordinator.adapters.rabbitmq._transport import RabbitTransport
+
+__all__ = ["RabbitDeadLetters", "read_dead_letter"]
+
+
+@final
+class RabbitDeadLetters:
+    """Implements the ``DeadLetters`` port on the broker of a `RabbitTransport`.
+
+    Example:
+        dead_letters = RabbitDeadLetters(transport)
+        for letter in await dead_letters.list("inventory.commands"):
+            print(letter.message_id, letter.reason, letter.detail)
+        await dead_letters.redrive("inventory.commands", ["m-1"])
+    """
+
+    def __init__(self, transport: RabbitTransport) -> None:
+        self._transport = transport
+
+    async def list(
+        self, queue: str, limit: int = 100, *, remove: bool = False
+    ) -> Sequence[DeadLetter]:
+        """The messages in ``queue``'s dead-letter queue, oldest first.
+
+        Args:
+            queue: The consumed queue, as given to ``subscribe``.
+            limit: Read at most this many.
+            remove: Take them out of the dead-letter queue (acknowledged: gone).
+        """
+        letters: list[DeadLetter] = []
+        async with self._dead_queue(queue) as dead:
+            while dead is not None and len(letters) < limit:
+                message = await dead.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letters.append(read_dead_letter(message, queue, self._transport.namespace))
+                if remove:
+                    await message.ack()
+        return letters
+
+    async def redrive(
+        self, queue: str, message_ids: Collection[str] | None = None, *, limit: int = 100
+    ) -> Sequence[DeadLetter]:
+        """Move dead letters back to the end of ``queue``: those of ``message_ids``, or all.
+
+        Each goes by the default exchange straight to ``queue`` (and no other
+        queue bound by its routing key), as a new message: the quorum queue
+        counts its deliveries from one again. It keeps its message id, body
+        and headers, and says where it was first published
+        (``x-original-exchange``, ``x-original-routing-key``), so that it
+        keeps saying so if it is dead-lettered again.
+
+        Raises:
+            UnroutableError: If ``queue`` no longer exists; that letter stays.
+            PublishFailedError: If the broker did not confirm a move; it stays.
+        """
+        moved: list[DeadLetter] = []
+        publisher = self._transport._publisher
+        async with self._dead_queue(queue) as dead:
+            while dead is not None and len(moved) < limit:
+                message = await dead.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letter = read_dead_letter(message, queue, self._transport.namespace)
+                if message_ids is not None and letter.message_id not in message_ids:
+                    continue  # not acked: back in place when the channel closes
+                await publisher.publish(
+                    DEFAULT_EXCHANGE,
+                    queue_name(self._transport.namespace, queue),
+                    letter.body,
+                    message_id=letter.message_id,
+                    headers=_moved_back(letter),
+                    mandatory=True,
+                )
+                await message.ack()
+                moved.append(letter)
+        return moved
+
+    @asynccontextmanager
+    async def _dead_queue(self, queue: str) -> AsyncIterator[AbstractQueue | None]:
+        # None when it was never declared: a queue with no dead letters.
+        self._transport._check_open()
+        async with self._transport._channel() as channel:
+            try:
+                dead = await channel.declare_queue(
+                    dead_queue_name(self._transport.namespace, queue), passive=True
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                yield None
+            else:
+                yield dead
+
+
+def read_dead_letter(message: AbstractIncomingMessage, queue: str, namespace: str) -> DeadLetter:
+    """A message of a dead-letter queue as a `DeadLetter`.
+
+    Parked by the transport, it carries the reason and where it came from in
+    its headers; dead-lettered by the broker (the delivery limit), only in the
+    broker's ``x-death`` table.
+    """
+    raw = message.headers or {}
+    headers = string_headers(raw)
+    if routes.DEAD_LETTER_REASON_HEADER in headers:
+        return DeadLetter(
+            queue=headers.get(routes.ORIGINAL_QUEUE_HEADER, queue),
+            message_id=message.message_id or "",
+            body=message.body,
+            headers=headers,
+            reason=headers[routes.DEAD_LETTER_REASON_HEADER],
+            detail=headers.get(routes.DEAD_LETTER_DETAIL_HEADER, ""),
+            exchange=headers.get(routes.ORIGINAL_EXCHANGE_HEADER, ""),
+            routing_key=headers.get(routes.ORIGINAL_ROUTING_KEY_HEADER, ""),
+        )
+    death = _latest_death(raw)
+    reason = str(
+        death.get("reason")
+        or raw.get("x-last-death-reason")
+        or raw.get("x-first-death-reason")
+        or "unknown"
+    )
+    keys = death.get("routing-keys")
+    return DeadLetter(
+        queue=queue,
+        message_id=message.message_id or "",
+        body=message.body,
+        headers=headers,
+        reason=reason,
+        detail=f"dead-lettered by the broker from {death.get('queue', queue)!s}: {reason}",
+        exchange=str(death.get("exchange") or "").removeprefix(routes.address(namespace, "")),
+        routing_key=str(keys[0]) if isinstance(keys, list) and keys else "",
+    )
+
+
+def _moved_back(letter: DeadLetter) -> dict[str, str]:
+    headers = {k: v for k, v in letter.headers.items() if k not in routes.DEAD_LETTER_HEADERS}
+    headers[routes.ORIGINAL_EXCHANGE_HEADER] = letter.exchange
+    headers[routes.ORIGINAL_ROUTING_KEY_HEADER] = letter.routing_key
+    return headers
+
+
+def _latest_death(raw: HeadersType) -> Mapping[str, object]:
+    # x-death holds one entry per (queue, reason), the latest dead-lettering
+    # first: the one that brought the message here.
+    deaths = raw.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
