@@ -38,13 +38,13 @@ from bench._infra import (
     stop_procs,
     unlink,
 )
-from contracts import DEFAULT_CODEC, StartSaga
+from contracts import DEFAULT_CODEC, StartSaga, routes
 from coordinator.core import LIFECYCLE_EVENTS
 
 OnDone = Callable[[str, bool], None]
 BUCKETS = 16  # SAGA_BUCKETS' default
 _EXCHANGES = ("commands", "events", "lifecycle", "dead")
-_QUEUES = ("coordinator.events", "bench.commands")
+_QUEUES = (routes.EVENTS_QUEUE, routes.commands_queue("bench"))
 
 
 class _Lifecycle(msgspec.Struct):
@@ -197,18 +197,21 @@ class _AmqpSystem(System):
         raise NotImplementedError
 
     async def _wait_ready(self, participants: int) -> None:
-        await self._wait_consumers(f"{self.ns}.coordinator.events", self.replicas)
+        await self._wait_consumers(routes.address(self.ns, routes.EVENTS_QUEUE), self.replicas)
         if participants:
-            await self._wait_consumers(f"{self.ns}.bench.commands", participants)
+            await self._wait_consumers(
+                routes.address(self.ns, routes.commands_queue("bench")), participants
+            )
 
 
 class Ours(_AmqpSystem):
     """The real ``saga run`` coordinator(s) and ``saga participant`` worker(s)."""
 
     name = "ours"
-    start_key = f"{saga3.NAME}.StartSaga"
+    start_key = routes.start_key(saga3.NAME)
     end_keys = tuple(
-        f"{saga3.NAME}.{e}" for e in ("completed", "compensated", "failed", "cancelled")
+        routes.lifecycle_key(saga3.NAME, e)
+        for e in ("completed", "compensated", "failed", "cancelled")
     )
 
     def env(self) -> dict[str, str]:
