@@ -1,7 +1,9 @@
 """saga-coordinator: sagas for Python services on RabbitMQ and Redis.
 
 Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
-``saga run``), test it with :mod:`coordinator.testing`.
+``saga run``, configured by :class:`Settings`), operate it with
+:class:`SagaClient` (or the ``saga`` command line), test it with
+:mod:`coordinator.testing`.
 """
 
 from contracts import SagaError
@@ -12,8 +14,10 @@ from coordinator._errors import (
     SagaRefusedError,
     UnknownSagaError,
 )
+from coordinator.client import SagaClient
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
-from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime import Coordinator
+from coordinator.service import Settings
 
 __all__ = [
     "ConcurrencyError",
@@ -24,8 +28,10 @@ __all__ = [
     "SagaDefinitionError",
     "SagaError",
     "SagaRefusedError",
+    "SagaClient",
     "SagaState",
     "SagaStatus",
+    "Settings",
     "UnknownSagaError",
     "to_mermaid",
 ]

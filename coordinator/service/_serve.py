@@ -24,7 +24,7 @@ from coordinator.adapters.redis import (
     connect_redis,
 )
 from coordinator.core import SagaDefinition
-from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime import Coordinator
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
 

@@ -1,9 +1,6 @@
-"""Errors of the RabbitMQ transport, directly under ``SagaError``::
-
-SagaError
-├── UnroutableError         a mandatory message no queue is bound to receive
-├── PublishFailedError      nacked, unconfirmed in time, or the connection went; retryable
-└── TopologyMismatchError   a queue or exchange exists with other arguments
+"""Errors of the RabbitMQ transport: ``TopologyMismatchError`` here; ``UnroutableError``
+and ``PublishFailedError`` come from ``coordinator._errors``. All sit directly under
+``SagaError``; the whole tree is drawn once, in the docstring of ``contracts._errors``.
 """
 
 from __future__ import annotations
