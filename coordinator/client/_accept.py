@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from coordinator._errors import RequestRefusedError, UnroutableError
-from coordinator.core import TERMINAL
+from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry, Refusal
 
 __all__ = ["answer_to", "cancel_checked", "signal_checked", "start_checked"]
@@ -33,7 +33,7 @@ class Client(Protocol):
     @property
     def namespace(self) -> str: ...
 
-    async def get(self, saga_id: str) -> dict[str, Any] | None: ...
+    async def state(self, saga_id: str) -> SagaState[Any] | None: ...
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]: ...
 
@@ -71,8 +71,8 @@ async def _started_with(client: Client, saga_id: str) -> Any:
         first: dict[str, Any] = msgspec.json.decode(entry.input)
         if first.get("type") == "Start":
             return first.get("data")
-    state = await client.get(saga_id)
-    return state["data"] if state else None
+    state = await client.state(saga_id)
+    return state.data if state else None
 
 
 def _same_input(started: Any, given: dict[str, Any], data_type: type | None) -> bool:
@@ -126,7 +126,7 @@ async def start_checked(
             msgspec.convert(data, data_type)
         except msgspec.ValidationError as exc:
             raise RequestRefusedError(f"the input does not fit saga {name!r}: {exc}") from exc
-    if saga_id is not None and await client.get(saga_id) is not None:
+    if saga_id is not None and await client.state(saga_id) is not None:
         return await _existing(client, saga_id, data, data_type)
     sent_at = datetime.now(UTC)
     saga_id = await _sent(
@@ -134,7 +134,7 @@ async def start_checked(
     )
     deadline = time.monotonic() + accept_timeout
     while True:
-        if await client.get(saga_id) is not None:
+        if await client.state(saga_id) is not None:
             return await _existing(client, saga_id, data, data_type)
         refusal = await client.refusal(saga_id)
         if refusal is not None and refusal.sent_at == sent_at:
@@ -170,13 +170,11 @@ async def _checked(
     accept_timeout: float,
     sleep: Callable[[float], Awaitable[None]],
 ) -> None:
-    state = await client.get(saga_id)
+    state = await client.state(saga_id)
     if state is None:
         raise RequestRefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
-    if state["status"] in TERMINAL:
-        raise RequestRefusedError(
-            f"saga {saga_id} is {state['status']}: it takes no {what} any more"
-        )
+    if state.terminal:
+        raise RequestRefusedError(f"saga {saga_id} is {state.status}: it takes no {what} any more")
     input_id = await _sent(what, client.namespace, send())
     entry = await answer_to(
         lambda: client.history(saga_id), input_id, timeout=accept_timeout, sleep=sleep

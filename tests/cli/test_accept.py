@@ -12,6 +12,7 @@ import pytest
 
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import answer_to, cancel_checked, signal_checked, start_checked
+from coordinator.core import SagaState
 from coordinator.examples.orders import Order
 from coordinator.ports import HistoryEntry, Refusal
 
@@ -37,7 +38,7 @@ class Stub:
     namespace = "ns1"
 
     def __init__(self, react: Callable[[Stub], None] = lambda s: None) -> None:
-        self.state: dict[str, Any] | None = None
+        self.stored: dict[str, Any] | None = None
         self.entries: list[HistoryEntry] = []
         self.refused: Refusal | None = None
         self.react = react
@@ -45,8 +46,21 @@ class Stub:
         self.sent_at: datetime | None = None
         self.polls = 0
 
-    async def get(self, saga_id: str) -> dict[str, Any] | None:
-        return self.state
+    async def state(self, saga_id: str) -> SagaState[Any] | None:
+        if self.stored is None:
+            return None
+        now = datetime.now(UTC)
+        return SagaState(
+            **self.stored,
+            saga_id=saga_id,
+            name="order.place",
+            version=1,
+            revision=1,
+            cursor=0,
+            steps={},
+            started_at=now,
+            updated_at=now,
+        )
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         return list(self.entries)
@@ -75,7 +89,7 @@ class Stub:
 
 
 def running(stub: Stub) -> Stub:
-    stub.state = {"status": "running", "data": ORDER}
+    stub.stored = {"status": "running", "data": ORDER}
     return stub
 
 
@@ -85,7 +99,7 @@ def running(stub: Stub) -> Stub:
 async def test_start_returns_once_the_saga_exists() -> None:
     def create(s: Stub) -> None:
         if s.polls == 3:
-            s.state = {"status": "running", "data": ORDER}
+            s.stored = {"status": "running", "data": ORDER}
             s.entries = [entry("start:o1", data=ORDER)]
 
     stub = Stub(create)
@@ -126,7 +140,7 @@ async def test_an_older_refusal_of_the_same_id_is_not_the_answer() -> None:
 
     def create(s: Stub) -> None:
         if s.polls == 2:
-            s.state = {"status": "running", "data": ORDER}
+            s.stored = {"status": "running", "data": ORDER}
 
     stub = Stub(create)
     stub.refused = old
@@ -208,7 +222,7 @@ async def test_unknown_and_terminal_sagas_are_refused_before_anything_is_sent() 
     stub = Stub()
     with pytest.raises(RequestRefusedError, match="no saga with id o1 in namespace 'ns1'"):
         await signal_checked(stub, "o1", "approval", {}, accept_timeout=60)
-    stub.state = {"status": "compensated", "data": ORDER}
+    stub.stored = {"status": "compensated", "data": ORDER}
     with pytest.raises(RequestRefusedError, match="o1 is compensated: it takes no cancel any more"):
         await cancel_checked(stub, "o1", "r", accept_timeout=60)
     assert stub.sent == []
