@@ -5,11 +5,13 @@ memory adapters as on RabbitMQ and Redis (``coordinator.service.open_client``).
 The CLI, and later the REST API and the dashboard, are faces of this one client.
 """
 
+from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
 from coordinator.client._client import ClientStore, SagaClient, as_json
 
 __all__ = [
     "ClientStore",
+    "RequestRefusedError",
     "SagaClient",
     "as_json",
     "cancel_checked",

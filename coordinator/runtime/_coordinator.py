@@ -315,9 +315,11 @@ class Coordinator:
     # -- reading ------------------------------------------------------------------------
 
     def definition(self, name: str, version: int | None = None) -> SagaDefinition[Any]:
+        """``name`` at ``version`` (the latest when None); raises ``UnknownSagaError``."""
         return self._registry.definition(name, version)
 
     async def load(self, saga_id: str) -> SagaState[Any] | None:
+        """The saga as stored, its data in its definition's type; None if there is none."""
         return await self._transitions.load(saga_id)
 
 

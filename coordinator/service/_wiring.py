@@ -1,28 +1,63 @@
-"""The operator's client wired to the servers of ``Settings``: RabbitMQ and Redis.
+"""Settings to connected servers: RabbitMQ and Redis, for the processes (waited
+for as ``SAGA_WAIT_FOR_SERVERS`` says; ``participants`` reuses this for
+``saga participant``) and for the operator's client.
 
-An operator's command fails at once, in one line, when a server is down: no
-waiting here (``SAGA_WAIT_FOR_SERVERS`` is for the long-running processes).
-RabbitMQ is connected on the first publish, so reading commands (``show``,
-``list``, ``history``) need only Redis.
+An operator's command fails at once, in one line, when a server is down: the
+client does not wait. It connects to RabbitMQ on its first publish, so reading
+commands (``show``, ``list``, ``history``) need only Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import final
+from typing import Any, final
 
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
 from coordinator.client import SagaClient
 from coordinator.ports import Exchange, Handler, Subscription
-from coordinator.service._serve import connect_rabbit
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
 
-__all__ = ["open_client"]
+__all__ = ["connect_rabbit", "connect_servers", "open_client"]
+
+
+async def connect_rabbit(settings: Settings) -> RabbitTransport:
+    """The broker of ``settings``, waited for as ``SAGA_WAIT_FOR_SERVERS`` says."""
+    return await wait_for_server(
+        "RabbitMQ",
+        settings.amqp_url,
+        "SAGA_AMQP_URL",
+        lambda: RabbitTransport.connect(
+            settings.amqp_url,
+            namespace=settings.namespace,
+            delivery_limit=settings.delivery_limit,
+            reconnect_interval=settings.reconnect_interval,
+            heartbeat=settings.heartbeat,
+        ),
+        patience=settings.wait_for_servers,
+    )
+
+
+async def connect_servers(
+    stack: AsyncExitStack, settings: Settings, probe: Callable[[Any], Awaitable[object]]
+) -> tuple[RabbitTransport, Any]:
+    """Both servers, each waited for; ``probe`` is the first Redis call to make."""
+    transport = await connect_rabbit(settings)
+    stack.push_async_callback(transport.close)
+    redis = connect_redis(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    await wait_for_server(
+        "Redis",
+        settings.redis_url,
+        "SAGA_REDIS_URL",
+        lambda: probe(redis),
+        patience=settings.wait_for_servers,
+    )
+    return transport, redis
 
 
 @asynccontextmanager
