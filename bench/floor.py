@@ -48,7 +48,7 @@ from redis.asyncio import Redis
 
 from contracts import DEFAULT_CODEC, Command, TaskCompleted
 from coordinator.adapters.rabbitmq._topology import dead_queue_arguments, queue_arguments
-from coordinator.service._serve import run_loop
+from coordinator.service import run_loop
 
 STEPS = 3
 EXCHANGES = ("commands", "events", "lifecycle", "dead")

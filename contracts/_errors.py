@@ -1,4 +1,36 @@
-"""The error root shared by the coordinator, the participants and the contracts."""
+"""Every error saga-coordinator raises on purpose, under one root, drawn once here.
+
+The root lives in ``contracts`` because the coordinator and the participants
+both depend on this package and on nothing of each other; catching
+``SagaError`` catches everything the project raises on purpose. Each class says
+when you see it; ``retryable`` says whether the same call may succeed later::
+
+    SagaError                            retryable = False unless a class says otherwise
+    ├── ContractError (ValueError)       a message could not be decoded or encoded: dead-letter it
+    │
+    │   coordinator (coordinator._errors)
+    ├── SagaDefinitionError (ValueError) a saga definition is invalid; says what to fix
+    ├── UnknownSagaError (LookupError)   no saga definition, or no saga, by that name or id
+    ├── SagaRefusedError                 the saga turned a signal, cancel or retry down
+    ├── RequestRefusedError              an operator's request did not happen (refused, no answer)
+    ├── ConcurrencyError                 another replica changed the saga first; retryable
+    ├── StoreUnavailableError            the saga store cannot be reached now; retryable
+    ├── ServerUnreachableError (ConnectionError)
+    │                                    RabbitMQ or Redis did not answer at start-up; retryable
+    ├── UnroutableError                  a mandatory message no queue is bound to receive
+    ├── PublishFailedError               the broker did not confirm a message; retryable
+    ├── TopologyMismatchError            a queue or exchange exists with other arguments
+    │                                    (coordinator.adapters.rabbitmq)
+    │
+    │   participants (participants._errors)
+    ├── Failure                          a handler could not perform its command: a TaskFailed
+    │                                    reply (retryable unless the handler says otherwise)
+    └── ServiceDefinitionError (ValueError)
+                                         a service is declared wrongly; says what to fix
+
+Business failures of participants are not errors of the coordinator: they
+arrive as ``TaskFailed`` replies and are part of a saga's normal life.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +42,16 @@ ContractErrorReason: TypeAlias = Literal[
 
 
 class SagaError(Exception):
-    """Root of every error raised by saga-coordinator.
+    """Root of every error raised by saga-coordinator; the tree is in this module's docstring.
 
-    It lives in ``contracts`` because both the coordinator and the participants
-    depend on this package and on nothing of each other; catching ``SagaError``
-    catches everything the project raises on purpose. The tree stays shallow::
-
-        SagaError
-        └── ContractError (also a ValueError)  a message could not be decoded or encoded
-
-    The coordinator adds its own subclasses directly under ``SagaError``.
+    Attributes:
+        retryable: Whether the same call may succeed if made again later (an
+            outage, a conflict), so a generic handler needs no ``getattr``. False
+            here; the classes that are retryable say so. A class attribute that
+            an instance may override (``participants.Failure(retryable=...)``).
     """
+
+    retryable: bool = False
 
 
 class ContractError(SagaError, ValueError):

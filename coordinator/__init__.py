@@ -1,7 +1,9 @@
 """saga-coordinator: sagas for Python services on RabbitMQ and Redis.
 
 Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
-``saga run``), test it with :mod:`coordinator.testing`.
+``saga run``, configured by :class:`Settings`), operate it with
+:class:`SagaClient` (or the ``saga`` command line), test it with
+:mod:`coordinator.testing`.
 """
 
 from contracts import SagaError
@@ -14,8 +16,10 @@ from coordinator._errors import (
     UnknownSagaError,
     UnroutableError,
 )
+from coordinator.client import SagaClient
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
-from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime import Coordinator
+from coordinator.service import Settings
 
 __all__ = [
     "ConcurrencyError",
@@ -27,8 +31,10 @@ __all__ = [
     "SagaDefinitionError",
     "SagaError",
     "SagaRefusedError",
+    "SagaClient",
     "SagaState",
     "SagaStatus",
+    "Settings",
     "UnknownSagaError",
     "UnroutableError",
     "to_mermaid",

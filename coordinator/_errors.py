@@ -1,21 +1,8 @@
-"""Errors raised by the coordinator.
+"""Errors raised by the coordinator, its client and its service processes.
 
-The tree, under the one root shared with the contracts package::
-
-    SagaError
-    ├── ContractError (ValueError)        a message could not be decoded or encoded
-    ├── SagaDefinitionError (ValueError)  a saga definition is invalid; says what to fix
-    ├── UnknownSagaError (LookupError)    no definition or instance by that name or id
-    ├── SagaRefusedError                  a signal, cancel or retry the saga cannot take now
-    ├── ConcurrencyError                  a saga changed under us (version conflict); retryable
-    ├── StoreUnavailableError             the saga store cannot be reached now; retryable
-    ├── RefusedError                      an operator's input was not taken; says why
-    ├── ServerUnreachableError            a server did not answer at start-up (ConnectionError)
-    ├── UnroutableError                   a mandatory message no queue is bound to receive
-    └── PublishFailedError                the broker did not confirm a message; retryable
-
-Business failures of participants are not exceptions of the coordinator: they
-arrive as ``TaskFailed`` replies and are part of a saga's normal life.
+They sit directly under ``SagaError``; the whole tree, with a line on when you
+see each class and which are retryable, is drawn once, in the docstring of
+``contracts._errors``.
 """
 
 from __future__ import annotations
@@ -27,8 +14,8 @@ from contracts import ContractError, SagaError
 __all__ = [
     "ConcurrencyError",
     "ContractError",
+    "RequestRefusedError",
     "SagaDefinitionError",
-    "RefusedError",
     "SagaError",
     "SagaRefusedError",
     "ServerUnreachableError",
@@ -46,18 +33,17 @@ class UnknownSagaError(SagaError, LookupError):
 
 
 class SagaRefusedError(SagaError):
-    """The saga turned an operator's input down and stays as it was.
+    """The saga itself turned a signal, cancel or retry down and stays as it was.
 
-    A signal whose data does not fit its wait or that no wait takes, a cancel
-    past the pivot or of a finished saga, a retry with nothing failed. The
-    refusal is in the saga's history too. Sending it again will not help.
+    Raised by ``Coordinator.signal``/``cancel``/``retry`` (in process): a signal
+    whose data does not fit its wait or that no wait takes, a cancel past the
+    pivot or of a finished saga, a retry with nothing failed. The refusal is in
+    the saga's history too. Sending it again will not help.
 
     Attributes:
         saga_id: The saga addressed.
         reason: Why, as the history records it.
     """
-
-    retryable = False
 
     def __init__(self, saga_id: str, reason: str) -> None:
         super().__init__(f"saga {saga_id!r} refused it: {reason}")
@@ -77,8 +63,6 @@ class UnroutableError(SagaError):
     The broker returned it (``basic.return``) to the ``mandatory`` publisher;
     dropping it would lose a command or a reply without a trace.
     """
-
-    retryable = False
 
     def __init__(self, exchange: str, routing_key: str) -> None:
         super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
@@ -138,6 +122,12 @@ class ServerUnreachableError(SagaError, ConnectionError):
         self.reason = reason
 
 
-class RefusedError(SagaError):
-    """A start, signal or cancel was not taken: refused by the coordinator or the
-    saga, not fitting, or not answered in time. The message says which and why."""
+class RequestRefusedError(SagaError):
+    """An operator's request (``SagaClient``, the ``saga`` command line) did not happen.
+
+    The saga or the coordinator refused it (see ``SagaRefusedError`` for the
+    saga's own refusals, which this reports across the broker), the input does
+    not fit the saga, no saga has that id, nothing receives it, or no
+    coordinator answered within the accept timeout (the input then stays
+    queued). The message says which and what to do; the CLI exits with 1.
+    """

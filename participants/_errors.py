@@ -1,10 +1,7 @@
-"""Errors of the participant SDK.
+"""Errors of the participant SDK: ``Failure`` and ``ServiceDefinitionError``.
 
-The tree, under the one root shared with the contracts and the coordinator::
-
-    SagaError
-    ├── Failure                              a handler refuses a command; becomes TaskFailed
-    └── ServiceDefinitionError (ValueError)  a service is declared wrongly; says what to fix
+They sit directly under ``SagaError``; the whole tree is drawn once, in the
+docstring of ``contracts._errors``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,18 @@
-"""The ``saga`` command line."""
+"""The ``saga`` command line: the root, ``saga demo``, and the command groups
+(``_definitions``, ``_operate``, ``_serve``) added to it."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, cast
 
 import typer
 
-from contracts import asyncapi, json_schema
-from coordinator._dsl import to_mermaid
-from coordinator._errors import SagaError
+from coordinator.cli import _definitions, _operate, _serve
 from coordinator.cli._errors import OneLineErrors, debug
-from coordinator.cli._live import register
-from coordinator.service import load_definition, load_object
+from coordinator.service import load_object
 
 __all__ = ["app", "main"]
 
@@ -56,31 +53,9 @@ def demo() -> None:
     raise typer.Exit(asyncio.run(cast(Callable[[], Coroutine[Any, Any, int]], run_demo)()))
 
 
-@app.command()
-def graph(
-    saga: Annotated[str, typer.Argument(help="The saga definition, as MODULE:ATTRIBUTE.")],
-) -> None:
-    """Print a saga definition as a Mermaid flowchart."""
-    try:
-        definition = load_definition(saga)
-    except SagaError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'SAGA'") from exc
-    typer.echo(to_mermaid(definition), nl=False)
-
-
-@app.command()
-def contracts(
-    json_schema_: Annotated[
-        bool, typer.Option("--json-schema", help="JSON Schema of every wire message.")
-    ] = False,
-    asyncapi_: Annotated[bool, typer.Option("--asyncapi", help="AsyncAPI 3.0 document.")] = False,
-) -> None:
-    """Print the wire contracts, for participants written in any language."""
-    document = asyncapi() if asyncapi_ and not json_schema_ else json_schema()
-    typer.echo(json.dumps(document, indent=2, sort_keys=False))
-
-
-register(app)
+app.add_typer(_definitions.commands)
+app.add_typer(_operate.commands)
+app.add_typer(_serve.commands)
 
 
 def main() -> None:

@@ -1,9 +1,20 @@
 """The operator's client: start, signal, cancel and inspect sagas of a deployment.
 
+It is written against the ports (a transport, a store), so it runs on the
+memory adapters as on RabbitMQ and Redis (``coordinator.service.open_client``).
 The CLI, and later the REST API and the dashboard, are faces of this one client.
 """
 
+from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
-from coordinator.client._client import SagaClient
+from coordinator.client._client import ClientStore, SagaClient, as_json
 
-__all__ = ["SagaClient", "cancel_checked", "signal_checked", "start_checked"]
+__all__ = [
+    "ClientStore",
+    "RequestRefusedError",
+    "SagaClient",
+    "as_json",
+    "cancel_checked",
+    "signal_checked",
+    "start_checked",
+]

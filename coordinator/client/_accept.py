@@ -18,8 +18,8 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from coordinator._errors import RefusedError, UnroutableError
-from coordinator.core import TERMINAL
+from coordinator._errors import RequestRefusedError, UnroutableError
+from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry, Refusal
 
 __all__ = ["answer_to", "cancel_checked", "signal_checked", "start_checked"]
@@ -33,7 +33,7 @@ class Client(Protocol):
     @property
     def namespace(self) -> str: ...
 
-    async def get(self, saga_id: str) -> dict[str, Any] | None: ...
+    async def state(self, saga_id: str) -> SagaState[Any] | None: ...
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]: ...
 
@@ -48,8 +48,8 @@ class Client(Protocol):
     async def cancel(self, saga_id: str, reason: str) -> str: ...
 
 
-def _no_coordinator(what: str, namespace: str, timeout: float) -> RefusedError:
-    return RefusedError(
+def _no_coordinator(what: str, namespace: str, timeout: float) -> RequestRefusedError:
+    return RequestRefusedError(
         f"no coordinator took the {what} within {timeout:g} s (is `saga run` running in "
         f"namespace {namespace!r}?); the {what} stays queued and runs when one is up"
     )
@@ -59,7 +59,7 @@ async def _sent(what: str, namespace: str, send: Awaitable[str]) -> str:
     try:
         return await send
     except UnroutableError as exc:
-        raise RefusedError(
+        raise RequestRefusedError(
             f"nothing receives the {what}: no coordinator ever ran in namespace "
             f"{namespace!r} (start `saga run` there, or check SAGA_NAMESPACE)"
         ) from exc
@@ -71,8 +71,8 @@ async def _started_with(client: Client, saga_id: str) -> Any:
         first: dict[str, Any] = msgspec.json.decode(entry.input)
         if first.get("type") == "Start":
             return first.get("data")
-    state = await client.get(saga_id)
-    return state["data"] if state else None
+    state = await client.state(saga_id)
+    return state.data if state else None
 
 
 def _same_input(started: Any, given: dict[str, Any], data_type: type | None) -> bool:
@@ -90,17 +90,17 @@ async def _existing(
     client: Client, saga_id: str, data: dict[str, Any], data_type: type | None
 ) -> str:
     if not _same_input(await _started_with(client, saga_id), data, data_type):
-        raise RefusedError(
+        raise RequestRefusedError(
             f"saga {saga_id} already exists; this input was ignored "
             "(it differs from the one it started with)"
         )
     return saga_id
 
 
-def _refused_start(name: str, saga_id: str, refusal: Refusal) -> RefusedError:
+def _refused_start(name: str, saga_id: str, refusal: Refusal) -> RequestRefusedError:
     if refusal.reason == "schema_mismatch":
-        return RefusedError(f"the input does not fit saga {name!r}: {refusal.detail}")
-    return RefusedError(f"the coordinator refused to start {saga_id}: {refusal.detail}")
+        return RequestRefusedError(f"the input does not fit saga {name!r}: {refusal.detail}")
+    return RequestRefusedError(f"the coordinator refused to start {saga_id}: {refusal.detail}")
 
 
 async def start_checked(
@@ -116,7 +116,7 @@ async def start_checked(
     """Start a saga and return its id once it exists.
 
     Raises:
-        RefusedError: the input does not fit ``data_type`` (checked before
+        RequestRefusedError: the input does not fit ``data_type`` (checked before
             publishing), the coordinator refused the start (unknown saga, input
             that does not fit), the saga exists with another input, or no
             coordinator took the start within ``accept_timeout`` seconds.
@@ -125,8 +125,8 @@ async def start_checked(
         try:
             msgspec.convert(data, data_type)
         except msgspec.ValidationError as exc:
-            raise RefusedError(f"the input does not fit saga {name!r}: {exc}") from exc
-    if saga_id is not None and await client.get(saga_id) is not None:
+            raise RequestRefusedError(f"the input does not fit saga {name!r}: {exc}") from exc
+    if saga_id is not None and await client.state(saga_id) is not None:
         return await _existing(client, saga_id, data, data_type)
     sent_at = datetime.now(UTC)
     saga_id = await _sent(
@@ -134,7 +134,7 @@ async def start_checked(
     )
     deadline = time.monotonic() + accept_timeout
     while True:
-        if await client.get(saga_id) is not None:
+        if await client.state(saga_id) is not None:
             return await _existing(client, saga_id, data, data_type)
         refusal = await client.refusal(saga_id)
         if refusal is not None and refusal.sent_at == sent_at:
@@ -170,11 +170,11 @@ async def _checked(
     accept_timeout: float,
     sleep: Callable[[float], Awaitable[None]],
 ) -> None:
-    state = await client.get(saga_id)
+    state = await client.state(saga_id)
     if state is None:
-        raise RefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
-    if state["status"] in TERMINAL:
-        raise RefusedError(f"saga {saga_id} is {state['status']}: it takes no {what} any more")
+        raise RequestRefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
+    if state.terminal:
+        raise RequestRefusedError(f"saga {saga_id} is {state.status}: it takes no {what} any more")
     input_id = await _sent(what, client.namespace, send())
     entry = await answer_to(
         lambda: client.history(saga_id), input_id, timeout=accept_timeout, sleep=sleep
@@ -182,7 +182,7 @@ async def _checked(
     if entry is None:
         raise _no_coordinator(what, client.namespace, accept_timeout)
     if entry.refused:
-        raise RefusedError(f"saga {saga_id} refused the {what}: {entry.refused}")
+        raise RequestRefusedError(f"saga {saga_id} refused the {what}: {entry.refused}")
 
 
 async def signal_checked(
@@ -197,7 +197,7 @@ async def signal_checked(
     """Send a signal and return once the saga applied it.
 
     Raises:
-        RefusedError: no such saga, a saga that has ended, a signal the saga
+        RequestRefusedError: no such saga, a saga that has ended, a signal the saga
             refused (its history says why), or no answer within ``accept_timeout``.
     """
     await _checked(

@@ -1,7 +1,9 @@
-"""A client of a running deployment, for the CLI (and operators' scripts).
+"""The operator's client of a deployment, on the ports: the CLI (and scripts) use it.
 
-Commands (start, signal, cancel) go through RabbitMQ like any other input, so
-they are handled by whichever coordinator replica takes them; reads go to Redis.
+Commands (start, signal, cancel) are published on the events exchange like any
+other input, so whichever coordinator replica takes them handles them; reads go
+to the store. It knows no broker and no database: ``coordinator.service``
+wires it to RabbitMQ and Redis (``open_client``), a test to the memory adapters.
 """
 
 from __future__ import annotations
@@ -10,107 +12,60 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, final
+from datetime import UTC, datetime
+from typing import Any, Protocol, final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga, routes
-from coordinator.adapters.rabbitmq import RabbitTransport
-from coordinator.adapters.redis import RedisSagaStore, connect_redis
-from coordinator.core import TERMINAL, SagaState, StepState
-from coordinator.ports import HistoryEntry, Refusal
-from coordinator.service._settings import Settings
-from coordinator.service._startup import wait_for_server
+from contracts import DEFAULT_CODEC, CancelSaga, Codec, Signal, StartSaga, routes
+from coordinator.core import SagaState
+from coordinator.ports import HistoryEntry, Refusal, Refusals, SagaQueries, SagaStore, Transport
 
-__all__ = ["SagaClient"]
+__all__ = ["ClientStore", "SagaClient"]
+
+_WAIT_POLL = 0.2
 
 
-def _defaults(struct: type[msgspec.Struct]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for f in msgspec.structs.fields(struct):
-        if f.default is not msgspec.NODEFAULT:
-            found[f.encode_name] = msgspec.to_builtins(f.default)
-        elif f.default_factory is not msgspec.NODEFAULT:
-            found[f.encode_name] = msgspec.to_builtins(f.default_factory())
-    return found
-
-
-_SAGA_DEFAULTS: Final = _defaults(SagaState)
-_STEP_DEFAULTS: Final = _defaults(StepState)
-
-
-def _fill(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    for name, default in defaults.items():
-        if name not in values:
-            values[name] = default.copy() if isinstance(default, dict | list) else default
-    return values
+class ClientStore(SagaStore, SagaQueries, Refusals, Protocol):
+    """What the client reads: states, histories, the saga index and refused starts."""
 
 
 @final
 class SagaClient:
-    """Start, signal, cancel and read sagas of the deployment ``settings`` points at."""
+    """Start, signal, cancel and read the sagas of one deployment.
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._transport: RabbitTransport | None = None
-        self._redis: Any = None
-        self._store: RedisSagaStore | None = None
-        self._connecting = asyncio.Lock()
+    Args:
+        transport: Where inputs are published (the coordinators' events exchange).
+        store: Where the coordinators keep the sagas.
+        namespace: The deployment's namespace, for messages to the operator.
+        codec: Wire codec of the inputs.
+    """
 
-    async def __aenter__(self) -> SagaClient:
-        s = self._settings
-        self._redis = connect_redis(s.redis_url)
-        try:
-            # An operator's command fails at once, in one line, when Redis is down.
-            await wait_for_server(
-                "Redis", s.redis_url, "SAGA_REDIS_URL", self._redis.ping, patience=timedelta(0)
-            )
-        except BaseException:
-            await self._redis.aclose()
-            raise
-        self._store = RedisSagaStore(
-            self._redis, namespace=s.namespace, buckets=s.buckets, retention=s.retention
-        )
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    def __init__(
+        self,
+        transport: Transport,
+        store: ClientStore,
+        *,
+        namespace: str = "saga",
+        codec: Codec = DEFAULT_CODEC,
     ) -> None:
-        if self._transport is not None:
-            await self._transport.close()
-        await self._redis.aclose()
+        self._transport = transport
+        self._store = store
+        self._namespace = namespace
+        self._codec = codec
 
     async def _publish(self, message: StartSaga | Signal | CancelSaga, routing_key: str) -> None:
-        async with self._connecting:  # concurrent first calls share one connection
-            if self._transport is None:
-                s = self._settings
-                self._transport = await wait_for_server(
-                    "RabbitMQ",
-                    s.amqp_url,
-                    "SAGA_AMQP_URL",
-                    lambda: RabbitTransport.connect(
-                        s.amqp_url,
-                        namespace=s.namespace,
-                        delivery_limit=s.delivery_limit,
-                        reconnect_interval=s.reconnect_interval,
-                        heartbeat=s.heartbeat,
-                    ),
-                    patience=timedelta(0),
-                )
         await self._transport.publish(
-            "events", routing_key, DEFAULT_CODEC.encode(message), message_id=message.message_id
+            "events", routing_key, self._codec.encode(message), message_id=message.message_id
         )
 
     @property
-    def store(self) -> RedisSagaStore:
-        assert self._store is not None, "use the client in an async with block"
+    def store(self) -> ClientStore:
         return self._store
 
     @property
     def namespace(self) -> str:
-        return self._settings.namespace
+        return self._namespace
 
     async def start(
         self,
@@ -153,39 +108,60 @@ class SagaClient:
         return message.message_id
 
     async def refusal(self, saga_id: str) -> Refusal | None:
-        return await self.store.refusal(saga_id)
+        return await self._store.refusal(saga_id)
 
-    async def get(self, saga_id: str) -> dict[str, Any] | None:
-        """The saga's state as JSON, whatever its definition (no code needed to read it)."""
-        stored = await self.store.load(saga_id)
+    async def state(self, saga_id: str) -> SagaState[Any] | None:
+        """The saga, whatever its definition: its data as plain JSON values (no code needed)."""
+        stored = await self._store.load(saga_id)
         if stored is None:
             return None
-        state: dict[str, Any] = msgspec.json.decode(stored.state)
-        # Stored without the fields at their defaults; shown with every field.
-        for step in state.get("steps", {}).values():
-            _fill(step, _STEP_DEFAULTS)
-        return _fill(state, _SAGA_DEFAULTS)
+        return msgspec.json.decode(stored.state, type=SagaState[Any])
 
-    async def wait(self, saga_id: str, *, timeout: float) -> dict[str, Any] | None:
+    async def get(self, saga_id: str) -> dict[str, Any] | None:
+        """The saga as a JSON object with every field, those at their defaults too."""
+        state = await self.state(saga_id)
+        return None if state is None else as_json(state)
+
+    async def wait(self, saga_id: str, *, timeout: float) -> SagaState[Any] | None:
         """Poll until the saga has ended, or ``timeout`` seconds passed."""
         deadline = time.monotonic() + timeout
         while True:
-            state = await self.get(saga_id)
-            if state is not None and state["status"] in TERMINAL:
+            state = await self.state(saga_id)
+            if state is not None and state.terminal:
                 return state
             if time.monotonic() > deadline:
                 return state
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(_WAIT_POLL)
 
     async def find(
-        self, *, name: str | None, status: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+        self, *, name: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[SagaState[Any]]:
+        """Sagas, most recently changed first."""
         found = []
-        for saga_id in await self.store.find(name=name, status=status, limit=limit):
-            state = await self.get(saga_id)
+        for saga_id in await self._store.find(name=name, status=status, limit=limit):
+            state = await self.state(saga_id)
             if state is not None:
                 found.append(state)
         return found
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
-        return await self.store.history(saga_id)
+        return await self._store.history(saga_id)
+
+
+def as_json(value: object) -> Any:
+    """``value`` as JSON values, with every field of each struct.
+
+    The states are stored without their fields at default values (``omit_defaults``),
+    and ``msgspec.to_builtins`` omits them the same way; an operator reading a
+    saga wants to see every field.
+    """
+    if isinstance(value, msgspec.Struct):
+        return {
+            field.encode_name: as_json(getattr(value, field.name))
+            for field in msgspec.structs.fields(value)
+        }
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    return msgspec.to_builtins(value)

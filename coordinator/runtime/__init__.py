@@ -3,6 +3,7 @@
 It drives the pure core through the ports; it knows no broker and no database.
 """
 
-from coordinator.runtime._coordinator import Coordinator, Store
+from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime._transition import Store
 
 __all__ = ["Coordinator", "Store"]

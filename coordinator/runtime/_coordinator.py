@@ -2,11 +2,13 @@
 
 Every input (a reply, a start, a signal, a cancel, a due timer) takes the same
 path. The state, its history line, the commands to send and the timers change in
-one atomic commit guarded by the revision that was loaded; a conflict means
-another replica got there first, so the saga is loaded and decided again. Only
-after the commit are the commands published (the outbox) and the delivery acked,
-so a crash at any point leaves either nothing done or a committed transition
-whose messages the relay publishes later.
+one atomic commit guarded by the revision that was loaded (``_transition.py``);
+only after the commit are the commands published (the outbox) and the delivery
+acked, so a crash at any point leaves either nothing done or a committed
+transition whose messages the relay publishes later.
+
+This module is the coordinator's face: its lifecycle, the events queue, and the
+operations an embedding application calls (start, signal, cancel, retry).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
-from typing import Any, Protocol, final
+from typing import Any, final
 
 import msgspec
 
@@ -33,64 +34,29 @@ from contracts import (
     TaskFailed,
     routes,
 )
-from coordinator._errors import (
-    ConcurrencyError,
-    SagaRefusedError,
-    StoreUnavailableError,
-    UnknownSagaError,
-)
+from coordinator._errors import SagaRefusedError, StoreUnavailableError, UnknownSagaError
 from coordinator.backoff import retry_through_outage
 from coordinator.core import (
     LIFECYCLE_EVENTS,
-    NOTHING_DOWN,
     CancelRequested,
-    CancelTimer,
     Decision,
-    Dispatch,
-    Input,
-    Notify,
     RetryRequested,
     SagaDefinition,
     SagaState,
     SignalReceived,
-    Start,
-    StartTimer,
     TimerFired,
-    decide,
-    start,
 )
-from coordinator.ports import (
-    Clock,
-    Commit,
-    Delivery,
-    OutboxEntry,
-    OutboxStore,
-    Refusal,
-    Refusals,
-    SagaQueries,
-    SagaStore,
-    Subscription,
-    TimerStore,
-    Transport,
-)
+from coordinator.ports import Clock, Delivery, Refusal, Subscription, Transport
 from coordinator.runtime._outbox import OutboxPublisher
-from coordinator.runtime._translate import command_entry, history_entry, input_for, lifecycle_entry
+from coordinator.runtime._registry import Registry
+from coordinator.runtime._transition import Store, Transitions
+from coordinator.runtime._translate import MakeInput, input_for
 
-__all__ = ["Coordinator", "Store"]
+__all__ = ["Coordinator"]
 
 _log = logging.getLogger("coordinator")
 
 EVENTS_QUEUE = routes.EVENTS_QUEUE
-_CAS_ATTEMPTS = 20
-
-
-class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, Protocol):
-    """What the coordinator needs from its storage."""
-
-
-class _Header(msgspec.Struct):
-    name: str
-    version: int
 
 
 @final
@@ -104,7 +70,7 @@ class Coordinator:
         clock: The time source; a virtual one in tests.
         codec: Wire codec (size limit included).
         services_down: The circuit breakers' view: services not to send to now.
-        timer_interval: How often due timers are polled.
+        timer_interval: How often due timers (and outbox entries left behind) are polled.
         relay_after: How old an unpublished outbox entry must be before the relay
             publishes it (entries are normally published right after their commit).
         store_outage: How long a message is held while the store is unreachable
@@ -125,7 +91,7 @@ class Coordinator:
         clock: Clock,
         codec: Codec = DEFAULT_CODEC,
         services_down: Callable[[], frozenset[str]] = frozenset,
-        timer_interval: float = 0.2,
+        timer_interval: timedelta = timedelta(seconds=0.2),
         relay_after: timedelta = timedelta(seconds=5),
         store_outage: timedelta = timedelta(minutes=5),
         cache_size: int = 10_000,
@@ -138,27 +104,25 @@ class Coordinator:
                 f"no lifecycle event {', '.join(sorted(unknown))}; "
                 f"they are {', '.join(sorted(LIFECYCLE_EVENTS))}"
             )
-        self._announce = frozenset(announce)
-        self._defs: dict[tuple[str, int], SagaDefinition[Any]] = {}
-        self._latest: dict[str, SagaDefinition[Any]] = {}
-        for d in definitions:
-            self._defs[(d.name, d.version)] = d
-            if d.name not in self._latest or self._latest[d.name].version < d.version:
-                self._latest[d.name] = d
+        self._registry = Registry(definitions)
         self._transport = transport
         self._store = store
         self._clock = clock
         self._codec = codec
-        self._services_down = services_down
-        self._timer_interval = timer_interval
+        self._poll_seconds = timer_interval.total_seconds()
         self._store_outage = store_outage
-        self._cache: OrderedDict[str, SagaState[Any]] = OrderedDict()
-        self._cache_size = cache_size
         self._prefetch = prefetch
-        # With a single definition (the common case) a state decodes in one pass.
-        self._only = next(iter(self._defs.values())) if len(self._defs) == 1 else None
-        self._only_decoder = msgspec.json.Decoder(_state_type(self._only))
         self._outbox = OutboxPublisher(transport, store, clock, relay_after=relay_after)
+        self._transitions = Transitions(
+            self._registry,
+            store=store,
+            clock=clock,
+            codec=codec,
+            outbox=self._outbox,
+            services_down=services_down,
+            announce=announce,
+            cache_size=cache_size,
+        )
         self._subscription: Subscription | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -172,8 +136,7 @@ class Coordinator:
         declared first, so commands wait there for a participant that has not
         started yet instead of bouncing as unroutable.
         """
-        services = {s.service for d in self._defs.values() for s in d.steps.values()}
-        for service in sorted(services):
+        for service in sorted(self._registry.services):
             await self._transport.declare(
                 routes.commands_queue(service), "commands", routes.commands_binding(service)
             )
@@ -210,7 +173,7 @@ class Coordinator:
                 await job()
             except Exception:  # an outage must not end the loop
                 _log.warning("%s failed; trying again", job.__name__, exc_info=True)
-            await self._clock.sleep(self._timer_interval)
+            await self._clock.sleep(self._poll_seconds)
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -246,7 +209,7 @@ class Coordinator:
                         message.saga_name, message.saga_id, message.input, message.message_id
                     )
                 case TaskCompleted() | TaskFailed() | Signal() | CancelSaga():
-                    decision = await self._apply(
+                    decision = await self._transitions.apply(
                         message.saga_id, message.message_id, input_for(message)
                     )
                     if decision.refused:
@@ -284,28 +247,11 @@ class Coordinator:
             UnknownSagaError: no definition is called ``name``.
             msgspec.ValidationError: ``data`` does not fit the saga's data type.
         """
-        definition = self._latest.get(name)
-        if definition is None:
-            known = ", ".join(sorted(self._latest)) or "none"
-            raise UnknownSagaError(f"no saga definition named {name!r} (known: {known})")
+        definition = self._registry.latest(name)
         value = msgspec.convert(data, definition.data_type, from_attributes=True)
-        for _ in range(_CAS_ATTEMPTS):
-            # Commit first (it is refused if the saga exists), load only then: a new
-            # saga costs one round trip.
-            inp = Start(
-                saga_id=saga_id, data=value, at=self._clock.now(), services_down=self._down()
-            )
-            decision = start(definition, inp)
-            outcome = await self._commit(
-                definition, None, inp, decision, message_id or f"start:{saga_id}"
-            )
-            if outcome == "committed":
-                self._remember(decision.state)
-                return decision.state, True
-            existing = await self.load(saga_id)
-            if existing is not None:
-                return existing, False
-        raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {_CAS_ATTEMPTS} tries")
+        return await self._transitions.start(
+            definition, saga_id, value, message_id or f"start:{saga_id}"
+        )
 
     async def signal(
         self, saga_id: str, name: str, data: dict[str, Any], message_id: str
@@ -318,14 +264,11 @@ class Coordinator:
                 wait, no wait has that name, the saga has ended); it is recorded
                 in the history and the saga is as it was.
         """
-        return _taken(
+        return await self._taken(
             saga_id,
-            await self._apply(
-                saga_id,
-                message_id,
-                lambda at, down: SignalReceived(
-                    message_id=message_id, name=name, data=data, at=at, services_down=down
-                ),
+            message_id,
+            lambda at, down: SignalReceived(
+                message_id=message_id, name=name, data=data, at=at, services_down=down
             ),
         )
 
@@ -337,13 +280,10 @@ class Coordinator:
             SagaRefusedError: the saga has ended, is compensating already or is
                 past its pivot.
         """
-        return _taken(
+        return await self._taken(
             saga_id,
-            await self._apply(
-                saga_id,
-                message_id,
-                lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
-            ),
+            message_id,
+            lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
         )
 
     async def retry(self, saga_id: str, message_id: str) -> Decision[Any]:
@@ -353,22 +293,22 @@ class Coordinator:
             UnknownSagaError: no saga has that id.
             SagaRefusedError: the saga has no failed compensation.
         """
-        return _taken(
-            saga_id,
-            await self._apply(
-                saga_id, message_id, lambda at, down: RetryRequested(at=at, services_down=down)
-            ),
+        return await self._taken(
+            saga_id, message_id, lambda at, down: RetryRequested(at=at, services_down=down)
         )
+
+    async def _taken(self, saga_id: str, message_id: str, make: MakeInput) -> Decision[Any]:
+        """Apply an operator's input; a refusal (already in the history) is raised."""
+        decision = await self._transitions.apply(saga_id, message_id, make)
+        if decision.refused:
+            raise SagaRefusedError(saga_id, decision.refused)
+        return decision
 
     async def fire_due_timers(self, limit: int = 256) -> int:
         """Turn every due timer into a ``TimerFired`` input; returns how many fired."""
         due = await self._store.due(self._clock.now(), limit)
         for saga_id, timer in due:
-            await self._apply(
-                saga_id,
-                f"timer:{timer}",
-                lambda at, down, t=timer: TimerFired(timer=t, at=at, services_down=down),
-            )
+            await self._transitions.apply(saga_id, f"timer:{timer}", _fired(timer))
         return len(due)
 
     async def relay(self, limit: int = 256) -> int:
@@ -378,126 +318,13 @@ class Coordinator:
     # -- reading ------------------------------------------------------------------------
 
     def definition(self, name: str, version: int | None = None) -> SagaDefinition[Any]:
-        found = self._latest.get(name) if version is None else self._defs.get((name, version))
-        if found is None:
-            raise UnknownSagaError(
-                f"no saga definition {name!r}" + (f" v{version}" if version else "")
-            )
-        return found
+        """``name`` at ``version`` (the latest when None); raises ``UnknownSagaError``."""
+        return self._registry.definition(name, version)
 
     async def load(self, saga_id: str) -> SagaState[Any] | None:
-        stored = await self._store.load(saga_id)
-        if stored is None:
-            return None
-        if self._only is not None:
-            state: SagaState[Any] = self._only_decoder.decode(stored.state)
-            if (state.name, state.version) == (self._only.name, self._only.version):
-                return state
-        header = msgspec.json.decode(stored.state, type=_Header)
-        definition = self.definition(header.name, header.version)
-        decoded: SagaState[Any] = msgspec.json.decode(stored.state, type=_state_type(definition))
-        return decoded
-
-    # -- the transition -----------------------------------------------------------------
-
-    def _remember(self, state: SagaState[Any]) -> None:
-        """Keep the state just committed: the next input for the saga skips the load.
-
-        Correctness never depends on it: the commit compares revisions, and a
-        no-op decided on a kept copy is checked again against the store.
-        """
-        if state.terminal or self._cache_size <= 0:
-            return
-        self._cache[state.saga_id] = state
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-
-    def _down(self) -> frozenset[str]:
-        return self._services_down() or NOTHING_DOWN
-
-    async def _apply(
-        self, saga_id: str, dedupe_id: str, make: Callable[..., Input]
-    ) -> Decision[Any]:
-        cached = self._cache.pop(saga_id, None)
-        for _ in range(_CAS_ATTEMPTS):
-            state = cached or await self.load(saga_id)
-            if state is None:
-                raise UnknownSagaError(f"no saga with id {saga_id!r}")
-            definition = self.definition(state.name, state.version)
-            inp = make(self._clock.now(), self._down())
-            decision = decide(definition, state, inp)
-            if not decision.changed:
-                if cached is not None:
-                    cached = None  # a no-op on a kept copy may be news to the stored saga
-                    continue
-                timer = inp.timer if isinstance(inp, TimerFired) else None
-                entry = history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id))
-                await self._store.record(saga_id, entry, timer=timer)
-                self._remember(state)
-                return decision
-            cached = None
-            outcome = await self._commit(definition, state, inp, decision, dedupe_id)
-            if outcome == "committed":
-                self._remember(decision.state)
-            if outcome != "conflict":
-                return decision
-        raise ConcurrencyError(f"saga {saga_id!r}: still conflicting after {_CAS_ATTEMPTS} tries")
-
-    async def _commit(
-        self,
-        definition: SagaDefinition[Any],
-        before: SagaState[Any] | None,
-        inp: Input | Start[Any],
-        decision: Decision[Any],
-        dedupe_id: str,
-    ) -> str:
-        state = decision.state
-        now = self._clock.now()
-        outbox: list[OutboxEntry] = []
-        due: dict[str, Any] = {}
-        cancelled: list[str] = [inp.timer] if isinstance(inp, TimerFired) else []
-        for effect in decision.effects:
-            match effect:
-                case Dispatch():
-                    outbox.append(command_entry(self._codec, state, effect, dedupe_id, now))
-                case Notify() if effect.event in self._announce:
-                    outbox.append(lifecycle_entry(self._codec, state, effect, now))
-                case StartTimer():
-                    due[effect.timer] = effect.due
-                case CancelTimer():
-                    due.pop(effect.timer, None)
-                    cancelled.append(effect.timer)
-        result = await self._store.commit(
-            Commit(
-                saga_id=state.saga_id,
-                name=definition.name,
-                status=state.status,
-                expected_revision=before.revision if before is not None else -1,
-                revision=state.revision,
-                state=msgspec.json.encode(state),
-                dedupe_id=dedupe_id,
-                history=history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)),
-                outbox=outbox,
-                timers_due=due,
-                timers_cancelled=cancelled,
-            )
-        )
-        if result == "committed":
-            await self._outbox.publish(outbox)
-        return result
+        """The saga as stored, its data in its definition's type; None if there is none."""
+        return await self._transitions.load(saga_id)
 
 
-def _taken(saga_id: str, decision: Decision[Any]) -> Decision[Any]:
-    if decision.refused:
-        raise SagaRefusedError(saga_id, decision.refused)
-    return decision
-
-
-def _input_id(inp: Input | Start[Any], dedupe_id: str) -> str:
-    # A due timer is no message: its dedupe id is made up here, not sent by anyone.
-    return "" if isinstance(inp, TimerFired) else dedupe_id
-
-
-def _state_type(definition: SagaDefinition[Any] | None) -> Any:
-    """``SagaState[data type]`` of a definition, for msgspec to decode into."""
-    return SagaState[definition.data_type] if definition else SagaState[Any]  # type: ignore[name-defined]
+def _fired(timer: str) -> MakeInput:
+    return lambda at, down: TimerFired(timer=timer, at=at, services_down=down)

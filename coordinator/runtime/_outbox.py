@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Protocol, final
+from typing import final
 
 from coordinator.ports import Clock, OutboxEntry, OutboxStore, Transport
 
@@ -26,14 +26,10 @@ _log = logging.getLogger("coordinator")
 _DONE_BATCH_SECONDS = 0.2
 
 
-class _Outbox(OutboxStore, Protocol):
-    pass
-
-
 @final
 class OutboxPublisher:
     def __init__(
-        self, transport: Transport, store: _Outbox, clock: Clock, *, relay_after: timedelta
+        self, transport: Transport, store: OutboxStore, clock: Clock, *, relay_after: timedelta
     ) -> None:
         self._transport = transport
         self._store = store

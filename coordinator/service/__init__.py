@@ -5,24 +5,22 @@ turns settings into connected adapters.
 """
 
 from coordinator.service._loading import load_definition, load_object
-from coordinator.service._serve import (
-    connect_rabbit,
-    connect_servers,
-    loop_name,
-    run_loop,
-    serve_coordinator,
-    until_signalled,
-)
+from coordinator.service._logging import configure_logging
+from coordinator.service._process import loop_name, run_loop, until_signalled
+from coordinator.service._serve import serve_coordinator
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
+from coordinator.service._wiring import connect_rabbit, connect_servers, open_client
 
 __all__ = [
     "Settings",
+    "configure_logging",
     "connect_rabbit",
     "connect_servers",
-    "loop_name",
     "load_definition",
     "load_object",
+    "loop_name",
+    "open_client",
     "run_loop",
     "serve_coordinator",
     "until_signalled",

@@ -13,6 +13,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from coordinator.core import LIFECYCLE_EVENTS, LifecycleEvent
+from coordinator.service._logging import LogFormat, LogLevel
 
 __all__ = ["Settings"]
 
@@ -33,7 +34,8 @@ class Settings(BaseSettings):
         participant_lease: How long a participant's hold on a command outlives the
             worker that died running it; renewed while the handler runs.
         reconnect_interval: Pause between attempts to reconnect to RabbitMQ.
-        timer_interval: Seconds between polls for due timers and stale outbox entries.
+        timer_interval: Pause between polls for due timers and stale outbox entries
+            (``SAGA_TIMER_INTERVAL``, seconds or an ISO 8601 duration).
         max_message_size: Larger messages are refused (and dead-lettered).
         announce: The lifecycle events the coordinator publishes (``SAGA_ANNOUNCE``,
             comma-separated; empty for none).
@@ -47,6 +49,10 @@ class Settings(BaseSettings):
             work back within 30 s.
         event_loop: ``auto`` runs ``saga run`` and ``saga participant`` on uvloop
             when it is installed, ``asyncio`` on the standard loop.
+        log_level: The least severe log records ``saga run`` and ``saga participant``
+            write (``SAGA_LOG_LEVEL``: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``).
+        log_format: ``console`` lines for people, or ``json``, one object per line
+            for a log shipper (``SAGA_LOG_FORMAT``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SAGA_", frozen=True)
@@ -61,12 +67,19 @@ class Settings(BaseSettings):
     idempotency_ttl: timedelta = timedelta(days=7)
     participant_lease: timedelta = timedelta(seconds=5)
     reconnect_interval: timedelta = timedelta(seconds=1)
-    timer_interval: float = 0.2
+    timer_interval: timedelta = timedelta(seconds=0.2)
     max_message_size: int = 64 * 1024
     announce: Annotated[frozenset[LifecycleEvent], NoDecode] = LIFECYCLE_EVENTS
     wait_for_servers: timedelta | None = None
     heartbeat: timedelta = timedelta(seconds=10)
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "console"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("wait_for_servers", mode="before")
     @classmethod
@@ -75,9 +88,9 @@ class Settings(BaseSettings):
             return None
         return _seconds(value)
 
-    @field_validator("heartbeat", mode="before")
+    @field_validator("heartbeat", "timer_interval", mode="before")
     @classmethod
-    def _heartbeat_seconds(cls, value: object) -> object:
+    def _plain_seconds(cls, value: object) -> object:
         return _seconds(value)
 
     @field_validator("heartbeat")

@@ -23,7 +23,7 @@ from coordinator.adapters.memory import (
 )
 from coordinator.core import LIFECYCLE_EVENTS, SagaDefinition, SagaState
 from coordinator.ports import HistoryEntry, ParticipantService
-from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime import Coordinator
 
 __all__ = ["Harness"]
 

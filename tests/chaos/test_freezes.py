@@ -13,7 +13,7 @@ import pytest
 from procs import Deployment
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 MIX = {"declined": 0.15, "out_of_stock": 0.02, "flaky": 0.10, "large": 0.10}
 LEASE = 5.0  # Settings.participant_lease
@@ -39,7 +39,7 @@ async def test_participant_frozen_inside_a_handler(deploy: Callable[..., Deploym
     await d.wait_ready(coordinators=2, participants=2)
 
     orders = make_orders(mix_of(120, **MIX), prefix="pstop")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.08))
         await run.wait_until(20, timeout=120)
@@ -79,7 +79,7 @@ async def test_coordinator_frozen_under_load(deploy: Callable[..., Deployment]) 
     await d.wait_ready(coordinators=3, participants=1)
 
     orders = make_orders(mix_of(200, **MIX), prefix="cstop")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.1))
         await run.wait_until(30, timeout=120)

@@ -18,7 +18,7 @@ from workload import Order, Run, check_at_rest, ledger_rows, make_orders, mix_of
 
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
 from coordinator.adapters.rabbitmq import RabbitTransport
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 Proxies = Callable[..., Awaitable[Proxy]]
 CHAOS = str(Path(__file__).parent)
@@ -56,7 +56,7 @@ async def test_four_replicas_parallel_replies_at_once(
     await d.wait_ready(coordinators=4, participants=1)
 
     orders = [Order(f"burst-{i}", "plain", member=True) for i in range(60)]
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders, concurrency=60)
         amqp.blackhole(up=True, down=False)
         await run.start_all()
@@ -139,7 +139,7 @@ def poison(n: int) -> list[tuple[str, str, str, bytes, str]]:
 
 async def timed_run(d: Deployment, orders: list[Order], bad: list[tuple[str, ...]]) -> float:
     """Seconds from the first start to the last end; ``bad`` published along the way."""
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         transport = await RabbitTransport.connect(d.amqp_url, namespace=d.ns)
         try:

@@ -15,7 +15,7 @@ from proxy import Proxy
 from servers import AMQP_URL, REDIS_URL
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 # Outcomes of every kind but the slow shipper's, whose outcome depends on the
 # ship step's timeout (see tolerant.py).
@@ -45,7 +45,7 @@ async def test_redis_replies_dropped_after_execution(
     await d.wait_ready(coordinators=2, participants=2)
 
     orders = make_orders(mix_of(150, **MIX), prefix="drop")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         redis.drop_replies(0.03)
         await run.start_all(pace=0.03)
@@ -77,7 +77,7 @@ async def test_redis_blackholed_then_rabbitmq_resets(
     await d.wait_ready(coordinators=2, participants=2)
 
     orders = make_orders(mix_of(150, **MIX), prefix="hole")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.1))
         await run.wait_until(30, timeout=120)
@@ -132,7 +132,7 @@ async def test_redis_refusing_connections_for_15_s(
     await d.wait_ready(coordinators=2, participants=1)
 
     orders = make_orders(mix_of(100, **MIX), prefix="down")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.1))
         await run.wait_until(20, timeout=120)

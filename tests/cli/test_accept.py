@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from coordinator._errors import RefusedError
+from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import answer_to, cancel_checked, signal_checked, start_checked
+from coordinator.core import SagaState
 from coordinator.examples.orders import Order
 from coordinator.ports import HistoryEntry, Refusal
 
@@ -37,7 +38,7 @@ class Stub:
     namespace = "ns1"
 
     def __init__(self, react: Callable[[Stub], None] = lambda s: None) -> None:
-        self.state: dict[str, Any] | None = None
+        self.stored: dict[str, Any] | None = None
         self.entries: list[HistoryEntry] = []
         self.refused: Refusal | None = None
         self.react = react
@@ -45,8 +46,21 @@ class Stub:
         self.sent_at: datetime | None = None
         self.polls = 0
 
-    async def get(self, saga_id: str) -> dict[str, Any] | None:
-        return self.state
+    async def state(self, saga_id: str) -> SagaState[Any] | None:
+        if self.stored is None:
+            return None
+        now = datetime.now(UTC)
+        return SagaState(
+            **self.stored,
+            saga_id=saga_id,
+            name="order.place",
+            version=1,
+            revision=1,
+            cursor=0,
+            steps={},
+            started_at=now,
+            updated_at=now,
+        )
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         return list(self.entries)
@@ -75,7 +89,7 @@ class Stub:
 
 
 def running(stub: Stub) -> Stub:
-    stub.state = {"status": "running", "data": ORDER}
+    stub.stored = {"status": "running", "data": ORDER}
     return stub
 
 
@@ -85,7 +99,7 @@ def running(stub: Stub) -> Stub:
 async def test_start_returns_once_the_saga_exists() -> None:
     def create(s: Stub) -> None:
         if s.polls == 3:
-            s.state = {"status": "running", "data": ORDER}
+            s.stored = {"status": "running", "data": ORDER}
             s.entries = [entry("start:o1", data=ORDER)]
 
     stub = Stub(create)
@@ -104,7 +118,7 @@ async def test_start_refused_by_the_coordinator_says_why() -> None:
         )
 
     stub = Stub(refuse)
-    with pytest.raises(RefusedError, match=r"refused to start o1: .*known: order.place"):
+    with pytest.raises(RequestRefusedError, match=r"refused to start o1: .*known: order.place"):
         await start_checked(stub, "order.plac", ORDER, "o1", accept_timeout=60, sleep=stub.sleep)
 
 
@@ -115,7 +129,9 @@ async def test_start_that_does_not_fit_names_the_field() -> None:
         s.refused = Refusal(reason="schema_mismatch", detail=detail, sent_at=s.sent_at)
 
     stub = Stub(refuse)
-    with pytest.raises(RefusedError, match=r"does not fit saga 'order.place'.*\$\.total_cents"):
+    with pytest.raises(
+        RequestRefusedError, match=r"does not fit saga 'order.place'.*\$\.total_cents"
+    ):
         await start_checked(stub, "order.place", ORDER, "o1", accept_timeout=60, sleep=stub.sleep)
 
 
@@ -124,7 +140,7 @@ async def test_an_older_refusal_of_the_same_id_is_not_the_answer() -> None:
 
     def create(s: Stub) -> None:
         if s.polls == 2:
-            s.state = {"status": "running", "data": ORDER}
+            s.stored = {"status": "running", "data": ORDER}
 
     stub = Stub(create)
     stub.refused = old
@@ -136,14 +152,16 @@ async def test_an_older_refusal_of_the_same_id_is_not_the_answer() -> None:
 
 async def test_start_nobody_takes_says_no_coordinator_and_names_the_namespace() -> None:
     stub = Stub()
-    with pytest.raises(RefusedError, match=r"no coordinator took the start within 0 s .*'ns1'"):
+    with pytest.raises(
+        RequestRefusedError, match=r"no coordinator took the start within 0 s .*'ns1'"
+    ):
         await start_checked(stub, "order.place", ORDER, "o1", accept_timeout=0, sleep=stub.sleep)
 
 
 async def test_input_checked_locally_is_never_sent() -> None:
     stub = Stub()
     bad = {**ORDER, "total_cents": "lots"}
-    with pytest.raises(RefusedError, match=r"\$\.total_cents"):
+    with pytest.raises(RequestRefusedError, match=r"\$\.total_cents"):
         await start_checked(
             stub, "order.place", bad, "o1", accept_timeout=60, data_type=Order, sleep=stub.sleep
         )
@@ -157,7 +175,7 @@ async def test_an_existing_saga_with_other_input_says_the_input_was_ignored(
     stub = running(Stub())
     stub.entries = [entry("start:o1", data={**ORDER, "card": "visa"})]
     other = {**ORDER, "total_cents": 999}
-    with pytest.raises(RefusedError, match="already exists; this input was ignored"):
+    with pytest.raises(RequestRefusedError, match="already exists; this input was ignored"):
         await start_checked(
             stub, "order.place", other, "o1", accept_timeout=60, data_type=data_type
         )
@@ -182,13 +200,13 @@ async def test_signal_refused_says_why() -> None:
         s.entries = [entry("other"), entry("m1", refused="approval.approved: Expected `bool`")]
 
     stub = running(Stub(refuse))
-    with pytest.raises(RefusedError, match=r"o1 refused the signal: approval.approved"):
+    with pytest.raises(RequestRefusedError, match=r"o1 refused the signal: approval.approved"):
         await signal_checked(stub, "o1", "approval", {}, accept_timeout=60, sleep=stub.sleep)
 
 
 async def test_cancel_refused_says_why_and_applied_returns() -> None:
     stub = running(Stub(lambda s: s.entries.append(entry("m1", refused="not while compensating"))))
-    with pytest.raises(RefusedError, match="refused the cancel: not while compensating"):
+    with pytest.raises(RequestRefusedError, match="refused the cancel: not while compensating"):
         await cancel_checked(stub, "o1", "r", accept_timeout=60, sleep=stub.sleep)
     stub = running(Stub(lambda s: s.entries.append(entry("m1"))))
     await cancel_checked(stub, "o1", "r", accept_timeout=60, sleep=stub.sleep)
@@ -196,16 +214,16 @@ async def test_cancel_refused_says_why_and_applied_returns() -> None:
 
 async def test_an_entry_of_another_input_is_not_the_answer() -> None:
     stub = running(Stub(lambda s: s.entries.append(entry("someone-else"))))
-    with pytest.raises(RefusedError, match="no coordinator took the cancel within 0 s"):
+    with pytest.raises(RequestRefusedError, match="no coordinator took the cancel within 0 s"):
         await cancel_checked(stub, "o1", "r", accept_timeout=0, sleep=stub.sleep)
 
 
 async def test_unknown_and_terminal_sagas_are_refused_before_anything_is_sent() -> None:
     stub = Stub()
-    with pytest.raises(RefusedError, match="no saga with id o1 in namespace 'ns1'"):
+    with pytest.raises(RequestRefusedError, match="no saga with id o1 in namespace 'ns1'"):
         await signal_checked(stub, "o1", "approval", {}, accept_timeout=60)
-    stub.state = {"status": "compensated", "data": ORDER}
-    with pytest.raises(RefusedError, match="o1 is compensated: it takes no cancel any more"):
+    stub.stored = {"status": "compensated", "data": ORDER}
+    with pytest.raises(RequestRefusedError, match="o1 is compensated: it takes no cancel any more"):
         await cancel_checked(stub, "o1", "r", accept_timeout=60)
     assert stub.sent == []
 

@@ -60,3 +60,13 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([f"{bindir}/saga", "--help"], capture_output=True, text=True, check=True)
     for command in ("demo", "graph", "contracts"):
         assert command in out.stdout
+
+
+def test_topology_without_export_is_a_table_of_queues() -> None:
+    result = runner.invoke(app, ["topology", "--service", "inventory", "--namespace", "t1"])
+    assert result.exit_code == 0, result.output
+    assert "t1.inventory.commands" in result.output
+    assert "t1.commands inventory.*" in result.output
+    assert not result.output.lstrip().startswith("{"), "JSON only with --export"
+    exported = runner.invoke(app, ["topology", "--export", "--namespace", "t1"])
+    assert json.loads(exported.output)["queues"][0]["name"] == "t1.coordinator.events"

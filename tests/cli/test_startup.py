@@ -22,7 +22,7 @@ import pytest
 from servers import AMQP_URL, namespace
 
 from coordinator.adapters.rabbitmq import RabbitTransport
-from coordinator.service._serve import connect_rabbit
+from coordinator.service import connect_rabbit
 from coordinator.service._settings import Settings
 
 BIN = Path(sys.executable).parent

@@ -10,16 +10,14 @@ from procs import servers_up
 from servers import AMQP_URL, namespace
 
 from coordinator.adapters.rabbitmq import RabbitTransport
-from coordinator.client import _client
-from coordinator.client._client import SagaClient
-from coordinator.service._settings import Settings
+from coordinator.service import Settings, open_client
 
 
 @pytest.mark.timeout(60)
 async def test_concurrent_first_publishes_share_one_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``SagaClient`` connects lazily on its first publish. Twenty starts sent at
+    """``open_client``'s client connects lazily on its first publish. Twenty starts sent at
     once must share one connection: each connection opened by a racing first
     publish but not kept is never closed (``__aexit__`` closes only the last)."""
     servers_up()
@@ -35,8 +33,8 @@ async def test_concurrent_first_publishes_share_one_connection(
     helper = await RabbitTransport.connect(AMQP_URL, namespace=ns)
     try:
         await helper.declare("coordinator.events", "events", "#")  # so that starts are routable
-        monkeypatch.setattr(_client.RabbitTransport, "connect", spy)
-        async with SagaClient(Settings(namespace=ns, amqp_url=AMQP_URL)) as client:
+        monkeypatch.setattr(RabbitTransport, "connect", spy)
+        async with open_client(Settings(namespace=ns, amqp_url=AMQP_URL)) as client:
             await asyncio.gather(*(client.start("order.place", {}, f"s{i}") for i in range(20)))
     finally:
         monkeypatch.undo()

@@ -9,7 +9,7 @@ import pytest
 from procs import PATIENT_SAGA, Deployment, Proc
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 
 @pytest.mark.timeout(300)
@@ -27,7 +27,7 @@ async def test_replica_killed_repeatedly(deploy: Callable[..., Deployment]) -> N
         mix_of(200, declined=0.15, out_of_stock=0.02, flaky=0.10, large=0.10), prefix="kill"
     )
     kills: list[str] = []
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         done = asyncio.Event()
 
@@ -87,7 +87,7 @@ async def test_participant_killed_inside_a_handler(deploy: Callable[..., Deploym
     await d.wait_ready(coordinators=1, participants=1)
 
     orders = make_orders(mix_of(60), prefix="claim")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.05))
         await run.wait_until(10, timeout=60)

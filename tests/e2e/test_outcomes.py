@@ -16,7 +16,7 @@ import pytest
 from procs import Deployment, poll
 from workload import Run, check_at_rest, history_inputs, make_orders, mix_of
 
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 # The full mix is 500 sagas; a smaller machine (or a quick local run) can take fewer.
 SAGAS = int(os.environ.get("SAGA_E2E_SAGAS", "500"))
@@ -37,7 +37,7 @@ async def test_end_to_end_mixed_outcomes(deploy: Callable[..., Deployment]) -> N
     mix["slow"] = min(4, mix["plain"])
     mix["plain"] -= mix["slow"]
     orders = make_orders(mix, prefix="mixed")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         await run.start_all()
         took = await run.wait_all(timeout=240)
@@ -61,7 +61,7 @@ async def test_sigterm_drains(deploy: Callable[..., Deployment]) -> None:
 
     orders = make_orders(mix_of(240, declined=0.15, flaky=0.10, large=0.10), prefix="term")
     stopped: list[tuple[str, int | None, float]] = []
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         starting = asyncio.create_task(run.start_all(pace=0.04))
         for share in (0.15, 0.35, 0.55, 0.75):
@@ -120,7 +120,7 @@ async def test_timers_survive_downtime(deploy: Callable[..., Deployment]) -> Non
     await d.wait_ready(coordinators=2, participants=2)
 
     orders = make_orders({"slow": 12}, prefix="timer")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         await run.start_all()
 

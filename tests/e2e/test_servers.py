@@ -13,7 +13,7 @@ from procs import PATIENT_SAGA, QUEUES, Deployment, poll
 from throwaway import RabbitServer, RedisClusterServers, RedisServer
 from workload import Run, check_at_rest, make_orders, mix_of
 
-from coordinator.client._client import SagaClient
+from coordinator.service import open_client
 
 # Outcomes of every kind but the slow shipper's (60 s), to keep the runs short.
 MIX = {"declined": 0.15, "out_of_stock": 0.02, "flaky": 0.10, "large": 0.10}
@@ -45,7 +45,7 @@ async def test_rabbitmq_restarted_mid_run(
     await d.wait_ready(coordinators=2, participants=2)
 
     orders = make_orders(mix_of(100, **MIX), prefix="rmq")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         await run.start_all()
         await run.wait_until(25, timeout=120)
@@ -100,7 +100,7 @@ async def test_redis_restarted_with_aof(
     await d.wait_ready(coordinators=2, participants=1)
 
     orders = make_orders(mix_of(100, **MIX), prefix="redis")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         await run.start_all()
         await run.wait_until(25, timeout=120)
@@ -132,7 +132,7 @@ async def test_redis_cluster(
     await d.wait_ready(coordinators=2, participants=1)
 
     orders = make_orders(mix_of(50, **MIX), prefix="cluster")
-    async with SagaClient(d.settings) as client:
+    async with open_client(d.settings) as client:
         run = Run(client, orders)
         await run.start_all()
         took = await run.wait_all(timeout=180)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -52,7 +53,7 @@ async def test_coordinator_stop_returns_while_its_loops_use_redis(
             transport=MemoryTransport(),
             store=store,
             clock=SystemClock(),
-            timer_interval=0.1,
+            timer_interval=timedelta(seconds=0.1),
         )
         await coordinator.start()
         await asyncio.sleep(rng.random() * 0.005)  # while the loops' first polls run

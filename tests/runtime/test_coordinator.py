@@ -443,7 +443,7 @@ async def test_timer_and_relay_loops_survive_an_outage() -> None:
         transport=transport,
         store=store,
         clock=clock,  # type: ignore[arg-type]
-        timer_interval=1.0,
+        timer_interval=timedelta(seconds=1),
     )
     await coordinator.start()
     try:

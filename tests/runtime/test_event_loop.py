@@ -8,7 +8,7 @@ import os
 import pytest
 import uvloop
 
-from coordinator.service._serve import run_loop
+from coordinator.service import run_loop
 from coordinator.service._settings import Settings
 
 

@@ -47,7 +47,11 @@ class Setup:
         self.store = store
         clock = SystemClock()
         self.coordinator = Coordinator(
-            [saga], transport=transport, store=store, clock=clock, timer_interval=0.05
+            [saga],
+            transport=transport,
+            store=store,
+            clock=clock,
+            timer_interval=timedelta(seconds=0.05),
         )
         self.workers = [
             ParticipantWorker(

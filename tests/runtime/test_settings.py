@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -52,3 +53,11 @@ def test_an_unknown_event_is_refused_with_the_known_ones(monkeypatch: pytest.Mon
     monkeypatch.setenv("SAGA_ANNOUNCE", "completed,begun")
     with pytest.raises(ValidationError, match="'started', 'completed'"):
         Settings()
+
+
+def test_the_timer_interval_is_a_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().timer_interval == timedelta(seconds=0.2)
+    monkeypatch.setenv("SAGA_TIMER_INTERVAL", "0.1")
+    assert Settings().timer_interval == timedelta(seconds=0.1), "plain seconds, as before"
+    monkeypatch.setenv("SAGA_TIMER_INTERVAL", "PT2S")
+    assert Settings().timer_interval == timedelta(seconds=2)

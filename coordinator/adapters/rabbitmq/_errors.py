@@ -1,11 +1,6 @@
-"""Errors of the RabbitMQ transport, directly under ``SagaError``::
-
-SagaError
-└── TopologyMismatchError   a queue or exchange exists with other arguments
-
-It also raises the coordinator's ``UnroutableError`` and ``PublishFailedError``
-(``coordinator._errors``, exported by ``coordinator``), as the in-memory
-transport does.
+"""Errors of the RabbitMQ transport: ``TopologyMismatchError`` here; ``UnroutableError``
+and ``PublishFailedError`` come from ``coordinator._errors``. All sit directly under
+``SagaError``; the whole tree is drawn once, in the docstring of ``contracts._errors``.
 """
 
 from __future__ import annotations
@@ -15,8 +10,9 @@ from typing import Final
 import aiormq
 
 from contracts import SagaError
+from coordinator._errors import PublishFailedError, UnroutableError
 
-__all__ = ["CHANNEL_ERRORS", "TopologyMismatchError"]
+__all__ = ["CHANNEL_ERRORS", "PublishFailedError", "TopologyMismatchError", "UnroutableError"]
 
 # What aio-pika raises when a channel or connection is closed, closing, or
 # refused the operation: the broker requeues what that channel held.

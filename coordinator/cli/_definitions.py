@@ -1,0 +1,66 @@
+"""Commands about definitions and wiring, no deployment needed: graph, contracts, topology."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from contracts import asyncapi, json_schema
+from coordinator._dsl import to_mermaid
+from coordinator._errors import SagaError
+from coordinator.adapters.rabbitmq import definitions
+from coordinator.cli._options import NamespaceOpt, settings
+from coordinator.cli._output import print_topology
+from coordinator.service import load_definition
+
+__all__ = ["commands"]
+
+commands = typer.Typer()
+
+
+@commands.command()
+def graph(
+    saga: Annotated[str, typer.Argument(help="The saga definition, as MODULE:ATTRIBUTE.")],
+) -> None:
+    """Print a saga definition as a Mermaid flowchart."""
+    try:
+        definition = load_definition(saga)
+    except SagaError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'SAGA'") from exc
+    typer.echo(to_mermaid(definition), nl=False)
+
+
+@commands.command()
+def contracts(
+    json_schema_: Annotated[
+        bool, typer.Option("--json-schema", help="JSON Schema of every wire message.")
+    ] = False,
+    asyncapi_: Annotated[bool, typer.Option("--asyncapi", help="AsyncAPI 3.0 document.")] = False,
+) -> None:
+    """Print the wire contracts, for participants written in any language."""
+    document = asyncapi() if asyncapi_ and not json_schema_ else json_schema()
+    typer.echo(json.dumps(document, indent=2, sort_keys=False))
+
+
+@commands.command()
+def topology(
+    export: Annotated[
+        bool,
+        typer.Option(
+            "--export", help="Print RabbitMQ definitions JSON (for rabbitmqctl import_definitions)."
+        ),
+    ] = False,
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Participant service; repeatable.")
+    ] = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Show the RabbitMQ topology (queues and what feeds them), or export it as JSON."""
+    found = settings(namespace)
+    document = definitions(found.namespace, service or [], delivery_limit=found.delivery_limit)
+    if export:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        print_topology(document)

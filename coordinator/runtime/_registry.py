@@ -1,0 +1,90 @@
+"""The saga definitions a coordinator runs, by name and version, and how a stored
+state is decoded into the ``SagaState`` of its own definition's data type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, final
+
+import msgspec
+
+from coordinator._errors import UnknownSagaError
+from coordinator.core import SagaDefinition, SagaState
+
+__all__ = ["Registry", "state_type"]
+
+
+class _StoredVersion(msgspec.Struct):
+    """The ``name`` and ``version`` of a stored state: which definition decodes the rest."""
+
+    name: str
+    version: int
+
+
+@final
+class Registry:
+    """Every definition still in flight, by ``(name, version)``; a start takes the latest."""
+
+    def __init__(self, definitions: Iterable[SagaDefinition[Any]]) -> None:
+        self._by_version: dict[tuple[str, int], SagaDefinition[Any]] = {}
+        self._latest: dict[str, SagaDefinition[Any]] = {}
+        for d in definitions:
+            self._by_version[(d.name, d.version)] = d
+            if d.name not in self._latest or self._latest[d.name].version < d.version:
+                self._latest[d.name] = d
+        # With a single definition (the common case) a state decodes in one pass,
+        # without reading its name and version first.
+        self._single = next(iter(self._by_version.values())) if len(self._by_version) == 1 else None
+        self._single_decoder = msgspec.json.Decoder(state_type(self._single))
+
+    @property
+    def services(self) -> frozenset[str]:
+        """The participant services the definitions send commands to."""
+        return frozenset(
+            step.service for d in self._by_version.values() for step in d.steps.values()
+        )
+
+    def latest(self, name: str) -> SagaDefinition[Any]:
+        """The newest version of ``name``: the one new sagas start on.
+
+        Raises:
+            UnknownSagaError: no definition is called ``name``.
+        """
+        found = self._latest.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._latest)) or "none"
+            raise UnknownSagaError(f"no saga definition named {name!r} (known: {known})")
+        return found
+
+    def definition(self, name: str, version: int | None = None) -> SagaDefinition[Any]:
+        """``name`` at ``version`` (the latest when None).
+
+        Raises:
+            UnknownSagaError: no such definition (or version) is registered.
+        """
+        found = self._latest.get(name) if version is None else self._by_version.get((name, version))
+        if found is None:
+            raise UnknownSagaError(
+                f"no saga definition {name!r}" + (f" v{version}" if version else "")
+            )
+        return found
+
+    def decode(self, stored: bytes) -> SagaState[Any]:
+        """A stored state, its data decoded into its definition's data type.
+
+        Raises:
+            UnknownSagaError: the state's definition (name and version) is not registered.
+        """
+        if self._single is not None:
+            state: SagaState[Any] = self._single_decoder.decode(stored)
+            if (state.name, state.version) == (self._single.name, self._single.version):
+                return state
+        found = msgspec.json.decode(stored, type=_StoredVersion)
+        definition = self.definition(found.name, found.version)
+        decoded: SagaState[Any] = msgspec.json.decode(stored, type=state_type(definition))
+        return decoded
+
+
+def state_type(definition: SagaDefinition[Any] | None) -> Any:
+    """``SagaState[data type]`` of a definition (``SagaState[Any]`` for None), for msgspec."""
+    return SagaState[definition.data_type] if definition else SagaState[Any]  # type: ignore[name-defined]

@@ -1,0 +1,213 @@
+"""One transition of one saga: load -> decide -> commit, again on a conflict.
+
+The commit is guarded by the revision that was loaded; a conflict means another
+replica got there first, so the saga is loaded and decided again. The state of
+each commit is kept (a bounded cache) so the next input for the saga usually
+skips the load; correctness never depends on that copy (see ``apply``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from typing import Any, Protocol, final
+
+import msgspec
+
+from contracts import Codec
+from coordinator._errors import ConcurrencyError, UnknownSagaError
+from coordinator.core import (
+    NOTHING_DOWN,
+    CancelTimer,
+    Decision,
+    Dispatch,
+    Input,
+    Notify,
+    SagaDefinition,
+    SagaState,
+    Start,
+    StartTimer,
+    TimerFired,
+    decide,
+    start,
+)
+from coordinator.ports import (
+    Clock,
+    Commit,
+    CommitResult,
+    OutboxEntry,
+    OutboxStore,
+    Refusals,
+    SagaQueries,
+    SagaStore,
+    TimerStore,
+)
+from coordinator.runtime._outbox import OutboxPublisher
+from coordinator.runtime._registry import Registry
+from coordinator.runtime._translate import (
+    MakeInput,
+    command_entry,
+    history_entry,
+    lifecycle_entry,
+)
+
+__all__ = ["CAS_ATTEMPTS", "Store", "Transitions"]
+
+CAS_ATTEMPTS = 20
+
+
+class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, Protocol):
+    """What the coordinator needs from its storage."""
+
+
+@final
+class Transitions:
+    """Loads, decides and commits inputs for the coordinator; publishes what committed."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        store: Store,
+        clock: Clock,
+        codec: Codec,
+        outbox: OutboxPublisher,
+        services_down: Callable[[], frozenset[str]],
+        announce: Collection[str],
+        cache_size: int,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._clock = clock
+        self._codec = codec
+        self._outbox = outbox
+        self._services_down = services_down
+        self._announce = frozenset(announce)
+        self._cache: OrderedDict[str, SagaState[Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def load(self, saga_id: str) -> SagaState[Any] | None:
+        stored = await self._store.load(saga_id)
+        return None if stored is None else self._registry.decode(stored.state)
+
+    async def start(
+        self, definition: SagaDefinition[Any], saga_id: str, data: object, dedupe_id: str
+    ) -> tuple[SagaState[Any], bool]:
+        """Create the saga; or, if it exists, return it untouched (and False)."""
+        for _ in range(CAS_ATTEMPTS):
+            # Commit first (it is refused if the saga exists), load only then: a new
+            # saga costs one round trip.
+            inp = Start(
+                saga_id=saga_id, data=data, at=self._clock.now(), services_down=self._down()
+            )
+            decision = start(definition, inp)
+            outcome = await self._commit(definition, None, inp, decision, dedupe_id)
+            if outcome == "committed":
+                self._remember(decision.state)
+                return decision.state, True
+            existing = await self.load(saga_id)
+            if existing is not None:
+                return existing, False
+        raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {CAS_ATTEMPTS} tries")
+
+    async def apply(self, saga_id: str, dedupe_id: str, make: MakeInput) -> Decision[Any]:
+        """Decide the input ``make`` builds (at the time of loading) and commit it.
+
+        A change is committed against the revision it was decided on. A no-op is
+        only recorded in the history, and only when decided on the stored state:
+        decided on the kept copy, it may be news to the stored saga (another
+        replica moved it on), so the saga is loaded and the input decided again.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            ConcurrencyError: still conflicting after ``CAS_ATTEMPTS`` loads.
+        """
+        state = self._cache.pop(saga_id, None)
+        kept = state is not None
+        for _ in range(CAS_ATTEMPTS):
+            if state is None:
+                state = await self.load(saga_id)
+                if state is None:
+                    raise UnknownSagaError(f"no saga with id {saga_id!r}")
+            definition = self._registry.definition(state.name, state.version)
+            inp = make(self._clock.now(), self._down())
+            decision = decide(definition, state, inp)
+            if decision.changed:
+                outcome = await self._commit(definition, state, inp, decision, dedupe_id)
+                if outcome == "committed":
+                    self._remember(decision.state)
+                if outcome != "conflict":
+                    return decision
+            elif not kept:
+                await self._record_unchanged(state, inp, decision, dedupe_id)
+                return decision
+            # A conflict, or a no-op on the kept copy: load the saga and decide again.
+            state, kept = None, False
+        raise ConcurrencyError(f"saga {saga_id!r}: still conflicting after {CAS_ATTEMPTS} tries")
+
+    def _down(self) -> frozenset[str]:
+        return self._services_down() or NOTHING_DOWN
+
+    def _remember(self, state: SagaState[Any]) -> None:
+        """Keep the state just committed: the next input for the saga skips the load."""
+        if state.terminal or self._cache_size <= 0:
+            return
+        self._cache[state.saga_id] = state
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def _record_unchanged(
+        self, state: SagaState[Any], inp: Input, decision: Decision[Any], dedupe_id: str
+    ) -> None:
+        timer = inp.timer if isinstance(inp, TimerFired) else None
+        entry = history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id))
+        await self._store.record(state.saga_id, entry, timer=timer)
+        self._remember(state)
+
+    async def _commit(
+        self,
+        definition: SagaDefinition[Any],
+        before: SagaState[Any] | None,
+        inp: Input | Start[Any],
+        decision: Decision[Any],
+        dedupe_id: str,
+    ) -> CommitResult:
+        state = decision.state
+        now = self._clock.now()
+        outbox: list[OutboxEntry] = []
+        due: dict[str, Any] = {}
+        cancelled: list[str] = [inp.timer] if isinstance(inp, TimerFired) else []
+        for effect in decision.effects:
+            match effect:
+                case Dispatch():
+                    outbox.append(command_entry(self._codec, state, effect, dedupe_id, now))
+                case Notify() if effect.event in self._announce:
+                    outbox.append(lifecycle_entry(self._codec, state, effect, now))
+                case StartTimer():
+                    due[effect.timer] = effect.due
+                case CancelTimer():
+                    due.pop(effect.timer, None)
+                    cancelled.append(effect.timer)
+        result = await self._store.commit(
+            Commit(
+                saga_id=state.saga_id,
+                name=definition.name,
+                status=state.status,
+                expected_revision=before.revision if before is not None else -1,
+                revision=state.revision,
+                state=msgspec.json.encode(state),
+                dedupe_id=dedupe_id,
+                history=history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)),
+                outbox=outbox,
+                timers_due=due,
+                timers_cancelled=cancelled,
+            )
+        )
+        if result == "committed":
+            await self._outbox.publish(outbox)
+        return result
+
+
+def _input_id(inp: Input | Start[Any], dedupe_id: str) -> str:
+    # A due timer is no message: its dedupe id is made up here, not sent by anyone.
+    return "" if isinstance(inp, TimerFired) else dedupe_id

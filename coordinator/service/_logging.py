@@ -1,0 +1,63 @@
+"""Logging of the service processes (``saga run``, ``saga participant``): structlog.
+
+The library logs through the standard ``logging`` module, as do its
+dependencies (aio-pika, redis-py); only the process configures output. Every
+record, ours and theirs, goes through one structlog formatter to stderr: a
+console line for people (the default) or one JSON object per line for a log
+shipper (``SAGA_LOG_FORMAT=json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+__all__ = ["LogFormat", "LogLevel", "configure_logging"]
+
+LogFormat = Literal["console", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Chatty at INFO about every connection and channel; their warnings still show.
+_QUIETER = ("aiormq", "aio_pika", "redis")
+
+
+def configure_logging(level: LogLevel = "INFO", output: LogFormat = "console") -> None:
+    """Send every log record to stderr through structlog, at ``level`` and above."""
+    shared: list[structlog.types.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if output == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _QUIETER:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Code that logs through structlog itself takes the same way out.
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
