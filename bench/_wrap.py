@@ -64,21 +64,17 @@ def _patch(owner: Any, name: str, label: str) -> None:
 
 def install() -> None:
     """Wrap the hot path: what one input costs, phase by phase."""
-    from coordinator.runtime import _coordinator as _runtime
+    from coordinator.runtime import _coordinator, _transition
 
-    c = _runtime.Coordinator
-    for name in ("handle", "_apply", "start_saga", "load", "_commit", "_publish"):
-        if hasattr(c, name):
-            _patch(c, name, f"coordinator.{name}")
-    for name in ("_command", "_lifecycle"):
-        if hasattr(c, name):
-            _patch(c, name, f"coordinator.{name} (sync)")
-    _patch(_runtime, "decide", "core.decide (sync)")
-    _patch(_runtime, "start", "core.start (sync)")
-    if hasattr(_runtime, "_history"):
-        _patch(_runtime, "_history", "runtime._history (sync)")
+    c = _coordinator.Coordinator
+    for name in ("handle", "start_saga"):
+        _patch(c, name, f"coordinator.{name}")
+    t = _transition.Transitions
+    for name in ("apply", "start", "load", "_commit"):
+        _patch(t, name, f"transition.{name}")
+    _patch(_transition, "decide", "core.decide (sync)")
     for name in ("command_entry", "lifecycle_entry", "history_entry"):
-        _patch(_runtime, name, f"translate.{name} (sync)")
+        _patch(_transition, name, f"translate.{name} (sync)")
     try:
         from coordinator.runtime import _outbox
     except ImportError:
