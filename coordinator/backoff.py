@@ -49,7 +49,7 @@ async def retry_through_outage(
     call: Callable[[], Awaitable[T]],
     *,
     is_outage: Callable[[Exception], bool],
-    sleep: Callable[[float], Awaitable[None]],
+    sleep: Callable[[timedelta], Awaitable[None]],
     patience: timedelta | None = None,
     stopping: Callable[[], bool] | None = None,
     before_sleep: Callable[[RetryCallState], None] | None = None,
@@ -89,7 +89,8 @@ async def retry_through_outage(
         retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and is_outage(exc)),
         wait=OUTAGE_BACKOFF,
         stop=_GiveUp(patience, stopping),
-        sleep=sleep,
+        # tenacity sleeps in float seconds; the clock's sleep takes a timedelta.
+        sleep=lambda seconds: sleep(timedelta(seconds=seconds)),
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -364,8 +364,8 @@ class Clock(Protocol):
         """The current time, timezone-aware (UTC)."""
         ...
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of this clock's time."""
+    async def sleep(self, delay: timedelta) -> None:
+        """Wait ``delay`` of this clock's time."""
 
 
 # -- participants, seen from the in-memory harness ------------------------------------

@@ -27,7 +27,7 @@ __all__ = ["KeyHolds", "KeyLocks", "Renewal"]
 _log = logging.getLogger("participants")
 
 # How often a worker asks again for a key that another worker holds.
-_WAIT_POLL_SECONDS: Final = 0.2
+_WAIT_POLL: Final = timedelta(seconds=0.2)
 
 
 @final
@@ -114,7 +114,7 @@ class KeyHolds:
                     # lapsed and the step's compensation begun meanwhile. Ask again.
                     continue
                 case Turn.HELD_ELSEWHERE:
-                    await self._outages.pause(_WAIT_POLL_SECONDS)
+                    await self._outages.pause(_WAIT_POLL)
                 case RecordedReply() | Turn.TAKEN | Turn.COMPENSATED:
                     return found
 

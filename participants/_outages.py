@@ -59,7 +59,7 @@ class OutageRetries:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def pause(self, seconds: float) -> None:
+    async def pause(self, delay: timedelta) -> None:
         """Sleep on the worker's clock; wake at once when the worker stops.
 
         Raises:
@@ -67,7 +67,7 @@ class OutageRetries:
         """
         if self.stopping:
             raise Stopping
-        sleeping = asyncio.ensure_future(self._clock.sleep(seconds))
+        sleeping = asyncio.ensure_future(self._clock.sleep(delay))
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)

@@ -23,8 +23,8 @@ class Slept:
     def __init__(self) -> None:
         self.delays: list[float] = []
 
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
+    async def __call__(self, delay: timedelta) -> None:
+        self.delays.append(delay.total_seconds())
         await asyncio.sleep(0)
 
 

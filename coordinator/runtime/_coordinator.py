@@ -109,7 +109,7 @@ class Coordinator:
         self._store = store
         self._clock = clock
         self._codec = codec
-        self._poll_seconds = timer_interval.total_seconds()
+        self._timer_interval = timer_interval
         self._store_outage = store_outage
         self._prefetch = prefetch
         self._outbox = OutboxPublisher(transport, store, clock, relay_after=relay_after)
@@ -173,7 +173,7 @@ class Coordinator:
                 await job()
             except Exception:  # an outage must not end the loop
                 _log.warning("%s failed; trying again", job.__name__, exc_info=True)
-            await self._clock.sleep(self._poll_seconds)
+            await self._clock.sleep(self._timer_interval)
 
     # -- inputs -----------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class FixedClock:
     def now(self) -> datetime:
         return NOW
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, delay: timedelta) -> None:
         await asyncio.sleep(0)
 
 

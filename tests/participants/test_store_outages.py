@@ -56,7 +56,8 @@ class VirtualClock:
     def now(self) -> datetime:
         return NOW + timedelta(seconds=self.elapsed)
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, delay: timedelta) -> None:
+        seconds = delay.total_seconds()
         self.elapsed += seconds
         self.slept.append(seconds)
         await asyncio.sleep(0)

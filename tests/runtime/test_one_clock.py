@@ -32,8 +32,8 @@ class SkewedClock:
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def sleep(self, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
 
 
 @pytest.fixture(params=["memory", "redis"])

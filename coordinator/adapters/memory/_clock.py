@@ -19,8 +19,8 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def sleep(self, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
 
 
 @final
@@ -39,9 +39,9 @@ class VirtualClock:
     def now(self) -> datetime:
         return self._now
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, delay: timedelta) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        wake = self._now + timedelta(seconds=seconds)
+        wake = self._now + delay
         heapq.heappush(self._sleepers, (wake, next(self._order), future))
         await future
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, final
 
 from redis.asyncio import Redis
@@ -57,5 +57,5 @@ class RedisClock:
     def now(self) -> datetime:
         return datetime.fromtimestamp(time.time() + self._offset, UTC)
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def sleep(self, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from datetime import timedelta
 
 from coordinator.examples.orders.messages import (
     AwardPoints,
@@ -191,7 +192,7 @@ def _shipping(ledger: Ledger, clock: Clock) -> Service:
     @shipping.handles(BookShipment)
     async def book(cmd: BookShipment, ctx: Context) -> Booked:
         if cmd.shipper == "slow":
-            await clock.sleep(SLOW_SHIPPER_SECONDS)
+            await clock.sleep(timedelta(seconds=SLOW_SHIPPER_SECONDS))
         # A cancellation that overtook this booking left a tombstone: do not apply.
         if ledger.shipment_cancelled(cmd.order_id):
             raise Failure(
