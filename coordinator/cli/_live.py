@@ -17,7 +17,7 @@ from rich.table import Table
 
 from coordinator._errors import RefusedError, SagaError
 from coordinator.client import SagaClient, cancel_checked, signal_checked, start_checked
-from coordinator.core import TERMINAL, SagaDefinition
+from coordinator.core import SagaDefinition, SagaState
 from coordinator.service import Settings, load_definition, load_object
 
 __all__ = ["register"]
@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per 
             _show(result)
         if wait and result.get("status") != "completed":
             status = result.get("status")
-            if status in TERMINAL:
+            if status in SagaState.TERMINAL:
                 raise RefusedError(
                     f"saga {result['saga_id']} ended {status}"
                     + (f": {result['reason']}" if result.get("reason") else "")

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from coordinator._errors import RefusedError, UnroutableError
-from coordinator.core import TERMINAL
+from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry, Refusal
 
 __all__ = ["answer_to", "cancel_checked", "signal_checked", "start_checked"]
@@ -173,7 +173,7 @@ async def _checked(
     state = await client.get(saga_id)
     if state is None:
         raise RefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
-    if state["status"] in TERMINAL:
+    if state["status"] in SagaState.TERMINAL:
         raise RefusedError(f"saga {saga_id} is {state['status']}: it takes no {what} any more")
     input_id = await _sent(what, client.namespace, send())
     entry = await answer_to(

@@ -19,7 +19,7 @@ import msgspec
 from contracts import DEFAULT_CODEC, CancelSaga, Signal, StartSaga
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
-from coordinator.core import TERMINAL, SagaState, StepState
+from coordinator.core import SagaState, StepState
 from coordinator.ports import HistoryEntry, Refusal
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
@@ -171,7 +171,7 @@ class SagaClient:
         deadline = time.monotonic() + timeout
         while True:
             state = await self.get(saga_id)
-            if state is not None and state["status"] in TERMINAL:
+            if state is not None and state["status"] in SagaState.TERMINAL:
                 return state
             if time.monotonic() > deadline:
                 return state

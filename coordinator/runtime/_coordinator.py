@@ -23,6 +23,7 @@ import msgspec
 
 from contracts import (
     DEFAULT_CODEC,
+    LIFECYCLE_EVENTS,
     CancelSaga,
     Codec,
     ContractError,
@@ -39,7 +40,6 @@ from coordinator._errors import (
     UnknownSagaError,
 )
 from coordinator.core import (
-    LIFECYCLE_EVENTS,
     NOTHING_DOWN,
     CancelRequested,
     CancelTimer,

@@ -14,7 +14,6 @@ import pytest
 
 from coordinator._dsl import Saga
 from coordinator.core import (
-    DEADLINE_TIMER,
     CancelRequested,
     CancelTimer,
     Decision,
@@ -36,9 +35,12 @@ from coordinator.core import (
     decide,
     start,
 )
+from coordinator.core._timers import TimerKey
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+DEADLINE_TIMER = TimerKey.deadline().name
 
 
 def at(seconds: float) -> datetime:

@@ -41,7 +41,6 @@ from hypothesis import strategies as st
 
 from coordinator._dsl import Saga
 from coordinator.core import (
-    TERMINAL,
     CancelRequested,
     CancelTimer,
     Decision,
@@ -722,7 +721,7 @@ def check_outcome(world: World, spec: SagaSpec) -> None:
     state = world.state
     defn = world.defn
     # (a) every saga ends, in one of the four terminal statuses.
-    assert state.status in TERMINAL
+    assert state.status in SagaState.TERMINAL
     assert state.finished_at is not None
     undo_steps = {n for n, s in defn.steps.items() if s.undo is not None}
     compensated_steps = set(world.compensation_order)

@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from coordinator.core import LIFECYCLE_EVENTS
+from contracts import LIFECYCLE_EVENTS
 from coordinator.service._settings import Settings
 
 
