@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import msgspec
+
 from coordinator.core._backward import (
     compensate_next,
     fail,
@@ -13,7 +15,8 @@ from coordinator.core._backward import (
     stop_forward,
 )
 from coordinator.core._definition import ParallelDef, StepDef, WaitDef
-from coordinator.core._inputs import StepCompleted, StepFailed, StepReply
+from coordinator.core._inputs import SignalReceived, StepCompleted, StepFailed, StepReply
+from coordinator.core._state import StepStatus
 from coordinator.core._timers import TimerKey
 from coordinator.core._working import Changed, _Working, describe
 
@@ -21,6 +24,7 @@ __all__ = [
     "advance",
     "dispatch",
     "retry_or_give_up",
+    "signal_refusal",
     "take_failure",
     "take_late_success",
     "take_signal",
@@ -134,6 +138,44 @@ def take_signal(w: _Working[D], wait: WaitDef[D], data: dict[str, object]) -> No
         return
     w.set_step(wait.name, status="succeeded", finished_at=w.at)
     w.note(f"{wait.name}: signal {wait.signal!r} received")
+
+
+def signal_refusal(w: _Working[D], inp: SignalReceived) -> str:
+    """Why a signal cannot be taken by any wait it could reach, or ``""``.
+
+    The data is checked when the signal arrives, also for a wait not reached yet:
+    refusing it later would tell nobody, and the wait would go on without it.
+    """
+    waits = [wait for wait in w.defn.waits.values() if wait.signal == inp.name]
+    if not waits:
+        known = sorted({wait.signal for wait in w.defn.waits.values()})
+        expected = ", ".join(repr(k) for k in known) if known else "none"
+        return f"saga {w.defn.key} has no wait for signal {inp.name!r} (it waits for: {expected})"
+    # While compensating every wait may come back (a pivot that still succeeds).
+    open_: tuple[StepStatus, ...] = (
+        ("pending", "waiting", "abandoned")
+        if w.status == "compensating"
+        else ("pending", "waiting")
+    )
+    reachable = [wait for wait in waits if w.steps[wait.name].status in open_]
+    if not reachable:
+        if any(w.steps[wait.name].status == "succeeded" for wait in waits):
+            # A second copy under a new id (a sender that retried): not news to anyone.
+            return ""
+        ended = ", ".join(f"{wait.name!r} is {w.steps[wait.name].status}" for wait in waits)
+        return f"signal {inp.name!r} comes too late: {ended}"
+    errors = []
+    for wait in reachable:
+        if wait.data_type is None:
+            return ""
+        try:
+            msgspec.convert(inp.data, wait.data_type)
+        except msgspec.ValidationError as exc:
+            errors.append(f"{exc}")
+            continue
+        return ""
+    kind = getattr(reachable[0].data_type, "__name__", str(reachable[0].data_type))
+    return f"data of signal {inp.name!r} does not fit {kind}: {'; '.join(errors)}"
 
 
 # -- settling a step -----------------------------------------------------------------

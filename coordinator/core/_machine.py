@@ -32,6 +32,12 @@ Theory of operation:
 * Replies are matched by (step, kind, attempt) against the state, so duplicates,
   late and reordered replies change nothing twice. A late success for a step
   that had already given up makes that step owe its compensation.
+
+Where things are: the rules (which reply counts, which timer is still due) and
+the input handlers are here, the step-status table is ``STEP_TRANSITIONS`` in
+``_state``; the mechanics they call are in ``_forward`` (walking, sending,
+settling, retrying), ``_backward`` (turning back, the pivot rules, compensating),
+``_working`` (the working copy and its bookkeeping) and ``_timers`` (timer names).
 """
 
 from __future__ import annotations
@@ -39,8 +45,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
-
-import msgspec
 
 from contracts import StepKind
 from coordinator.core._backward import (
@@ -59,6 +63,7 @@ from coordinator.core._forward import (
     advance,
     dispatch,
     retry_or_give_up,
+    signal_refusal,
     take_failure,
     take_late_success,
     take_signal,
@@ -268,51 +273,13 @@ def _on_timer(w: _Working[D], inp: TimerFired) -> Changed:
 # -- signals, cancel, recovery, an operator's retry -----------------------------------
 
 
-def _signal_refusal(w: _Working[D], inp: SignalReceived) -> str:
-    """Why a signal cannot be taken by any wait it could reach, or ``""``.
-
-    The data is checked when the signal arrives, also for a wait not reached yet:
-    refusing it later would tell nobody, and the wait would go on without it.
-    """
-    waits = [wait for wait in w.defn.waits.values() if wait.signal == inp.name]
-    if not waits:
-        known = sorted({wait.signal for wait in w.defn.waits.values()})
-        expected = ", ".join(repr(k) for k in known) if known else "none"
-        return f"saga {w.defn.key} has no wait for signal {inp.name!r} (it waits for: {expected})"
-    # While compensating every wait may come back (a pivot that still succeeds).
-    open_: tuple[StepStatus, ...] = (
-        ("pending", "waiting", "abandoned")
-        if w.status == "compensating"
-        else ("pending", "waiting")
-    )
-    reachable = [wait for wait in waits if w.steps[wait.name].status in open_]
-    if not reachable:
-        if any(w.steps[wait.name].status == "succeeded" for wait in waits):
-            # A second copy under a new id (a sender that retried): not news to anyone.
-            return ""
-        ended = ", ".join(f"{wait.name!r} is {w.steps[wait.name].status}" for wait in waits)
-        return f"signal {inp.name!r} comes too late: {ended}"
-    errors = []
-    for wait in reachable:
-        if wait.data_type is None:
-            return ""
-        try:
-            msgspec.convert(inp.data, wait.data_type)
-        except msgspec.ValidationError as exc:
-            errors.append(f"{exc}")
-            continue
-        return ""
-    kind = getattr(reachable[0].data_type, "__name__", str(reachable[0].data_type))
-    return f"data of signal {inp.name!r} does not fit {kind}: {'; '.join(errors)}"
-
-
 def _on_signal(w: _Working[D], inp: SignalReceived) -> Changed:
     if inp.message_id in w.seen_signals:
         w.note(f"duplicate signal {inp.name!r} ignored")
         return False
     if w.status not in ("running", "compensating"):
         return w.refuse(f"saga is {w.status}: it takes no more signals")
-    refusal = _signal_refusal(w, inp)
+    refusal = signal_refusal(w, inp)
     if refusal:
         return w.refuse(refusal)
     taken = [wait.name for wait in w.defn.waits.values() if wait.signal == inp.name]
