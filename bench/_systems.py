@@ -38,8 +38,7 @@ from bench._infra import (
     stop_procs,
     unlink,
 )
-from contracts import DEFAULT_CODEC, StartSaga, routes
-from coordinator.core import LIFECYCLE_EVENTS
+from contracts import DEFAULT_CODEC, LIFECYCLE_EVENTS, StartSaga, routes
 
 OnDone = Callable[[str, bool], None]
 BUCKETS = 16  # SAGA_BUCKETS' default

@@ -14,9 +14,11 @@ from contracts._codec import DEFAULT_CODEC, Codec
 from contracts._errors import ContractError, ContractErrorReason, SagaError
 from contracts._messages import (
     CONTRACTS_VERSION,
+    LIFECYCLE_EVENTS,
     CancelSaga,
     Command,
     CoordinatorInbound,
+    LifecycleEvent,
     Reply,
     SagaLifecycle,
     Signal,
@@ -38,6 +40,8 @@ __all__ = [
     "CancelSaga",
     "SagaLifecycle",
     "StepKind",
+    "LifecycleEvent",
+    "LIFECYCLE_EVENTS",
     "Reply",
     "CoordinatorInbound",
     "WireMessage",

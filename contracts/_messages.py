@@ -12,7 +12,7 @@ during a deploy:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -24,6 +24,12 @@ CONTRACTS_VERSION: Final = "1"
 
 StepKind: TypeAlias = Literal["action", "compensation"]
 """Whether a command performs a step or undoes it."""
+
+LifecycleEvent: TypeAlias = Literal["started", "completed", "compensated", "failed", "cancelled"]
+"""What a saga's lifecycle announcement says happened to it."""
+
+LIFECYCLE_EVENTS: Final[frozenset[LifecycleEvent]] = frozenset(get_args(LifecycleEvent))
+"""Every lifecycle event, e.g. the default of what the coordinator announces."""
 
 # An offset is required on the wire: a naive timestamp means something different
 # on every host, and RFC 3339 (JSON Schema "date-time") demands one anyway.
@@ -213,7 +219,7 @@ class SagaLifecycle(_Message, frozen=True, kw_only=True):
 
     saga_name: str
     saga_version: int
-    event: Literal["started", "completed", "compensated", "failed", "cancelled"]
+    event: LifecycleEvent
     reason: str | None = None
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 

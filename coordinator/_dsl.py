@@ -14,8 +14,16 @@ from typing import Generic, TypeVar, overload
 import msgspec
 
 from coordinator._errors import SagaDefinitionError
-from coordinator.core import Node, ParallelDef, Retry, SagaDefinition, StepDef, WaitDef
-from coordinator.core._definition import OnTimeout, OnUnavailable
+from coordinator.core import (
+    Node,
+    OnTimeout,
+    OnUnavailable,
+    ParallelDef,
+    Retry,
+    SagaDefinition,
+    StepDef,
+    WaitDef,
+)
 
 __all__ = ["Saga", "to_mermaid"]
 
@@ -81,6 +89,12 @@ class Saga(Generic[D]):
         self.deadline = deadline
         self.compensation_retry = compensation_retry
         self.definition: SagaDefinition[D] | None = None
+        # The nodes this builder made, by identity, so define() can tell a node another
+        # builder made (or one built by hand); holding them keeps their ids unique.
+        self._made: dict[int, Node[D]] = {}
+
+    def _keep(self, node: Node[D]) -> None:
+        self._made[id(node)] = node
 
     def step(
         self,
@@ -127,7 +141,7 @@ class Saga(Generic[D]):
                 f"not {on_unavailable!r}"
             )
         apply = _typed(result, merge) if result is not None and merge is not None else None
-        return StepDef(
+        step = StepDef(
             name=name,
             service=service,
             send=send,
@@ -139,8 +153,9 @@ class Saga(Generic[D]):
             when=when,
             on_unavailable=on_unavailable,
             pivot=pivot,
-            owner=self,
         )
+        self._keep(step)
+        return step
 
     @overload
     def wait_for(
@@ -198,7 +213,7 @@ class Saga(Generic[D]):
                 f"wait {name or signal!r}: on_timeout must be 'compensate' or 'continue', "
                 f"not {on_timeout!r}"
             )
-        return WaitDef(
+        wait = WaitDef(
             name=name or signal,
             signal=signal,
             data_type=data,
@@ -207,12 +222,15 @@ class Saga(Generic[D]):
             when=when,
             accept=_typed(data, accept) if data is not None and accept is not None else None,
             apply_signal=_typed(data, merge) if data is not None and merge is not None else None,
-            owner=self,
         )
+        self._keep(wait)
+        return wait
 
     def parallel(self, name: str, *branches: StepDef[D]) -> ParallelDef[D]:
         """Steps dispatched together; the saga continues when all have succeeded."""
-        return ParallelDef(name=name, branches=tuple(branches), owner=self)
+        group = ParallelDef(name=name, branches=tuple(branches))
+        self._keep(group)
+        return group
 
     def define(self, *nodes: Node[D]) -> SagaDefinition[D]:
         """Validate the nodes, in order, and freeze them into a definition.
@@ -243,7 +261,10 @@ def _validate(saga: Saga[D], nodes: tuple[Node[D], ...]) -> SagaDefinition[D]:
     steps: dict[str, StepDef[D]] = {}
     waits: dict[str, WaitDef[D]] = {}
     for node, group in _flat(nodes):
-        if not isinstance(node, StepDef | WaitDef | ParallelDef) or node.owner is not saga:
+        if (
+            not isinstance(node, StepDef | WaitDef | ParallelDef)
+            or saga._made.get(id(node)) is not node
+        ):
             raise SagaDefinitionError(
                 f"{where}: {node!r} was not made by this saga's builder; "
                 f"build it with {saga.name}.step(...), .parallel(...) or .wait_for(...)"

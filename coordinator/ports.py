@@ -213,6 +213,11 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     """The message id of the input that made this entry."""
     refused: str = ""
     """Why the input was refused; empty when it was applied."""
+    status_before: str | None = None
+    """The saga's status before the input; ``None`` when the input started it (and in
+    entries written before this field existed)."""
+    status_after: str | None = None
+    """The saga's status after the input (the same when it changed nothing)."""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,17 +4,16 @@ Everything here is a value or a function of values; adapters around it do the
 rest. An import-linter contract keeps it that way.
 """
 
-from coordinator.core._definition import Node, ParallelDef, SagaDefinition, StepDef, WaitDef
-from coordinator.core._effects import (
-    LIFECYCLE_EVENTS,
-    CancelTimer,
-    Decision,
-    Dispatch,
-    Effect,
-    LifecycleEvent,
-    Notify,
-    StartTimer,
+from coordinator.core._definition import (
+    Node,
+    OnTimeout,
+    OnUnavailable,
+    ParallelDef,
+    SagaDefinition,
+    StepDef,
+    WaitDef,
 )
+from coordinator.core._effects import CancelTimer, Decision, Dispatch, Effect, Notify, StartTimer
 from coordinator.core._inputs import (
     NOTHING_DOWN,
     CancelRequested,
@@ -27,24 +26,22 @@ from coordinator.core._inputs import (
     StepFailed,
     TimerFired,
 )
-from coordinator.core._machine import DEADLINE_TIMER, decide, start
+from coordinator.core._machine import decide, start
 from coordinator.core._retry import Retry
-from coordinator.core._state import TERMINAL, SagaState, SagaStatus, StepState, StepStatus
+from coordinator.core._state import SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = [
     "NOTHING_DOWN",
-    "DEADLINE_TIMER",
-    "LIFECYCLE_EVENTS",
-    "TERMINAL",
     "CancelRequested",
     "CancelTimer",
     "Decision",
     "Dispatch",
     "Effect",
     "Input",
-    "LifecycleEvent",
     "Node",
     "Notify",
+    "OnTimeout",
+    "OnUnavailable",
     "ParallelDef",
     "Retry",
     "RetryRequested",

@@ -47,7 +47,6 @@ class StepDef(Generic[D]):
     when: Callable[[D], bool] | None = None
     on_unavailable: OnUnavailable = "wait"
     pivot: bool = False
-    owner: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -66,7 +65,6 @@ class WaitDef(Generic[D]):
     when: Callable[[D], bool] | None = None
     accept: Callable[[D, JSONObject], bool] | None = None
     apply_signal: Callable[[D, JSONObject], D] | None = None
-    owner: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -75,7 +73,6 @@ class ParallelDef(Generic[D]):
 
     name: str
     branches: tuple[StepDef[D], ...]
-    owner: object = None
 
 
 Node = StepDef[D] | WaitDef[D] | ParallelDef[D]

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar, get_args
+from typing import Generic, TypeVar
 
 import msgspec
 
-from contracts import StepKind
-from coordinator.core._state import SagaState
+from contracts import LifecycleEvent, StepKind
+from coordinator.core._state import SagaState, SagaStatus
 
 __all__ = [
     "CancelTimer",
     "Decision",
     "Dispatch",
     "Effect",
-    "LIFECYCLE_EVENTS",
-    "LifecycleEvent",
     "Notify",
     "StartTimer",
 ]
 
 D = TypeVar("D")
-
-LifecycleEvent = Literal["started", "completed", "compensated", "failed", "cancelled"]
-LIFECYCLE_EVENTS: frozenset[LifecycleEvent] = frozenset(get_args(LifecycleEvent))
 
 
 class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -77,6 +72,9 @@ class Decision(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
     why an operator's input (a signal, a cancel, a retry) cannot be taken, for
     the sender to hear; it is empty for every input that was applied, and for
     replies and timers, which are only recorded when they do not apply.
+    ``status_before`` is the saga's status before the input (``None`` when the
+    input started it), so the history can say what the input did without
+    reading the note.
     """
 
     state: SagaState[D]
@@ -84,3 +82,4 @@ class Decision(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
     note: str
     changed: bool
     refused: str = ""
+    status_before: SagaStatus | None = None

@@ -19,6 +19,7 @@ __all__ = [
     "Start",
     "StepCompleted",
     "StepFailed",
+    "StepReply",
     "TimerFired",
 ]
 
@@ -104,3 +105,6 @@ Input = (
     | ServiceRecovered
     | RetryRequested
 )
+
+StepReply = StepCompleted | StepFailed
+"""A participant's reply to one attempt of a step's action or compensation."""

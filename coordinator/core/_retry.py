@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 __all__ = ["Retry"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Retry:
     """How often, and how patiently, a step is tried.
 
@@ -26,40 +26,28 @@ class Retry:
         max_backoff: Cap on any single delay.
         jitter: Fraction of the delay added or removed at random (0 to 1).
         give_up_on: Error types (names, or exception classes whose name is used)
-            that end the step at once, whatever ``attempts`` says.
+            that end the step at once, whatever ``attempts`` says; kept as names.
     """
 
-    attempts: int
-    backoff: timedelta
-    multiplier: float
-    max_backoff: timedelta
-    jitter: float
-    give_up_on: frozenset[str] = field(default_factory=frozenset)
+    attempts: int = 1
+    backoff: timedelta = timedelta(seconds=1)
+    multiplier: float = 2.0
+    max_backoff: timedelta = timedelta(minutes=1)
+    jitter: float = 0.1
+    give_up_on: Iterable[str | type[BaseException]] = frozenset()
 
-    def __init__(
-        self,
-        *,
-        attempts: int = 1,
-        backoff: timedelta = timedelta(seconds=1),
-        multiplier: float = 2.0,
-        max_backoff: timedelta = timedelta(minutes=1),
-        jitter: float = 0.1,
-        give_up_on: Iterable[str | type[BaseException]] = (),
-    ) -> None:
-        if attempts < 1:
-            raise ValueError(f"Retry(attempts={attempts}): attempts counts the first try, so >= 1")
-        if backoff < timedelta(0) or max_backoff < backoff:
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(
+                f"Retry(attempts={self.attempts}): attempts counts the first try, so >= 1"
+            )
+        if self.backoff < timedelta(0) or self.max_backoff < self.backoff:
             raise ValueError("Retry: need 0 <= backoff <= max_backoff")
-        if multiplier < 1.0:
-            raise ValueError(f"Retry(multiplier={multiplier}): must be >= 1")
-        if not 0.0 <= jitter <= 1.0:
-            raise ValueError(f"Retry(jitter={jitter}): must be between 0 and 1")
-        names = frozenset(g if isinstance(g, str) else g.__name__ for g in give_up_on)
-        object.__setattr__(self, "attempts", attempts)
-        object.__setattr__(self, "backoff", backoff)
-        object.__setattr__(self, "multiplier", multiplier)
-        object.__setattr__(self, "max_backoff", max_backoff)
-        object.__setattr__(self, "jitter", jitter)
+        if self.multiplier < 1.0:
+            raise ValueError(f"Retry(multiplier={self.multiplier}): must be >= 1")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"Retry(jitter={self.jitter}): must be between 0 and 1")
+        names = frozenset(g if isinstance(g, str) else g.__name__ for g in self.give_up_on)
         object.__setattr__(self, "give_up_on", names)
 
     def allows(self, attempt: int, *, error_type: str | None, retryable: bool) -> bool:
@@ -76,6 +64,3 @@ class Retry:
         unit = int.from_bytes(digest, "big") / 2**64
         seconds = base * (1.0 + self.jitter * (2.0 * unit - 1.0))
         return timedelta(seconds=min(seconds, self.max_backoff.total_seconds()))
-
-
-NO_RETRY = Retry()

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
-__all__ = ["TERMINAL", "SagaState", "SagaStatus", "StepState", "StepStatus"]
+__all__ = ["STEP_TRANSITIONS", "SagaState", "SagaStatus", "StepState", "StepStatus"]
 
 D = TypeVar("D")
 
 SagaStatus = Literal["running", "compensating", "completed", "compensated", "failed", "cancelled"]
-TERMINAL: frozenset[SagaStatus] = frozenset({"completed", "compensated", "failed", "cancelled"})
 
 StepStatus = Literal[
     "pending",  # not reached yet
@@ -30,6 +29,42 @@ StepStatus = Literal[
     "compensation_failed",
 ]
 
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    # Reached: sent, parked behind an open circuit, skipped, or a wait begins. Abandoned when
+    # the saga turns back first (or its ``when`` raised); failed when ``send`` raised or the
+    # circuit is open with on_unavailable="compensate".
+    "pending": frozenset(
+        {"dispatched", "awaiting_service", "waiting", "skipped", "abandoned", "failed"}
+    ),
+    # The reply or the timeout settles the attempt, or a retry is due.
+    "dispatched": frozenset({"succeeded", "failed", "timed_out", "retrying"}),
+    # The backoff ends in the next attempt (or a park, or ``send`` raising); a late success of
+    # an earlier attempt counts; turning back abandons it, or settles it unknown.
+    "retrying": frozenset(
+        {"dispatched", "awaiting_service", "succeeded", "failed", "timed_out", "abandoned"}
+    ),
+    # Recovery sends it (or parks it again while the circuit stays open), as for a retry.
+    "awaiting_service": frozenset(
+        {"dispatched", "awaiting_service", "succeeded", "failed", "timed_out", "abandoned"}
+    ),
+    # The signal is taken or rejected, the wait times out, or the saga turns back.
+    "waiting": frozenset({"succeeded", "failed", "timed_out", "skipped", "abandoned"}),
+    # Settled steps that owe a compensation start it (or fail it at once when ``undo`` raises).
+    "succeeded": frozenset({"compensating", "compensation_failed"}),
+    "timed_out": frozenset({"compensating", "compensation_failed"}),
+    # A late success: it applied after all, and now owes its compensation.
+    "failed": frozenset({"succeeded"}),
+    # A late success as above; or the pivot succeeded and the saga goes forward again.
+    "abandoned": frozenset({"succeeded", "pending"}),
+    "skipped": frozenset(),
+    # A retry of the compensation is a new attempt in the same status.
+    "compensating": frozenset({"compensating", "compensated", "compensation_failed"}),
+    "compensated": frozenset(),
+    # An operator's retry puts it back to where it was before compensating.
+    "compensation_failed": frozenset({"succeeded", "timed_out"}),
+}
+"""Which step status may follow which; the core checks every change against it."""
+
 
 class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Where one step (or wait) stands.
@@ -41,7 +76,8 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         unknown: Some attempt timed out, so the effect may have been applied.
         owes: A compensation is owed (the step succeeded, or its outcome is unknown).
         error: The last error, for people.
-        backoff: The last compensation attempt failed; the next waits for its timer.
+        compensation_retry_due: The last compensation attempt failed; the next
+            waits for its retry timer (stored as ``backoff``).
         compensation_base: Attempts before the current round of compensation (an
             operator's retry starts a new round; attempt numbers keep growing).
     """
@@ -52,7 +88,7 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     unknown: bool = False
     owes: bool = False
     error: str | None = None
-    backoff: bool = False
+    compensation_retry_due: bool = msgspec.field(default=False, name="backoff")
     compensation_base: int = 0
     finished_at: datetime | None = None
 
@@ -70,6 +106,11 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
         seen_signals: Message ids of signals already taken, so a duplicate is a no-op.
         outcome: The terminal status compensation will end in (compensated/cancelled).
     """
+
+    TERMINAL: ClassVar[frozenset[SagaStatus]] = frozenset(
+        {"completed", "compensated", "failed", "cancelled"}
+    )
+    """The statuses a saga ends in; no input changes it any more."""
 
     saga_id: str
     name: str
@@ -92,4 +133,4 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
     @property
     def terminal(self) -> bool:
         """Whether the saga has ended; no input changes it any more."""
-        return self.status in TERMINAL
+        return self.status in SagaState.TERMINAL

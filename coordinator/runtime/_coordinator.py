@@ -24,6 +24,7 @@ import msgspec
 
 from contracts import (
     DEFAULT_CODEC,
+    LIFECYCLE_EVENTS,
     CancelSaga,
     Codec,
     ContractError,
@@ -37,7 +38,6 @@ from contracts import (
 from coordinator._errors import SagaRefusedError, StoreUnavailableError, UnknownSagaError
 from coordinator.backoff import retry_through_outage
 from coordinator.core import (
-    LIFECYCLE_EVENTS,
     CancelRequested,
     Decision,
     RetryRequested,

@@ -142,4 +142,6 @@ def history_entry(
         changed=decision.changed,
         input_id=input_id,
         refused=decision.refused,
+        status_before=decision.status_before,
+        status_after=decision.state.status,
     )

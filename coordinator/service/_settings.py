@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from coordinator.core import LIFECYCLE_EVENTS, LifecycleEvent
+from contracts import LIFECYCLE_EVENTS, LifecycleEvent
 from coordinator.service._logging import LogFormat, LogLevel
 
 __all__ = ["Settings"]

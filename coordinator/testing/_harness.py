@@ -15,13 +15,14 @@ from typing import Any, final
 
 import msgspec
 
+from contracts import LIFECYCLE_EVENTS
 from coordinator.adapters.memory import (
     MemoryIdempotencyStore,
     MemorySagaStore,
     MemoryTransport,
     VirtualClock,
 )
-from coordinator.core import LIFECYCLE_EVENTS, SagaDefinition, SagaState
+from coordinator.core import SagaDefinition, SagaState
 from coordinator.ports import HistoryEntry, ParticipantService
 from coordinator.runtime import Coordinator
 

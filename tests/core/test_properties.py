@@ -17,7 +17,8 @@ Checked on every decision: (b) each (step, kind, attempt) is dispatched once, at
 count up by one, no action goes through an open circuit; (d) a terminal saga never
 changes; (e) the revision grows by one per change and not otherwise, and an unchanged
 decision has no effects; a duplicate reply, signal or stale timer changes nothing;
-``settled`` grows by exactly the steps that succeeded or timed out.
+``settled`` grows by exactly the steps that succeeded or timed out; every change of a
+step's status is one ``STEP_TRANSITIONS`` allows (a decision may chain several of them).
 
 Checked at the end: (a) the saga is terminal; (c) when it ended compensated or
 cancelled, every step that applied at its participant, or whose outcome is unknown,
@@ -33,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -41,7 +42,6 @@ from hypothesis import strategies as st
 
 from coordinator._dsl import Saga
 from coordinator.core import (
-    TERMINAL,
     CancelRequested,
     CancelTimer,
     Decision,
@@ -59,11 +59,14 @@ from coordinator.core import (
     StepCompleted,
     StepDef,
     StepFailed,
+    StepState,
+    StepStatus,
     TimerFired,
     WaitDef,
     decide,
     start,
 )
+from coordinator.core._state import STEP_TRANSITIONS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SERVICES = ("s1", "s2", "s3")
@@ -75,6 +78,32 @@ AFTER_SETTLING = frozenset(
 STILL_ACTIVE = frozenset(
     {"pending", "dispatched", "retrying", "awaiting_service", "waiting", "compensating"}
 )
+
+
+def _chains(old: StepStatus, new: StepStatus) -> bool:
+    """Whether ``new`` follows ``old`` through one or more allowed transitions."""
+    seen: set[StepStatus] = set()
+    frontier = {old}
+    while frontier:
+        after = {n for s in frontier for n in STEP_TRANSITIONS[s]} - seen
+        if new in after:
+            return True
+        seen |= after
+        frontier = after
+    return False
+
+
+def check_transitions(old_steps: dict[str, StepState], new: SagaState[Data]) -> None:
+    """Every change of a step's status in one decision is allowed by ``STEP_TRANSITIONS``."""
+    for name, st_ in new.steps.items():
+        was = old_steps[name].status if name in old_steps else "pending"
+        if was != st_.status:
+            assert _chains(was, st_.status), f"{name}: {was} -> {st_.status} is not allowed"
+
+
+def test_every_step_status_has_its_transitions() -> None:
+    assert set(STEP_TRANSITIONS) == set(get_args(StepStatus))
+    assert all(set(after) <= set(STEP_TRANSITIONS) for after in STEP_TRANSITIONS.values())
 
 
 # -- the saga's data and commands ----------------------------------------------------------
@@ -419,6 +448,7 @@ class World:
             assert not out, f"compensation of {undos} sent while {out} still dispatched"
         assert new.updated_at == (inp.at if inp is not None else new.started_at)
         old_steps = before.steps if before is not None else {}
+        check_transitions(old_steps, new)
         newly: list[str] = []
         for name, st_ in new.steps.items():
             old = old_steps.get(name)
@@ -722,7 +752,7 @@ def check_outcome(world: World, spec: SagaSpec) -> None:
     state = world.state
     defn = world.defn
     # (a) every saga ends, in one of the four terminal statuses.
-    assert state.status in TERMINAL
+    assert state.status in SagaState.TERMINAL
     assert state.finished_at is not None
     undo_steps = {n for n, s in defn.steps.items() if s.undo is not None}
     compensated_steps = set(world.compensation_order)

@@ -358,7 +358,7 @@ async def check_histories(
             problems.append(
                 f"{saga_id}: revisions of changed entries {revisions}, state {state['revision']}"
             )
-        ends = [i for i, e in enumerate(changed) if _ends(e.note)]
+        ends = [i for i, e in enumerate(changed) if _ends(e)]
         if ends and ends[0] != len(changed) - 1:
             problems.append(
                 f"{saga_id}: changed after its end: {[e.note for e in changed[ends[0] :]]}"
@@ -366,8 +366,9 @@ async def check_histories(
     return problems
 
 
-def _ends(note: str) -> bool:
-    return any(f"saga {s}" in note for s in TERMINAL)
+def _ends(entry: Any) -> bool:
+    """The entry that ended the saga: it turned terminal there."""
+    return entry.status_before not in TERMINAL and entry.status_after in TERMINAL
 
 
 def history_inputs(entries: Sequence[Any]) -> list[tuple[dict[str, Any], bool, str]]:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from coordinator.core import LIFECYCLE_EVENTS
+from contracts import LIFECYCLE_EVENTS
 from coordinator.service._settings import Settings
 
 

@@ -33,6 +33,7 @@ from redis.asyncio.cluster import RedisCluster
 from coordinator.adapters.redis._batch import Batcher, LuaScript
 from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
 from coordinator.adapters.redis._transient import outage_is_unavailable
+from coordinator.core import SagaState
 from coordinator.ports import (
     Commit,
     CommitResult,
@@ -137,7 +138,7 @@ class RedisSagaStore:
             f"{self._bucket(saga_id)}:i:",
             saga_id,
             self._retention,
-            1 if commit.status in ("completed", "compensated", "failed", "cancelled") else 0,
+            1 if commit.status in SagaState.TERMINAL else 0,
             len(commit.outbox),
             len(commit.timers_due),
             len(commit.timers_cancelled),
