@@ -283,7 +283,11 @@ def _on_signal(w: _Working[D], inp: SignalReceived) -> Changed:
     if refusal:
         return w.refuse(refusal)
     taken = [wait.name for wait in w.defn.waits.values() if wait.signal == inp.name]
-    if w.status == "running" and all(w.steps[n].status == "succeeded" for n in taken):
+    # Every wait for it already took one: nothing will read it, now or after a
+    # pivot sends a compensating saga forward again. Judged the same in both
+    # statuses, so a copy sent again after the saga began compensating is
+    # ignored as the first copy was (its id is not kept: nothing changed).
+    if all(w.steps[n].status == "succeeded" for n in taken):
         w.note(f"signal {inp.name!r} ignored: {', '.join(taken)} already took one")
         return False
     w.seen_signals = (*w.seen_signals, inp.message_id)

@@ -144,6 +144,21 @@ def test_a_second_signal_after_its_wait_took_one_is_recorded_not_refused() -> No
     assert run.state.data.approver == "hal"
 
 
+def test_a_second_signal_sent_again_while_compensating_is_still_ignored() -> None:
+    # The same message id must get the same answer: ignored while running, and
+    # ignored again once the saga compensates, not kept as news.
+    run = Run(wait_saga())
+    run.ok("a")
+    run.signal("approval", {"by": "hal"}, mid="first")
+    run.signal("approval", {"by": "ida"}, mid="second")
+    run.fail("b", retryable=False)
+    assert run.state.status == "compensating"
+    d = run.signal("approval", {"by": "ida"}, mid="second")
+    assert (d.changed, d.refused) == (False, "")
+    assert "already took one" in d.note
+    assert run.state.signals == {}
+
+
 def test_a_signal_after_its_wait_was_skipped_is_refused() -> None:
     run = Run(wait_saga(when=lambda o: o.total > 100), Order(id="o1", total=5))
     run.ok("a")
