@@ -28,6 +28,7 @@ from contracts._messages import (
     TaskFailed,
     WireMessage,
 )
+from contracts._public import show_as_public
 from contracts._schema import asyncapi, json_schema
 
 __all__ = [
@@ -59,3 +60,5 @@ __all__ = [
     "json_schema",
     "asyncapi",
 ]
+
+show_as_public(__name__, globals(), __all__)

@@ -7,12 +7,16 @@ Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
 """
 
 from contracts import SagaError
+from contracts._public import show_as_public
 from coordinator._dsl import Saga, to_mermaid
 from coordinator._errors import (
     ConcurrencyError,
     PublishFailedError,
+    RequestRefusedError,
     SagaDefinitionError,
     SagaRefusedError,
+    ServerUnreachableError,
+    StoreUnavailableError,
     UnknownSagaError,
     UnroutableError,
 )
@@ -25,6 +29,7 @@ __all__ = [
     "ConcurrencyError",
     "Coordinator",
     "PublishFailedError",
+    "RequestRefusedError",
     "Retry",
     "Saga",
     "SagaDefinition",
@@ -34,8 +39,12 @@ __all__ = [
     "SagaClient",
     "SagaState",
     "SagaStatus",
+    "ServerUnreachableError",
     "Settings",
+    "StoreUnavailableError",
     "UnknownSagaError",
     "UnroutableError",
     "to_mermaid",
 ]
+
+show_as_public(__name__, globals(), __all__)

@@ -19,6 +19,7 @@ idempotency key so a retry or a duplicate gets the same answer without a second
 effect, and acks a command only once its reply was published.
 """
 
+from contracts._public import show_as_public
 from participants._errors import Failure, ServiceDefinitionError
 from participants._replies import ALREADY_COMPENSATED, INVALID_COMMAND
 from participants._serve import serve_participants
@@ -37,3 +38,5 @@ __all__ = [
     "ServiceDefinitionError",
     "serve_participants",
 ]
+
+show_as_public(__name__, globals(), __all__)

@@ -5,6 +5,7 @@ memory adapters as on RabbitMQ and Redis (``coordinator.service.open_client``).
 The CLI, and later the REST API and the dashboard, are faces of this one client.
 """
 
+from contracts._public import show_as_public
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
 from coordinator.client._client import ClientStore, SagaClient, as_json
@@ -18,3 +19,5 @@ __all__ = [
     "signal_checked",
     "start_checked",
 ]
+
+show_as_public(__name__, globals(), __all__)

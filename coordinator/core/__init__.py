@@ -4,6 +4,7 @@ Everything here is a value or a function of values; adapters around it do the
 rest. An import-linter contract keeps it that way.
 """
 
+from contracts._public import show_as_public
 from coordinator.core._definition import (
     Node,
     OnTimeout,
@@ -62,3 +63,5 @@ __all__ = [
     "decide",
     "start",
 ]
+
+show_as_public(__name__, globals(), __all__)

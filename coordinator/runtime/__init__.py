@@ -3,7 +3,10 @@
 It drives the pure core through the ports; it knows no broker and no database.
 """
 
+from contracts._public import show_as_public
 from coordinator.runtime._coordinator import Coordinator
 from coordinator.runtime._transition import Store
 
 __all__ = ["Coordinator", "Store"]
+
+show_as_public(__name__, globals(), __all__)

@@ -4,6 +4,7 @@ Everything here is the edge: the only place that reads the environment and
 turns settings into connected adapters.
 """
 
+from contracts._public import show_as_public
 from coordinator.service._loading import load_definition, load_object
 from coordinator.service._logging import configure_logging
 from coordinator.service._process import loop_name, run_loop, until_signalled
@@ -26,3 +27,5 @@ __all__ = [
     "until_signalled",
     "wait_for_server",
 ]
+
+show_as_public(__name__, globals(), __all__)

@@ -3,6 +3,7 @@
 They pass the same contract suites as the RabbitMQ and Redis adapters.
 """
 
+from contracts._public import show_as_public
 from coordinator.adapters.memory._clock import SystemClock, VirtualClock
 from coordinator.adapters.memory._dead_letters import MemoryDeadLetters
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
@@ -17,3 +18,5 @@ __all__ = [
     "SystemClock",
     "VirtualClock",
 ]
+
+show_as_public(__name__, globals(), __all__)

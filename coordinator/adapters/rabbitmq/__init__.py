@@ -6,6 +6,7 @@ limit and a dead-letter exchange, a dead-letter queue per queue) is exported by
 `definitions` for ``rabbitmqctl import_definitions``.
 """
 
+from contracts._public import show_as_public
 from coordinator.adapters.rabbitmq._admin import RabbitDeadLetters
 from coordinator.adapters.rabbitmq._errors import TopologyMismatchError
 from coordinator.adapters.rabbitmq._topology import definitions
@@ -17,3 +18,5 @@ __all__ = [
     "TopologyMismatchError",
     "definitions",
 ]
+
+show_as_public(__name__, globals(), __all__)
