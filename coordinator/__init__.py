@@ -8,7 +8,7 @@ Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
 
 from contracts import SagaError
 from contracts._public import show_as_public
-from coordinator._dsl import Saga, to_mermaid
+from coordinator._dsl import Saga
 from coordinator._errors import (
     ConcurrencyError,
     PublishFailedError,
@@ -20,6 +20,7 @@ from coordinator._errors import (
     UnknownSagaError,
     UnroutableError,
 )
+from coordinator._graph import to_mermaid
 from coordinator.client import SagaClient
 from coordinator.core import Retry, SagaDefinition, SagaState, SagaStatus
 from coordinator.runtime import Coordinator

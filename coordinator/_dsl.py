@@ -25,7 +25,7 @@ from coordinator.core import (
     WaitDef,
 )
 
-__all__ = ["Saga", "to_mermaid"]
+__all__ = ["Saga"]
 
 D = TypeVar("D")
 R = TypeVar("R")
@@ -342,53 +342,3 @@ def _check_pivot(saga: Saga[D], nodes: tuple[Node[D], ...]) -> None:
                 f"{what}: has an undo= but comes after the pivot {pivot.name!r}, where the saga "
                 "can only go forward; move it before the pivot or drop the undo"
             )
-
-
-def to_mermaid(definition: SagaDefinition[D]) -> str:
-    """Render a definition as a Mermaid flowchart: forward edges solid, undo dashed."""
-    lines = ["flowchart TD", "    start([start])"]
-    previous = ["start"]
-    undo_lines: list[str] = []
-
-    def step_box(step: StepDef[D]) -> str:
-        extras = []
-        if step.retry.attempts > 1:
-            extras.append(f"retry x{step.retry.attempts}")
-        if step.timeout is not None:
-            extras.append(f"timeout {step.timeout}")
-        if step.when is not None:
-            extras.append("conditional")
-        if step.pivot:
-            extras.append("pivot")
-        label = f"{step.name}<br/>{step.service}" + (
-            f"<br/><i>{', '.join(extras)}</i>" if extras else ""
-        )
-        if step.undo is not None:
-            undo_lines.append(
-                f"    {_id(step.name)} -.->|undo| {_id(step.name)}_undo[/undo {step.name}/]"
-            )
-        shape = f'{{{{"{label}"}}}}' if step.pivot else f'["{label}"]'
-        return f"    {_id(step.name)}{shape}"
-
-    for node in definition.nodes:
-        if isinstance(node, ParallelDef):
-            lines.append(f"    subgraph {_id(node.name)}[{node.name}: parallel]")
-            lines.extend("    " + step_box(b) for b in node.branches)
-            lines.append("    end")
-            current = [_id(b.name) for b in node.branches]
-        elif isinstance(node, WaitDef):
-            timeout = f"<br/><i>timeout {node.timeout}</i>" if node.timeout else ""
-            lines.append(f'    {_id(node.name)}(["wait for {node.signal}{timeout}"])')
-            current = [_id(node.name)]
-        else:
-            lines.append(step_box(node))
-            current = [_id(node.name)]
-        lines.extend(f"    {p} --> {c}" for p in previous for c in current)
-        previous = current
-    lines.append("    done([completed])")
-    lines.extend(f"    {p} --> done" for p in previous)
-    return "\n".join(lines + undo_lines) + "\n"
-
-
-def _id(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)

@@ -90,6 +90,7 @@ PUBLIC = {
         "retry_through_outage",
     },
     "coordinator.core": {
+        "STEP_TRANSITIONS",
         "CancelRequested",
         "CancelTimer",
         "Decision",

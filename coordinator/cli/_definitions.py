@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from contracts import asyncapi, json_schema
-from coordinator._dsl import to_mermaid
 from coordinator._errors import SagaError
+from coordinator._graph import states_mermaid, to_mermaid
 from coordinator.adapters.rabbitmq import definitions
 from coordinator.cli._options import NamespaceOpt, settings
 from coordinator.cli._output import print_topology
@@ -22,9 +22,22 @@ commands = typer.Typer()
 
 @commands.command()
 def graph(
-    saga: Annotated[str, typer.Argument(help="The saga definition, as MODULE:ATTRIBUTE.")],
+    saga: Annotated[
+        str | None, typer.Argument(help="The saga definition, as MODULE:ATTRIBUTE.")
+    ] = None,
+    states: Annotated[
+        bool,
+        typer.Option("--states", help="The step statuses and the moves allowed between them."),
+    ] = False,
 ) -> None:
-    """Print a saga definition as a Mermaid flowchart."""
+    """Print a saga definition as a Mermaid flowchart (or, with --states, the step states)."""
+    if states:
+        typer.echo(states_mermaid(), nl=False)
+        return
+    if saga is None:
+        raise typer.BadParameter(
+            "name a saga as MODULE:ATTRIBUTE, or pass --states", param_hint="'SAGA'"
+        )
     try:
         definition = load_definition(saga)
     except SagaError as exc:

@@ -29,9 +29,16 @@ from coordinator.core._inputs import (
 )
 from coordinator.core._machine import decide, start
 from coordinator.core._retry import Retry
-from coordinator.core._state import SagaState, SagaStatus, StepState, StepStatus
+from coordinator.core._state import (
+    STEP_TRANSITIONS,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+)
 
 __all__ = [
+    "STEP_TRANSITIONS",
     "NOTHING_DOWN",
     "CancelRequested",
     "CancelTimer",

@@ -20,7 +20,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinator._errors import StoreUnavailableError
+from coordinator import StoreUnavailableError
 from coordinator.adapters.redis import RedisSagaStore
 from coordinator.adapters.redis._transient import is_transient
 

@@ -32,6 +32,24 @@ def test_graph_prints_mermaid() -> None:
     assert "-.->|undo|" in result.output
 
 
+def test_graph_states_draws_every_allowed_step_transition() -> None:
+    from coordinator.core import STEP_TRANSITIONS
+
+    result = runner.invoke(app, ["graph", "--states"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "stateDiagram-v2"
+    drawn = {tuple(line.split(" --> ")) for line in lines[2:]}
+    allowed = {(b.strip(), a) for b, afters in STEP_TRANSITIONS.items() for a in afters}
+    assert {(b.strip(), a) for b, a in drawn} == allowed
+
+
+def test_graph_needs_a_saga_or_states() -> None:
+    result = runner.invoke(app, ["graph"])
+    assert result.exit_code == 2
+    assert "--states" in result.output
+
+
 def test_graph_of_something_that_is_not_a_saga_says_so() -> None:
     result = runner.invoke(app, ["graph", "coordinator.examples.orders:Ledger"])
     assert result.exit_code == 2

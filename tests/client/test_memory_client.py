@@ -9,8 +9,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from coordinator import SagaClient, SagaState
-from coordinator._errors import RequestRefusedError
+from coordinator import RequestRefusedError, SagaClient, SagaState
 from coordinator.client import cancel_checked, signal_checked, start_checked
 from coordinator.examples.orders import Ledger, build_services, saga
 from coordinator.testing import Harness, VirtualClock

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
 
-from coordinator._errors import StoreUnavailableError
+from coordinator import StoreUnavailableError
 from coordinator.adapters.memory import MemoryIdempotencyStore
 from coordinator.adapters.redis import RedisIdempotencyStore
 from coordinator.ports import RecordedReply, Turn

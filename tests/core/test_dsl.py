@@ -9,8 +9,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from coordinator._dsl import Saga, to_mermaid
-from coordinator._errors import SagaDefinitionError, SagaError
+from coordinator import Saga, SagaDefinitionError, SagaError, to_mermaid
 from coordinator.core import Retry, StepDef
 
 

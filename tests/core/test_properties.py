@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 
 from coordinator._dsl import Saga
 from coordinator.core import (
+    STEP_TRANSITIONS,
     CancelRequested,
     CancelTimer,
     Decision,
@@ -66,7 +67,6 @@ from coordinator.core import (
     decide,
     start,
 )
-from coordinator.core._state import STEP_TRANSITIONS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SERVICES = ("s1", "s2", "s3")

@@ -29,9 +29,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from servers import AMQP_URL, REDIS_URL, namespace, unavailable
 
+from coordinator import Settings
 from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
 from coordinator.ports import DeadLetter
-from coordinator.service._settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

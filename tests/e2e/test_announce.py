@@ -11,13 +11,12 @@ from procs import poll, servers_up
 from servers import AMQP_URL, REDIS_URL, connect_redis, drop_namespace, namespace
 
 from contracts import DEFAULT_CODEC, StartSaga
-from coordinator import UnroutableError
+from coordinator import Settings, UnroutableError
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore
 from coordinator.examples.orders import saga
 from coordinator.ports import Delivery
-from coordinator.service._serve import serve_coordinator
-from coordinator.service._settings import Settings
+from coordinator.service import serve_coordinator
 
 
 def _empty(store: RedisSagaStore) -> Callable[[], Awaitable[bool | None]]:

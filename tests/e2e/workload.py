@@ -29,8 +29,8 @@ from typing import Any
 import msgspec
 from procs import Deployment, poll, retry
 
+from coordinator import SagaClient
 from coordinator.adapters.redis import RedisSagaStore
-from coordinator.client._client import SagaClient
 from coordinator.ports import DeadLetter
 
 SAGA = "order.place"

@@ -12,8 +12,7 @@ import msgspec
 import pytest
 
 from contracts import DEFAULT_CODEC, StartSaga, TaskCompleted
-from coordinator import Coordinator
-from coordinator._errors import StoreUnavailableError
+from coordinator import Coordinator, StoreUnavailableError
 from coordinator.adapters.memory import MemorySagaStore, MemoryTransport
 from coordinator.examples.orders import Ledger, Order, build_services, saga
 from coordinator.examples.orders.messages import Line

@@ -8,8 +8,8 @@ import os
 import pytest
 import uvloop
 
+from coordinator import Settings
 from coordinator.service import run_loop
-from coordinator.service._settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import pytest
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from coordinator._errors import SagaError, ServerUnreachableError
+from coordinator import SagaError, ServerUnreachableError
 from coordinator.service._startup import BACKOFF_MAX, mask_url, wait_for_server
 
 URL = "amqp://guest:secret@rabbit:5672/"

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 from servers import AMQP_URL, namespace
 
+from coordinator import Settings
 from coordinator.adapters.rabbitmq import RabbitTransport
 from coordinator.service import connect_rabbit
-from coordinator.service._settings import Settings
 
 BIN = Path(sys.executable).parent
 SERVICES = ("inventory", "payments", "loyalty", "shipping")

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import LIFECYCLE_EVENTS
-from coordinator.service._settings import Settings
+from coordinator import Settings
 
 
 @pytest.fixture(autouse=True)

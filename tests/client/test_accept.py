@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from coordinator._errors import RequestRefusedError
+from coordinator import RequestRefusedError
 from coordinator.client._accept import answer_to, cancel_checked, signal_checked, start_checked
 from coordinator.core import SagaState
 from coordinator.examples.orders import Order
