@@ -41,6 +41,19 @@ from bench._infra import (
 from contracts import DEFAULT_CODEC, LIFECYCLE_EVENTS, StartSaga, routes
 
 OnDone = Callable[[str, bool], None]
+
+# `saga` of whichever source tree is first on the path: the venv's `saga` script
+# names the entry point of the installed tree, which a --baseline tree from
+# before the CLI moved to coordinator.cli does not have.
+_SAGA_MAIN = """
+import sys
+sys.argv[0] = "saga"
+try:
+    from coordinator.cli import main
+except ImportError:
+    from coordinator._cli import main
+main()
+"""
 BUCKETS = 16  # SAGA_BUCKETS' default
 _EXCHANGES = ("commands", "events", "lifecycle", "dead")
 _QUEUES = (routes.EVENTS_QUEUE, routes.commands_queue("bench"))
@@ -225,9 +238,9 @@ class Ours(_AmqpSystem):
         }
 
     def _argv(self, args: list[str], wrap: tuple[str, Path] | None) -> tuple[list[str], bool]:
-        saga = str(BIN / "saga")
+        saga = [str(BIN / "python"), "-c", _SAGA_MAIN]
         if wrap is None:
-            return [saga, *args], False
+            return [*saga, *args], False
         kind, out = wrap
         if kind == "pyspy":
             pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy") or "py-spy"
@@ -241,8 +254,7 @@ class Ours(_AmqpSystem):
                 "--output",
                 str(out),
                 "--",
-                str(BIN / "python"),
-                saga,
+                *saga,
                 *args,
             ], True
         return [str(BIN / "python"), "-m", "bench._wrap", f"--{kind}", str(out), "--", *args], False
