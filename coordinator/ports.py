@@ -174,6 +174,17 @@ class DeadLetters(Protocol):
         """
         ...
 
+    async def purge(self, queue: str) -> int:
+        """Drop every dead letter of ``queue``; returns how many were dropped.
+
+        A queue that was never declared has none to drop.
+        """
+        ...
+
+    async def exists(self, queue: str) -> bool:
+        """Whether ``queue`` was declared (it has a place for dead letters, empty or not)."""
+        ...
+
 
 # -- saga storage --------------------------------------------------------------------
 

@@ -213,3 +213,28 @@ async def test_a_limit_is_respected_when_listing(
 
 async def _const(value: T) -> T:
     return value
+
+
+async def test_purge_drops_the_dead_letters_of_that_queue_only(
+    transport: Transport, dead_letters: DeadLetters
+) -> None:
+    await park(transport, dead_letters, 3)
+    # Both queues are bound by svc.*: the second's message is parked by q's handler too.
+    await park(transport, dead_letters, 1, queue="other")
+    await eventually(lambda: dead_letters.list("q"), lambda d: len(d) == 4)
+
+    assert await dead_letters.purge("q") == 4
+    assert await dead_letters.list("q") == []
+    assert ids(await dead_letters.list("other")) == ["m-0"]
+    assert await dead_letters.purge("q") == 0
+    assert await dead_letters.purge("never.declared") == 0
+
+
+async def test_a_queue_exists_once_declared_whether_or_not_it_has_dead_letters(
+    transport: Transport, dead_letters: DeadLetters
+) -> None:
+    assert not await dead_letters.exists("q")
+    await transport.declare("q", "commands", "svc.*")
+    assert await dead_letters.exists("q")
+    assert await dead_letters.list("q") == []
+    assert not await dead_letters.exists("never.declared")
