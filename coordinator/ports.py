@@ -26,6 +26,7 @@ __all__ = [
     "Handler",
     "HistoryEntry",
     "IdempotencyStore",
+    "IdleSagas",
     "OutboxEntry",
     "OutboxStore",
     "ParticipantService",
@@ -140,6 +141,17 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     exchange: str
     routing_key: str
     delivery_count: int | None = None
+
+    @property
+    def dead_lettered_at(self) -> datetime | None:
+        """When it was parked (header ``x-death-at``), if that is known."""
+        stamp = self.headers.get(routes.DEAD_LETTER_AT_HEADER)
+        if not stamp:
+            return None
+        try:
+            return datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
 
 
 class DeadLetters(Protocol):
@@ -320,6 +332,27 @@ class SagaQueries(Protocol):
     async def find(
         self, *, name: str | None = None, status: str | None = None, limit: int = 100
     ) -> Sequence[str]: ...
+
+
+class IdleSagas(Protocol):
+    """Sagas by how long they went without a transition, for ``saga stuck``."""
+
+    async def idle(
+        self,
+        statuses: Collection[str],
+        older_than: timedelta,
+        *,
+        names: Collection[str] | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[str, datetime]]:
+        """``(saga_id, last transition)`` of the sagas in one of ``statuses`` whose
+        last transition is at least ``older_than`` old, oldest first.
+
+        Ages are judged on the store's clock, the one that stamped the
+        transitions. ``names`` narrows it to those definitions (and spares the
+        Redis store looking for their index keys); None: every definition.
+        """
+        ...
 
 
 class Turn(enum.Enum):

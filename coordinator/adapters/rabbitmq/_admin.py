@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, final
 
 import aiormq
@@ -171,6 +172,10 @@ def read_dead_letter(message: AbstractIncomingMessage, queue: str, namespace: st
         or "unknown"
     )
     keys = death.get("routing-keys")
+    when = death.get("time")
+    if isinstance(when, datetime):  # the broker's clock, to the second
+        at = when if when.tzinfo else when.replace(tzinfo=UTC)
+        headers[routes.DEAD_LETTER_AT_HEADER] = at.isoformat()
     return DeadLetter(
         queue=queue,
         message_id=message.message_id or "",
