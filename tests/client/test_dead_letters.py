@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import aio_pika
 import pytest
-from servers import connect_rabbit, namespace
+from servers import AMQP_URL, connect_rabbit, namespace
 
-from coordinator import RequestRefusedError
+from coordinator import RequestRefusedError, UnroutableError
 from coordinator.adapters.memory import MemoryDeadLetters, MemoryTransport
 from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
 from coordinator.client import (
@@ -200,3 +201,22 @@ def test_a_dead_letter_as_json_has_its_body_as_text_or_base64() -> None:
 
 async def _now(value: T) -> T:
     return value
+
+
+async def test_a_letter_whose_move_back_fails_stays_in_the_dead_letters() -> None:
+    """The broker refuses the copy (its queue was deleted): the letter is not taken out."""
+    rabbit = await connect_rabbit(namespace(), delivery_limit=3)
+    broker = Broker(rabbit, RabbitDeadLetters(rabbit))
+    try:
+        await parked(broker, 1)
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection, connection.channel() as channel:
+            await channel.queue_delete(f"{rabbit.namespace}.payments.commands", if_unused=False)
+
+        with pytest.raises(UnroutableError):
+            await redrive_dead_letters(broker.dead_letters, QUEUES, queue="payments.commands")
+        kept = await list_dead_letters(broker.dead_letters, QUEUES, queue="payments.commands")
+        assert [(d.message_id, d.reason) for d in kept] == [("p-0", "schema_mismatch")]
+    finally:
+        await rabbit.delete_namespace(set(QUEUES))
+        await rabbit.close()
