@@ -22,6 +22,7 @@ from typing import Final, Literal, get_args
 
 __all__ = [
     "CANCEL_KEY",
+    "DEAD_LETTER_AT_HEADER",
     "DEAD_LETTER_DETAIL_HEADER",
     "DEAD_LETTER_REASON_HEADER",
     "DEFAULT_NAMESPACE",
@@ -66,6 +67,8 @@ CANCEL_KEY: Final = "cancel.CancelSaga"
 # Set on a message parked in a dead-letter queue, beside its own headers.
 DEAD_LETTER_REASON_HEADER: Final = "x-death-reason"
 DEAD_LETTER_DETAIL_HEADER: Final = "x-death-detail"
+DEAD_LETTER_AT_HEADER: Final = "x-death-at"
+"""When it was parked, ISO 8601 in UTC (the parking process's clock)."""
 # Where a parked message came from; RabbitMQ keeps its own only in ``x-death``.
 ORIGINAL_QUEUE_HEADER: Final = "x-original-queue"
 ORIGINAL_EXCHANGE_HEADER: Final = "x-original-exchange"
@@ -74,6 +77,7 @@ DEAD_LETTER_HEADERS: Final = frozenset(
     {
         DEAD_LETTER_REASON_HEADER,
         DEAD_LETTER_DETAIL_HEADER,
+        DEAD_LETTER_AT_HEADER,
         ORIGINAL_QUEUE_HEADER,
         ORIGINAL_EXCHANGE_HEADER,
         ORIGINAL_ROUTING_KEY_HEADER,

@@ -26,6 +26,7 @@ __all__ = [
     "Handler",
     "HistoryEntry",
     "IdempotencyStore",
+    "IdleSagas",
     "OutboxEntry",
     "OutboxStore",
     "ParticipantService",
@@ -141,6 +142,17 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     routing_key: str
     delivery_count: int | None = None
 
+    @property
+    def dead_lettered_at(self) -> datetime | None:
+        """When it was parked (header ``x-death-at``), if that is known."""
+        stamp = self.headers.get(routes.DEAD_LETTER_AT_HEADER)
+        if not stamp:
+            return None
+        try:
+            return datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+
 
 class DeadLetters(Protocol):
     """The dead letters of each queue: read them, drop them, move them back.
@@ -172,6 +184,17 @@ class DeadLetters(Protocol):
             UnroutableError: If ``queue`` no longer exists. A letter is taken
                 out only once it was moved, so none is lost.
         """
+        ...
+
+    async def purge(self, queue: str) -> int:
+        """Drop every dead letter of ``queue``; returns how many were dropped.
+
+        A queue that was never declared has none to drop.
+        """
+        ...
+
+    async def exists(self, queue: str) -> bool:
+        """Whether ``queue`` was declared (it has a place for dead letters, empty or not)."""
         ...
 
 
@@ -309,6 +332,27 @@ class SagaQueries(Protocol):
     async def find(
         self, *, name: str | None = None, status: str | None = None, limit: int = 100
     ) -> Sequence[str]: ...
+
+
+class IdleSagas(Protocol):
+    """Sagas by how long they went without a transition, for ``saga stuck``."""
+
+    async def idle(
+        self,
+        statuses: Collection[str],
+        older_than: timedelta,
+        *,
+        names: Collection[str] | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[str, datetime]]:
+        """``(saga_id, last transition)`` of the sagas in one of ``statuses`` whose
+        last transition is at least ``older_than`` old, oldest first.
+
+        Ages are judged on the store's clock, the one that stamped the
+        transitions. ``names`` narrows it to those definitions (and spares the
+        Redis store looking for their index keys); None: every definition.
+        """
+        ...
 
 
 class Turn(enum.Enum):

@@ -84,6 +84,7 @@ PUBLIC = {
         "Transport",
         "Turn",
         "Worker",
+        "IdleSagas",
     },
     "coordinator.backoff": {
         "OUTAGE_BACKOFF",
@@ -134,6 +135,15 @@ PUBLIC = {
         "cancel_checked",
         "signal_checked",
         "start_checked",
+        "Stuck",
+        "Wait",
+        "dead_letter_json",
+        "find_stuck",
+        "list_dead_letters",
+        "namespace_queues",
+        "purge_dead_letters",
+        "redrive_dead_letters",
+        "show_dead_letter",
     },
     "coordinator.service": {
         "Settings",
@@ -148,6 +158,9 @@ PUBLIC = {
         "serve_coordinator",
         "until_signalled",
         "wait_for_server",
+        "Operator",
+        "open_operator",
+        "record_deployment",
     },
     "coordinator.cli": {
         "app",

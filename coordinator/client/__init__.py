@@ -2,20 +2,39 @@
 
 It is written against the ports (a transport, a store), so it runs on the
 memory adapters as on RabbitMQ and Redis (``coordinator.service.open_client``).
-The CLI, and later the REST API and the dashboard, are faces of this one client.
+The CLI, and later the REST API and the dashboard, are faces of this one client
+and of the operator's repair functions beside it (dead letters, stuck sagas).
 """
 
 from contracts._public import show_as_public
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
 from coordinator.client._client import ClientStore, SagaClient, as_json
+from coordinator.client._dead_letters import (
+    dead_letter_json,
+    list_dead_letters,
+    namespace_queues,
+    purge_dead_letters,
+    redrive_dead_letters,
+    show_dead_letter,
+)
+from coordinator.client._stuck import Stuck, Wait, find_stuck
 
 __all__ = [
     "ClientStore",
     "RequestRefusedError",
     "SagaClient",
+    "Stuck",
+    "Wait",
     "as_json",
     "cancel_checked",
+    "dead_letter_json",
+    "find_stuck",
+    "list_dead_letters",
+    "namespace_queues",
+    "purge_dead_letters",
+    "redrive_dead_letters",
+    "show_dead_letter",
     "signal_checked",
     "start_checked",
 ]

@@ -11,9 +11,17 @@ from coordinator.service._process import loop_name, run_loop, until_signalled
 from coordinator.service._serve import serve_coordinator
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
-from coordinator.service._wiring import connect_rabbit, connect_servers, open_client
+from coordinator.service._wiring import (
+    Operator,
+    connect_rabbit,
+    connect_servers,
+    open_client,
+    open_operator,
+    record_deployment,
+)
 
 __all__ = [
+    "Operator",
     "Settings",
     "configure_logging",
     "connect_rabbit",
@@ -22,6 +30,8 @@ __all__ = [
     "load_object",
     "loop_name",
     "open_client",
+    "open_operator",
+    "record_deployment",
     "run_loop",
     "serve_coordinator",
     "until_signalled",

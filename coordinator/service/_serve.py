@@ -21,7 +21,7 @@ from coordinator.core import SagaDefinition
 from coordinator.runtime import Coordinator
 from coordinator.service._process import loop_name, until_signalled
 from coordinator.service._settings import Settings
-from coordinator.service._wiring import connect_servers
+from coordinator.service._wiring import connect_servers, record_deployment
 
 __all__ = ["serve_coordinator"]
 
@@ -35,6 +35,7 @@ async def serve_coordinator(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run one coordinator replica until signalled."""
+    definitions = list(definitions)  # read twice: by the coordinator and the record
     async with AsyncExitStack() as stack:
         clock: RedisClock | None = None
 
@@ -65,6 +66,7 @@ async def serve_coordinator(
         )
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)
+        await record_deployment(redis, settings.namespace, definitions)
         _log.info("coordinator running in namespace %r on %s", settings.namespace, loop_name())
         await until_signalled(stop)
         _log.info("stopping: draining in-flight transitions")

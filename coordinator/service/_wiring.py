@@ -10,19 +10,28 @@ commands (``show``, ``list``, ``history``) need only Redis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any, final
 
-from coordinator.adapters.rabbitmq import RabbitTransport
+from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
-from coordinator.client import SagaClient
-from coordinator.ports import Exchange, Handler, Subscription
+from coordinator.client import SagaClient, namespace_queues
+from coordinator.core import SagaDefinition
+from coordinator.ports import DeadLetters, Exchange, Handler, Subscription
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
 
-__all__ = ["connect_rabbit", "connect_servers", "open_client"]
+__all__ = [
+    "Operator",
+    "connect_rabbit",
+    "connect_servers",
+    "open_client",
+    "open_operator",
+    "record_deployment",
+    "recorded_deployment",
+]
 
 
 async def connect_rabbit(settings: Settings) -> RabbitTransport:
@@ -130,3 +139,112 @@ class _ConnectedOnFirstUse:
     async def close(self) -> None:
         if self._transport is not None:
             await self._transport.close()
+
+
+# -- what the coordinators run, for the operator's commands -----------------------------
+#
+# RabbitMQ cannot list a namespace's queues over AMQP (only its management
+# plugin can, and it is not always there), and Redis keeps sagas by name and
+# status without a list of the names. So each coordinator records, at start,
+# the saga names and participant services of its definitions, in two small
+# sets: ``saga dead-letters`` knows every commands queue from them, and ``saga
+# stuck`` reads each name's index keys directly instead of looking for them.
+
+
+def _services_key(namespace: str) -> str:
+    return f"{namespace}:deployment:services"
+
+
+def _names_key(namespace: str) -> str:
+    return f"{namespace}:deployment:sagas"
+
+
+async def record_deployment(
+    redis: Any, namespace: str, definitions: Iterable[SagaDefinition[Any]]
+) -> None:
+    """Add the saga names and services of ``definitions`` to the namespace's record."""
+    found = list(definitions)
+    names = {d.name for d in found}
+    services = {step.service for d in found for step in d.steps.values()}
+    async with redis.pipeline(transaction=False) as pipe:
+        if names:
+            pipe.sadd(_names_key(namespace), *sorted(names))
+        if services:
+            pipe.sadd(_services_key(namespace), *sorted(services))
+        await pipe.execute()
+
+
+async def recorded_deployment(redis: Any, namespace: str) -> tuple[set[str], set[str]]:
+    """The saga names and services the coordinators of ``namespace`` recorded."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.smembers(_names_key(namespace))
+        pipe.smembers(_services_key(namespace))
+        names, services = await pipe.execute()
+    return {n.decode() for n in names}, {s.decode() for s in services}
+
+
+@final
+class Operator:
+    """What the operator's repair commands work on, from ``open_operator``.
+
+    Attributes:
+        store: The saga store (states, histories, the index by last change).
+        names: The saga names the coordinators recorded (empty if none did).
+        queues: The namespace's consumed queues: the events queue, and the
+            commands queue of each service recorded or given.
+    """
+
+    def __init__(
+        self,
+        store: RedisSagaStore,
+        names: set[str],
+        queues: list[str],
+        dead_letters: Callable[[], Awaitable[DeadLetters]],
+    ) -> None:
+        self.store = store
+        self.names = names
+        self.queues = queues
+        self._dead_letters = dead_letters
+
+    async def dead_letters(self) -> DeadLetters:
+        """The broker's dead letters (RabbitMQ is connected on first use)."""
+        return await self._dead_letters()
+
+
+@asynccontextmanager
+async def open_operator(
+    settings: Settings, *, services: Iterable[str] = ()
+) -> AsyncIterator[Operator]:
+    """An `Operator` on the deployment ``settings`` points at, closed on exit.
+
+    ``services`` adds commands queues to those of the recorded services. No
+    server is waited for: an operator's command fails at once when one is down.
+
+    Raises:
+        ServerUnreachableError: Redis (or, on first use of the dead letters,
+            RabbitMQ) does not answer.
+    """
+    once = settings.model_copy(update={"wait_for_servers": timedelta(0)})
+    redis = connect_redis(settings.redis_url)
+    try:
+        await wait_for_server(
+            "Redis", settings.redis_url, "SAGA_REDIS_URL", redis.ping, patience=timedelta(0)
+        )
+        names, recorded = await recorded_deployment(redis, settings.namespace)
+        store = RedisSagaStore(
+            redis,
+            namespace=settings.namespace,
+            buckets=settings.buckets,
+            retention=settings.retention,
+        )
+        transport = _ConnectedOnFirstUse(once)
+
+        async def dead_letters() -> DeadLetters:
+            return RabbitDeadLetters(await transport._connected())
+
+        try:
+            yield Operator(store, names, namespace_queues({*recorded, *services}), dead_letters)
+        finally:
+            await transport.close()
+    finally:
+        await redis.aclose()

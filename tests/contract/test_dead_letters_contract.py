@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
@@ -213,3 +214,46 @@ async def test_a_limit_is_respected_when_listing(
 
 async def _const(value: T) -> T:
     return value
+
+
+async def test_purge_drops_the_dead_letters_of_that_queue_only(
+    transport: Transport, dead_letters: DeadLetters
+) -> None:
+    await park(transport, dead_letters, 3)
+    # Both queues are bound by svc.*: the second's message is parked by q's handler too.
+    await park(transport, dead_letters, 1, queue="other")
+    await eventually(lambda: dead_letters.list("q"), lambda d: len(d) == 4)
+
+    assert await dead_letters.purge("q") == 4
+    assert await dead_letters.list("q") == []
+    assert ids(await dead_letters.list("other")) == ["m-0"]
+    assert await dead_letters.purge("q") == 0
+    assert await dead_letters.purge("never.declared") == 0
+
+
+async def test_a_queue_exists_once_declared_whether_or_not_it_has_dead_letters(
+    transport: Transport, dead_letters: DeadLetters
+) -> None:
+    assert not await dead_letters.exists("q")
+    await transport.declare("q", "commands", "svc.*")
+    assert await dead_letters.exists("q")
+    assert await dead_letters.list("q") == []
+    assert not await dead_letters.exists("never.declared")
+
+
+async def test_a_dead_letter_says_when_it_was_parked(
+    transport: Transport, dead_letters: DeadLetters, delivery_limit: int
+) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)  # the broker stamps whole seconds
+    await park(transport, dead_letters, 1)
+
+    async def give_back(delivery: Delivery) -> None:
+        await delivery.requeue()
+
+    await transport.subscribe("r", "commands", "again.*", give_back)
+    await transport.publish("commands", "again.Do", b"x", message_id="m-r")
+    [parked] = await dead_letters.list("q")
+    [over_limit] = await eventually(lambda: dead_letters.list("r"), bool)
+    for letter in (parked, over_limit):
+        assert letter.dead_lettered_at is not None
+        assert before <= letter.dead_lettered_at <= datetime.now(UTC)

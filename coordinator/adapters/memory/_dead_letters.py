@@ -52,6 +52,14 @@ class MemoryDeadLetters:
             self._transport._put_back(queue, published)
         return letters
 
+    async def purge(self, queue: str) -> int:
+        letters = self._of(queue, None, len(self._transport.dead_letters))
+        self._take(letters)
+        return len(letters)
+
+    async def exists(self, queue: str) -> bool:
+        return queue in self._transport._queues
+
     def _of(
         self, queue: str, message_ids: Collection[str] | None, limit: int
     ) -> Sequence[DeadLetter]:

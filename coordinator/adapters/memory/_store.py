@@ -6,7 +6,7 @@ is atomic, which is what the Lua script gives the Redis store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import final
 
@@ -28,8 +28,8 @@ __all__ = ["MemorySagaStore"]
 
 @final
 class MemorySagaStore:
-    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries`` and
-    ``Refusals`` (kept until the store is dropped: a test's lifetime).
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
+    ``IdleSagas`` and ``Refusals`` (kept until the store is dropped: a test's lifetime).
 
     Args:
         clock: The store's own clock, as Redis ``TIME`` is the Redis store's: outbox
@@ -45,6 +45,7 @@ class MemorySagaStore:
         self._outbox: dict[tuple[str, str], OutboxEntry] = {}
         self._timers: dict[tuple[str, str], datetime] = {}
         self._refusals: dict[str, Refusal] = {}
+        self._changed: dict[str, datetime] = {}
 
     async def load(self, saga_id: str) -> Stored | None:
         return self._states.get(saga_id)
@@ -58,6 +59,7 @@ class MemorySagaStore:
             return "conflict"
         self._states[saga_id] = Stored(state=commit.state, revision=commit.revision)
         self._index[saga_id] = (commit.name, commit.status)
+        self._changed[saga_id] = self._clock.now()
         self._seen.setdefault(saga_id, set()).add(commit.dedupe_id)
         self._history.setdefault(saga_id, []).append(commit.history)
         now = self._clock.now()
@@ -103,6 +105,24 @@ class MemorySagaStore:
             if (name is None or n == name) and (status is None or s == status)
         ]
         return found[:limit]
+
+    async def idle(
+        self,
+        statuses: Collection[str],
+        older_than: timedelta,
+        *,
+        names: Collection[str] | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[str, datetime]]:
+        cutoff = self._clock.now() - older_than
+        found = sorted(
+            (changed, saga_id)
+            for saga_id, changed in self._changed.items()
+            if changed <= cutoff
+            and self._index[saga_id][1] in statuses
+            and (names is None or self._index[saga_id][0] in names)
+        )
+        return [(saga_id, changed) for changed, saga_id in found[:limit]]
 
     async def record_refusal(self, saga_id: str, refusal: Refusal) -> None:
         self._refusals[saga_id] = refusal

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import final
 
@@ -239,6 +240,7 @@ class MemoryTransport:
             **published.headers,
             routes.DEAD_LETTER_REASON_HEADER: reason,
             routes.DEAD_LETTER_DETAIL_HEADER: detail,
+            routes.DEAD_LETTER_AT_HEADER: datetime.now(UTC).isoformat(),
         }
         self.dead_letters.append(
             DeadLetter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, final
 
 import aiormq
@@ -74,6 +75,21 @@ class RabbitDeadLetters:
         (``x-original-exchange``, ``x-original-routing-key``), so that it
         keeps saying so if it is dead-lettered again.
 
+        Why not republish to the original exchange and routing key: a dead
+        letter is one queue's failure, and the other queues bound to that key
+        (a second service's ``{service}.*``, a listener's ``#`` on ``events``)
+        took their copy when it was first published. Publishing it there again
+        would hand each of them a second copy, under the same message id, of a
+        message they already handled. The original exchange and key are kept
+        in the headers for the consumer and for a second dead-lettering.
+
+        Order, so that nothing is lost: the letter is read unacknowledged,
+        published with confirms and ``mandatory`` (the publisher returns only
+        once the broker confirmed it, and raises if it was returned or
+        nacked), and acknowledged in the dead-letter queue only then. A crash
+        in between leaves it in the dead letters and its copy in the queue (a
+        duplicate, which consumers dedupe by message id), never neither.
+
         Raises:
             UnroutableError: If ``queue`` no longer exists; that letter stays.
             PublishFailedError: If the broker did not confirm a move; it stays.
@@ -99,6 +115,19 @@ class RabbitDeadLetters:
                 await message.ack()
                 moved.append(letter)
         return moved
+
+    async def purge(self, queue: str) -> int:
+        """Drop every dead letter of ``queue`` (``queue.purge``); returns how many."""
+        async with self._dead_queue(queue) as dead:
+            if dead is None:
+                return 0
+            result = await dead.purge()
+            return int(result.message_count or 0)
+
+    async def exists(self, queue: str) -> bool:
+        """Whether ``queue``'s dead-letter queue was declared (with ``queue`` itself)."""
+        async with self._dead_queue(queue) as dead:
+            return dead is not None
 
     @asynccontextmanager
     async def _dead_queue(self, queue: str) -> AsyncIterator[AbstractQueue | None]:
@@ -143,6 +172,10 @@ def read_dead_letter(message: AbstractIncomingMessage, queue: str, namespace: st
         or "unknown"
     )
     keys = death.get("routing-keys")
+    when = death.get("time")
+    if isinstance(when, datetime):  # the broker's clock, to the second
+        at = when if when.tzinfo else when.replace(tzinfo=UTC)
+        headers[routes.DEAD_LETTER_AT_HEADER] = at.isoformat()
     return DeadLetter(
         queue=queue,
         message_id=message.message_id or "",

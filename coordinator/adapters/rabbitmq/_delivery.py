@@ -122,6 +122,7 @@ class RabbitDelivery:
             **self.headers,
             routes.DEAD_LETTER_REASON_HEADER: reason,
             routes.DEAD_LETTER_DETAIL_HEADER: detail[:MAX_DETAIL],
+            routes.DEAD_LETTER_AT_HEADER: dt.datetime.now(dt.UTC).isoformat(),
             routes.ORIGINAL_QUEUE_HEADER: self.queue,
             # A dead letter moved back came by the default exchange and says
             # where it was first published; it keeps saying so.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, final
 
@@ -62,8 +62,8 @@ def _ms(when: datetime) -> int:
 
 @final
 class RedisSagaStore:
-    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries`` and
-    ``Refusals`` (``ns:refused:<id>``, a plain key with a TTL of an hour).
+    """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
+    ``IdleSagas`` and ``Refusals`` (``ns:refused:<id>``, a plain key with a TTL of an hour).
 
     Args:
         redis: A ``redis.asyncio`` client (standalone or cluster), bytes responses.
@@ -236,6 +236,52 @@ class RedisSagaStore:
                 scored += [(score, saga_id.decode()) for saga_id, score in rows]
         scored.sort(reverse=True)
         return [saga_id for _score, saga_id in scored[:limit]]
+
+    # -- IdleSagas ----------------------------------------------------------------------
+
+    @outage_is_unavailable
+    async def idle(
+        self,
+        statuses: Collection[str],
+        older_than: timedelta,
+        *,
+        names: Collection[str] | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[str, datetime]]:
+        # The listing index (i:<name>:<status>) is scored by the time of each
+        # saga's last transition, Redis TIME: the cutoff is taken on that clock
+        # too, and each index key answers with its oldest members only.
+        seconds, micros = await self._redis.time()
+        cutoff = int(seconds) * 1000 + int(micros) // 1000 - int(older_than.total_seconds() * 1000)
+        keys = await self._index_keys(statuses, names)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrangebyscore(key, "-inf", cutoff, start=0, num=limit, withscores=True)
+            by_key = await pipe.execute()
+        found = sorted((score, saga_id.decode()) for rows in by_key for saga_id, score in rows)
+        return [
+            (saga_id, datetime.fromtimestamp(score / 1000, UTC)) for score, saga_id in found[:limit]
+        ]
+
+    async def _index_keys(
+        self, statuses: Collection[str], names: Collection[str] | None
+    ) -> list[str]:
+        if names is not None:
+            # Named: the keys are known, nothing is looked for.
+            return [
+                f"{p}:i:{name}:{status}"
+                for p in self._prefixes()
+                for name in sorted(names)
+                for status in sorted(statuses)
+            ]
+        # Unnamed: the index keys are found by name (SCAN walks key names on the
+        # server, a few hundred per round trip; it reads no saga), as ``find`` does.
+        keys: list[str] = []
+        for p in self._prefixes():
+            for status in sorted(statuses):
+                async for key in self._redis.scan_iter(match=f"{p}:i:*:{status}", count=500):
+                    keys.append(key.decode())
+        return keys
 
     # -- Refusals ----------------------------------------------------------------------
 

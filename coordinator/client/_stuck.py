@@ -1,0 +1,219 @@
+"""Sagas that went quiet, and what each one waits for: ``saga stuck``.
+
+A saga is stuck, for an operator, when it is running or compensating and has
+had no transition for longer than a threshold. The store's listing index knows
+when each saga last changed (`IdleSagas`), so only those sagas are read: their
+state says which steps are open, and their history (every effect the core
+decided, with its time) says since when, to which service, and which timers
+are set. No definition is needed: an operator's machine has no saga code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from coordinator.core import SagaState, StepState
+from coordinator.ports import HistoryEntry, IdleSagas, SagaQueries, SagaStore
+
+__all__ = ["STUCK_STATUSES", "Stuck", "StuckStore", "Wait", "find_stuck"]
+
+STUCK_STATUSES: frozenset[str] = frozenset({"running", "compensating"})
+"""A saga in any other status has ended: it waits for nothing."""
+
+
+class StuckStore(SagaStore, SagaQueries, IdleSagas, Protocol):
+    """What `find_stuck` reads: the index by last change, states and histories."""
+
+
+class Wait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One thing a saga waits for.
+
+    Attributes:
+        what: ``reply`` (to a command sent), ``signal``, ``service`` (its
+            circuit is open, the step is parked) or ``timer`` (a retry's backoff,
+            or a wait's or the saga's deadline).
+        step: The step or wait concerned; empty for the saga's deadline.
+        kind: ``action`` or ``compensation``, for a reply or a retry.
+        attempt: The attempt awaited (a reply) or to be sent (a retry).
+        since: When the command went out, the wait began or the step was parked.
+        service: The participant service, for a reply or a parked step.
+        command: The command sent, for a reply.
+        signal: The signal's name, for a signal.
+        timer: The timer's stored name, for a timer.
+        due: When the timer falls due; for a reply, when the attempt times out.
+    """
+
+    what: Literal["reply", "signal", "service", "timer"]
+    step: str = ""
+    kind: str = ""
+    attempt: int = 0
+    since: datetime | None = None
+    service: str = ""
+    command: str = ""
+    signal: str = ""
+    timer: str = ""
+    due: datetime | None = None
+
+
+class Stuck(msgspec.Struct, frozen=True, kw_only=True):
+    """A saga with no transition for longer than the threshold, and its waits."""
+
+    saga_id: str
+    name: str
+    status: str
+    last_transition: datetime
+    waits: tuple[Wait, ...]
+    deadline_at: datetime | None = None
+
+
+async def find_stuck(
+    store: StuckStore,
+    older_than: timedelta,
+    *,
+    names: Collection[str] | None = None,
+    limit: int = 100,
+) -> list[Stuck]:
+    """Running or compensating sagas with no transition for ``older_than``, oldest first.
+
+    Args:
+        store: The deployment's saga store.
+        older_than: The quiet time that makes a saga stuck.
+        names: The definitions to look at (None: all); see `IdleSagas.idle`.
+        limit: At most this many.
+    """
+    found: list[Stuck] = []
+    for saga_id, changed in await store.idle(STUCK_STATUSES, older_than, names=names, limit=limit):
+        stored = await store.load(saga_id)
+        if stored is None:
+            continue  # expired since the index was read
+        state = msgspec.json.decode(stored.state, type=SagaState[Any])
+        if state.status not in STUCK_STATUSES:
+            continue  # moved on since the index was read
+        found.append(
+            Stuck(
+                saga_id=saga_id,
+                name=state.name,
+                status=state.status,
+                last_transition=changed,
+                waits=tuple(waits_of(state, await store.history(saga_id))),
+                deadline_at=state.deadline_at,
+            )
+        )
+    return found
+
+
+class _Trail:
+    """What a saga's history says about its commands, timers and waits so far.
+
+    Timer names are the stored ones (``coordinator.core``'s ``TimerKey`` table:
+    ``timeout:{step}:{kind}:{attempt}``, ``retry:...``, ``wait:{step}``,
+    ``deadline``), which never change, since sagas in flight hold them.
+    """
+
+    def __init__(self, history: Sequence[HistoryEntry]) -> None:
+        self.sent: dict[tuple[str, str, int], tuple[datetime, dict[str, Any]]] = {}
+        self.last_sent: dict[str, dict[str, Any]] = {}
+        self.timers: dict[str, datetime] = {}
+        self.notes: list[tuple[datetime, str]] = []
+        for entry in history:
+            self._read(entry)
+
+    def _read(self, entry: HistoryEntry) -> None:
+        fired = msgspec.json.decode(entry.input)
+        if isinstance(fired, dict) and fired.get("type") == "TimerFired":
+            self.timers.pop(str(fired.get("timer")), None)
+        self.notes += [(entry.at, part) for part in entry.note.split("; ")]
+        effects = msgspec.json.decode(entry.effects)
+        for effect in effects if isinstance(effects, list) else ():
+            match effect.get("type"):
+                case "Dispatch":
+                    key = (effect["step"], effect["kind"], int(effect["attempt"]))
+                    self.sent[key] = (entry.at, effect)
+                    self.last_sent[effect["step"]] = effect
+                case "StartTimer":
+                    self.timers[effect["timer"]] = msgspec.convert(
+                        effect["due"], datetime, strict=False
+                    )
+                case "CancelTimer":
+                    self.timers.pop(effect["timer"], None)
+
+    def last_note(self, pattern: re.Pattern[str]) -> tuple[datetime, re.Match[str]] | None:
+        for at, note in reversed(self.notes):
+            if found := pattern.fullmatch(note):
+                return at, found
+        return None
+
+    def reply(self, step: str, kind: str, attempt: int) -> Wait:
+        at, sent = self.sent.get((step, kind, attempt), (None, {}))
+        return Wait(
+            what="reply",
+            step=step,
+            kind=kind,
+            attempt=attempt,
+            since=at,
+            service=sent.get("service", ""),
+            command=sent.get("command", ""),
+            due=self.timers.get(f"timeout:{step}:{kind}:{attempt}"),
+        )
+
+    def timer(self, name: str, step: str = "", kind: str = "", attempt: int = 0) -> Wait:
+        due = self.timers.get(name)
+        return Wait(what="timer", step=step, kind=kind, attempt=attempt, timer=name, due=due)
+
+
+def waits_of(state: SagaState[Any], history: Sequence[HistoryEntry]) -> list[Wait]:
+    """What ``state`` waits for, each with the details its history gives."""
+    trail = _Trail(history)
+    waits = [w for name, step in state.steps.items() for w in _step_waits(trail, name, step)]
+    if "deadline" in trail.timers:
+        waits.append(trail.timer("deadline"))
+    return waits
+
+
+def _step_waits(trail: _Trail, name: str, step: StepState) -> list[Wait]:
+    match step.status:
+        case "dispatched":
+            return [trail.reply(name, "action", step.attempt)]
+        case "retrying":
+            attempt = step.attempt + 1
+            return [trail.timer(f"retry:{name}:action:{attempt}", name, "action", attempt)]
+        case "compensating" if step.compensation_retry_due:
+            attempt = step.compensation_attempt + 1
+            timer = f"retry:{name}:compensation:{attempt}"
+            return [trail.timer(timer, name, "compensation", attempt)]
+        case "compensating":
+            return [trail.reply(name, "compensation", step.compensation_attempt)]
+        case "waiting":
+            return [_signal(trail, name)]
+        case "awaiting_service":
+            return [_parked(trail, name)]
+        case _:
+            return []
+
+
+def _signal(trail: _Trail, name: str) -> Wait:
+    # The core notes "<wait> waits for signal '<signal>'" when the wait begins;
+    # a wait's name is its signal's unless the definition said otherwise.
+    noted = trail.last_note(re.compile(rf"{re.escape(name)} waits for signal '(.*)'"))
+    timer = f"wait:{name}"
+    return Wait(
+        what="signal",
+        step=name,
+        signal=noted[1].group(1) if noted else name,
+        since=noted[0] if noted else None,
+        timer=timer if timer in trail.timers else "",
+        due=trail.timers.get(timer),
+    )
+
+
+def _parked(trail: _Trail, name: str) -> Wait:
+    # The core notes "<step> waits: <service> is unavailable" when it parks a
+    # step; a step parked again after an attempt also names it in that Dispatch.
+    noted = trail.last_note(re.compile(rf"{re.escape(name)} waits: (.*) is unavailable"))
+    service = noted[1].group(1) if noted else trail.last_sent.get(name, {}).get("service", "")
+    return Wait(what="service", step=name, service=service, since=noted[0] if noted else None)
