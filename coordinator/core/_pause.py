@@ -21,11 +21,14 @@ Decisions where the issue left a choice:
   the saga resumes: it keeps the time it had left, which is what an operator who
   pauses to investigate wants (applying the old deadline on resume would let a
   long pause fail the saga all the same).
-* A cancel while paused is taken and ends the pause: the held inputs are applied,
-  then the cancel, in one decision. The operator hears at once whether it was
-  taken (a cancel held until resume could still be refused then, after it was
-  reported taken), and a cancelled saga never waits for a resume nobody sends.
-  A refused cancel changes nothing: the saga stays paused.
+* A cancel while paused is taken at once and ends the pause: the saga turns back,
+  then the held inputs are applied, in one decision. The operator hears at once
+  whether it was taken (a cancel held until resume could be refused then, after
+  it was reported taken), a cancelled saga never waits for a resume nobody
+  sends, and no action goes out only to be undone (replayed first, a held reply
+  would send the next step). The held inputs still count, by the rules for
+  anything that arrives after a cancel: a held success is compensated. A refused
+  cancel changes nothing: the saga stays paused.
 * An operator's retry is refused while paused: resume first.
 """
 
@@ -120,32 +123,40 @@ def _pause(state: SagaState[D], inp: PauseRequested) -> Decision[D]:
     )
 
 
-def _replayed(
-    defn: SagaDefinition[D],
-    state: SagaState[D],
-    at: datetime,
-    down: frozenset[str],
-    decide: Decide[D],
+def _unpaused(
+    state: SagaState[D], at: datetime
 ) -> tuple[SagaState[D], list[Effect], list[str]]:
-    """The saga resumed at ``at``: unpaused, its deadline moved, its held inputs applied."""
+    """The saga resumed at ``at``, its deadline moved on if it was held; held inputs not
+    yet applied."""
     current = msgspec.structs.replace(
         state, paused=False, paused_at=None, paused_by="", hold_deadline=False, held=()
     )
-    effects: list[Effect] = []
-    notes: list[str] = []
-    if state.hold_deadline and state.deadline_at is not None and state.paused_at is not None:
-        # A deadline already due when the saga was paused (its timer late) stays due.
-        moved = max(state.deadline_at + (at - state.paused_at), at)
-        current = msgspec.structs.replace(current, deadline_at=moved)
-        effects.append(StartTimer(timer=_DEADLINE, due=moved))
-        notes.append(f"deadline moved to {moved.isoformat()}")
-    for held in state.held:
-        d = decide(defn, current, msgspec.structs.replace(held, at=at, services_down=down))
+    if not (state.hold_deadline and state.deadline_at and state.paused_at):
+        return current, [], []
+    # A deadline already due when the saga was paused (its timer late) stays due.
+    moved = max(state.deadline_at + (at - state.paused_at), at)
+    current = msgspec.structs.replace(current, deadline_at=moved)
+    return current, [StartTimer(timer=_DEADLINE, due=moved)], [f"deadline moved to {moved}"]
+
+
+def _replay(
+    defn: SagaDefinition[D],
+    current: SagaState[D],
+    held: tuple[Input, ...],
+    now: Input,
+    decide: Decide[D],
+    effects: list[Effect],
+    notes: list[str],
+) -> SagaState[D]:
+    """Apply ``held`` in order, stamped with the time and circuit view of ``now``."""
+    for inp in held:
+        restamped = msgspec.structs.replace(inp, at=now.at, services_down=now.services_down)
+        d = decide(defn, current, restamped)
         if d.changed:
             current = d.state
             effects.extend(d.effects)
         notes.append(d.note)
-    return current, effects, notes
+    return current
 
 
 def _resumed(
@@ -167,21 +178,25 @@ def _resume(
 ) -> Decision[D]:
     if not state.paused:
         return _unchanged(state, "", f"saga is {state.status}: it is not paused")
-    after, effects, notes = _replayed(defn, state, inp.at, inp.services_down, decide)
+    current, effects, notes = _unpaused(state, inp.at)
     count = len(state.held)
-    head = f"resumed{_by(inp.by)}; {count} input{'' if count == 1 else 's'} held while paused"
-    return _resumed(state, after, effects, [head, *notes], inp.at)
+    plural = '' if count == 1 else 's'
+    notes.insert(0, f"resumed{_by(inp.by)}; {count} input{plural} held while paused")
+    after = _replay(defn, current, state.held, inp, decide, effects, notes)
+    return _resumed(state, after, effects, notes, inp.at)
 
 
 def _cancel(
     defn: SagaDefinition[D], state: SagaState[D], inp: CancelRequested, decide: Decide[D]
 ) -> Decision[D]:
-    after, effects, notes = _replayed(defn, state, inp.at, inp.services_down, decide)
-    d = decide(defn, after, inp)
+    current, effects, notes = _unpaused(state, inp.at)
+    d = decide(defn, current, inp)
     if not d.changed:
         return _unchanged(state, "", d.refused or d.note)
-    head = "cancel while paused: the saga resumes with what it held, then is cancelled"
-    return _resumed(state, d.state, [*effects, *d.effects], [head, *notes, d.note], inp.at)
+    notes.insert(0, "cancelled while paused: the pause ends; " + d.note)
+    effects.extend(d.effects)
+    after = _replay(defn, d.state, state.held, inp, decide, effects, notes)
+    return _resumed(state, after, effects, notes, inp.at)
 
 
 def _hold(
@@ -190,7 +205,8 @@ def _hold(
     if isinstance(inp, TimerFired) and inp.timer == _DEADLINE and state.hold_deadline:
         # The poller took it just before the pause cancelled it; resume sets the new one.
         return _unchanged(state, "deadline timer ignored: the deadline is held while paused")
-    projected, _, _ = _replayed(defn, state, inp.at, inp.services_down, decide)
+    current, _, _ = _unpaused(state, inp.at)
+    projected = _replay(defn, current, state.held, inp, decide, [], [])
     d = decide(defn, projected, inp)
     if not d.changed:
         return _unchanged(state, f"saga paused; {d.note}", d.refused)
