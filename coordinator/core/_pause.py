@@ -118,14 +118,10 @@ def _pause(state: SagaState[D], inp: PauseRequested) -> Decision[D]:
     note = f"paused{_by(inp.by)}: nothing is sent until resumed" + (
         "; the deadline is held" if hold else ""
     )
-    return Decision(
-        state=new, effects=effects, note=note, changed=True, status_before=state.status
-    )
+    return Decision(state=new, effects=effects, note=note, changed=True, status_before=state.status)
 
 
-def _unpaused(
-    state: SagaState[D], at: datetime
-) -> tuple[SagaState[D], list[Effect], list[str]]:
+def _unpaused(state: SagaState[D], at: datetime) -> tuple[SagaState[D], list[Effect], list[str]]:
     """The saga resumed at ``at``, its deadline moved on if it was held; held inputs not
     yet applied."""
     current = msgspec.structs.replace(
@@ -180,7 +176,7 @@ def _resume(
         return _unchanged(state, "", f"saga is {state.status}: it is not paused")
     current, effects, notes = _unpaused(state, inp.at)
     count = len(state.held)
-    plural = '' if count == 1 else 's'
+    plural = "" if count == 1 else "s"
     notes.insert(0, f"resumed{_by(inp.by)}; {count} input{plural} held while paused")
     after = _replay(defn, current, state.held, inp, decide, effects, notes)
     return _resumed(state, after, effects, notes, inp.at)
