@@ -18,6 +18,9 @@ PUBLIC = {
     "contracts": {
         "CONTRACTS_VERSION",
         "CancelSaga",
+        "RetrySaga",
+        "PauseSaga",
+        "ResumeSaga",
         "Codec",
         "Command",
         "ContractError",
@@ -105,6 +108,8 @@ PUBLIC = {
         "ParallelDef",
         "Retry",
         "RetryRequested",
+        "PauseRequested",
+        "ResumeRequested",
         "SagaDefinition",
         "SagaState",
         "SagaStatus",
