@@ -95,7 +95,13 @@ class ServiceRecovered(_Input, frozen=True, kw_only=True):
 
 
 class RetryRequested(_Input, frozen=True, kw_only=True):
-    """An operator asks a failed saga to try its failed compensations again."""
+    """An operator asks a failed saga to try its failed compensations again.
+
+    Attributes:
+        by: Who asked, for the history.
+    """
+
+    by: str = ""
 
 
 class PauseRequested(_Input, frozen=True, kw_only=True):
