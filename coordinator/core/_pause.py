@@ -132,7 +132,8 @@ def _unpaused(state: SagaState[D], at: datetime) -> tuple[SagaState[D], list[Eff
     # A deadline already due when the saga was paused (its timer late) stays due.
     moved = max(state.deadline_at + (at - state.paused_at), at)
     current = msgspec.structs.replace(current, deadline_at=moved)
-    return current, [StartTimer(timer=_DEADLINE, due=moved)], [f"deadline moved to {moved}"]
+    note = f"deadline moved to {moved.isoformat()}"
+    return current, [StartTimer(timer=_DEADLINE, due=moved)], [note]
 
 
 def _replay(
