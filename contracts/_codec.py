@@ -162,7 +162,8 @@ class Codec:
             data: The message body.
 
         Returns:
-            A `TaskCompleted`, `TaskFailed`, `StartSaga`, `Signal` or `CancelSaga`.
+            A `TaskCompleted`, `TaskFailed`, `StartSaga`, `Signal`, `CancelSaga`,
+            `RetrySaga`, `PauseSaga` or `ResumeSaga`.
 
         Raises:
             ContractError: If the body is too large, not JSON, of another type, or

@@ -201,6 +201,54 @@ class CancelSaga(_Message, frozen=True, kw_only=True):
     reason: str = "cancelled by request"
 
 
+class RetrySaga(_Message, frozen=True, kw_only=True):
+    """An operator's request to retry a ``failed`` saga's failed compensations.
+
+    The saga goes on compensating where it stopped; a step already compensated
+    is not compensated again.
+
+    Attributes:
+        message_id: The request's id.
+        saga_id: The saga instance to retry.
+        by: Who asked, for the history.
+        sent_at: When the request was sent (UTC).
+    """
+
+    by: str = ""
+
+
+class PauseSaga(_Message, frozen=True, kw_only=True):
+    """An operator's request to pause a saga: it sends nothing until resumed.
+
+    Replies, signals and due timers that reach a paused saga are recorded and
+    take effect on resume, in the order they came.
+
+    Attributes:
+        message_id: The request's id.
+        saga_id: The saga instance to pause.
+        by: Who asked, for the history.
+        hold_deadline: Stop the saga's deadline while paused (it is moved on by
+            the time paused); by default it keeps running.
+        sent_at: When the request was sent (UTC).
+    """
+
+    by: str = ""
+    hold_deadline: bool = False
+
+
+class ResumeSaga(_Message, frozen=True, kw_only=True):
+    """An operator's request to resume a paused saga.
+
+    Attributes:
+        message_id: The request's id.
+        saga_id: The saga instance to resume.
+        by: Who asked, for the history.
+        sent_at: When the request was sent (UTC).
+    """
+
+    by: str = ""
+
+
 class SagaLifecycle(_Message, frozen=True, kw_only=True):
     """The coordinator announces that a saga started or ended, for other services to react.
 
@@ -227,10 +275,28 @@ class SagaLifecycle(_Message, frozen=True, kw_only=True):
 Reply: TypeAlias = TaskCompleted | TaskFailed
 """A participant's answer to a command."""
 
-CoordinatorInbound: TypeAlias = TaskCompleted | TaskFailed | StartSaga | Signal | CancelSaga
+CoordinatorInbound: TypeAlias = (
+    TaskCompleted
+    | TaskFailed
+    | StartSaga
+    | Signal
+    | CancelSaga
+    | RetrySaga
+    | PauseSaga
+    | ResumeSaga
+)
 """Everything the coordinator's queue receives."""
 
 WireMessage: TypeAlias = (
-    Command | TaskCompleted | TaskFailed | StartSaga | Signal | CancelSaga | SagaLifecycle
+    Command
+    | TaskCompleted
+    | TaskFailed
+    | StartSaga
+    | Signal
+    | CancelSaga
+    | RetrySaga
+    | PauseSaga
+    | ResumeSaga
+    | SagaLifecycle
 )
 """Every message of the contract; the schema exports are generated from this union."""

@@ -12,7 +12,8 @@ namespace (`address`); the names below are without it::
     commands    {service}.commands    {service}.*       {service}.{command}
     events      coordinator.events    #                 {saga}.TaskCompleted, {saga}.TaskFailed,
                                                         {saga}.StartSaga, signal.Signal,
-                                                        cancel.CancelSaga
+                                                        cancel.CancelSaga, retry.RetrySaga,
+                                                        pause.PauseSaga, resume.ResumeSaga
     lifecycle   (whoever listens)                       {saga}.{event}, e.g. orders.completed
 """
 
@@ -33,6 +34,9 @@ __all__ = [
     "ORIGINAL_EXCHANGE_HEADER",
     "ORIGINAL_QUEUE_HEADER",
     "ORIGINAL_ROUTING_KEY_HEADER",
+    "PAUSE_KEY",
+    "RESUME_KEY",
+    "RETRY_KEY",
     "SIGNAL_KEY",
     "DEAD_LETTER_HEADERS",
     "address",
@@ -63,6 +67,9 @@ EVENTS_BINDING: Final = "#"
 
 SIGNAL_KEY: Final = "signal.Signal"
 CANCEL_KEY: Final = "cancel.CancelSaga"
+RETRY_KEY: Final = "retry.RetrySaga"
+PAUSE_KEY: Final = "pause.PauseSaga"
+RESUME_KEY: Final = "resume.ResumeSaga"
 
 # Set on a message parked in a dead-letter queue, beside its own headers.
 DEAD_LETTER_REASON_HEADER: Final = "x-death-reason"

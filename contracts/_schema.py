@@ -13,6 +13,9 @@ from contracts._messages import (
     CONTRACTS_VERSION,
     CancelSaga,
     Command,
+    PauseSaga,
+    ResumeSaga,
+    RetrySaga,
     SagaLifecycle,
     Signal,
     StartSaga,
@@ -41,8 +44,17 @@ _CHANNELS: Final[dict[Exchange, tuple[str, tuple[type[msgspec.Struct], ...]]]] =
     ),
     "events": (
         "Topic exchange for everything addressed to the coordinator: replies to "
-        "commands and requests to start, signal or cancel sagas.",
-        (TaskCompleted, TaskFailed, StartSaga, Signal, CancelSaga),
+        "commands and requests to start, signal, cancel, retry, pause or resume sagas.",
+        (
+            TaskCompleted,
+            TaskFailed,
+            StartSaga,
+            Signal,
+            CancelSaga,
+            RetrySaga,
+            PauseSaga,
+            ResumeSaga,
+        ),
     ),
     "lifecycle": (
         "Announcements of sagas starting and ending, for other services to react to.",

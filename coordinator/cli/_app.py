@@ -10,7 +10,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from coordinator.cli import _dead_letters, _definitions, _operate, _serve, _stuck
+from coordinator.cli import _control, _dead_letters, _definitions, _operate, _serve, _stuck
 from coordinator.cli._errors import OneLineErrors, debug
 from coordinator.service import load_object
 
@@ -56,6 +56,7 @@ def demo() -> None:
 app.add_typer(_definitions.commands)
 app.add_typer(_operate.commands)
 app.add_typer(_serve.commands)
+app.add_typer(_control.commands)
 app.add_typer(_dead_letters.commands)
 app.add_typer(_stuck.commands)
 

@@ -1,4 +1,4 @@
-"""The operator's client: start, signal, cancel and inspect sagas of a deployment.
+"""The operator's client: start, signal, cancel, retry, pause, resume and inspect sagas.
 
 It is written against the ports (a transport, a store), so it runs on the
 memory adapters as on RabbitMQ and Redis (``coordinator.service.open_client``).
@@ -10,6 +10,7 @@ from contracts._public import show_as_public
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
 from coordinator.client._client import ClientStore, SagaClient, as_json
+from coordinator.client._control import pause_checked, resume_checked, retry_checked
 from coordinator.client._dead_letters import (
     dead_letter_json,
     list_dead_letters,
@@ -28,6 +29,9 @@ __all__ = [
     "Wait",
     "as_json",
     "cancel_checked",
+    "pause_checked",
+    "resume_checked",
+    "retry_checked",
     "dead_letter_json",
     "find_stuck",
     "list_dead_letters",

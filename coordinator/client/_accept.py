@@ -22,7 +22,7 @@ from coordinator._errors import RequestRefusedError, UnroutableError
 from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry, Refusal
 
-__all__ = ["answer_to", "cancel_checked", "signal_checked", "start_checked"]
+__all__ = ["Request", "answer_to", "cancel_checked", "checked", "signal_checked", "start_checked"]
 
 POLL = 0.1
 
@@ -162,18 +162,28 @@ async def answer_to(
         await sleep(POLL)
 
 
-async def _checked(
+Request = Literal["signal", "cancel", "retry", "pause", "resume"]
+
+
+async def checked(
     client: Client,
     saga_id: str,
-    what: Literal["signal", "cancel"],
+    what: Request,
     send: Callable[[], Awaitable[str]],
     accept_timeout: float,
     sleep: Callable[[float], Awaitable[None]],
-) -> None:
+    *,
+    refuse_ended: bool = True,
+) -> HistoryEntry:
+    """Send a request for one saga and return the history entry it made once applied.
+
+    ``refuse_ended`` refuses a saga that has ended before sending anything; the
+    requests an ended saga may take (a retry) leave the judgement to the core.
+    """
     state = await client.state(saga_id)
     if state is None:
         raise RequestRefusedError(f"no saga with id {saga_id} in namespace {client.namespace!r}")
-    if state.terminal:
+    if refuse_ended and state.terminal:
         raise RequestRefusedError(f"saga {saga_id} is {state.status}: it takes no {what} any more")
     input_id = await _sent(what, client.namespace, send())
     entry = await answer_to(
@@ -183,6 +193,7 @@ async def _checked(
         raise _no_coordinator(what, client.namespace, accept_timeout)
     if entry.refused:
         raise RequestRefusedError(f"saga {saga_id} refused the {what}: {entry.refused}")
+    return entry
 
 
 async def signal_checked(
@@ -200,7 +211,7 @@ async def signal_checked(
         RequestRefusedError: no such saga, a saga that has ended, a signal the saga
             refused (its history says why), or no answer within ``accept_timeout``.
     """
-    await _checked(
+    await checked(
         client,
         saga_id,
         "signal",
@@ -219,6 +230,6 @@ async def cancel_checked(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Cancel a saga and return once it took the cancel; raises as ``signal_checked``."""
-    await _checked(
+    await checked(
         client, saga_id, "cancel", lambda: client.cancel(saga_id, reason), accept_timeout, sleep
     )

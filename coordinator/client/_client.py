@@ -1,6 +1,6 @@
 """The operator's client of a deployment, on the ports: the CLI (and scripts) use it.
 
-Commands (start, signal, cancel) are published on the events exchange like any
+Commands (start, signal, cancel, retry, pause, resume) are published on the events exchange like any
 other input, so whichever coordinator replica takes them handles them; reads go
 to the store. It knows no broker and no database: ``coordinator.service``
 wires it to RabbitMQ and Redis (``open_client``), a test to the memory adapters.
@@ -17,7 +17,17 @@ from typing import Any, Protocol, final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, CancelSaga, Codec, Signal, StartSaga, routes
+from contracts import (
+    DEFAULT_CODEC,
+    CancelSaga,
+    Codec,
+    PauseSaga,
+    ResumeSaga,
+    RetrySaga,
+    Signal,
+    StartSaga,
+    routes,
+)
 from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry, Refusal, Refusals, SagaQueries, SagaStore, Transport
 
@@ -32,7 +42,7 @@ class ClientStore(SagaStore, SagaQueries, Refusals, Protocol):
 
 @final
 class SagaClient:
-    """Start, signal, cancel and read the sagas of one deployment.
+    """Start, signal, cancel, retry, pause, resume and read the sagas of one deployment.
 
     Args:
         transport: Where inputs are published (the coordinators' events exchange).
@@ -54,7 +64,11 @@ class SagaClient:
         self._namespace = namespace
         self._codec = codec
 
-    async def _publish(self, message: StartSaga | Signal | CancelSaga, routing_key: str) -> None:
+    async def _publish(
+        self,
+        message: StartSaga | Signal | CancelSaga | RetrySaga | PauseSaga | ResumeSaga,
+        routing_key: str,
+    ) -> None:
         await self._transport.publish(
             "events", routing_key, self._codec.encode(message), message_id=message.message_id
         )
@@ -105,6 +119,34 @@ class SagaClient:
             message_id=uuid.uuid4().hex, saga_id=saga_id, reason=reason, sent_at=datetime.now(UTC)
         )
         await self._publish(message, routes.CANCEL_KEY)
+        return message.message_id
+
+    async def retry(self, saga_id: str, *, by: str = "") -> str:
+        """Publish a retry of a failed saga's compensation; returns its message id."""
+        message = RetrySaga(
+            message_id=uuid.uuid4().hex, saga_id=saga_id, by=by, sent_at=datetime.now(UTC)
+        )
+        await self._publish(message, routes.RETRY_KEY)
+        return message.message_id
+
+    async def pause(self, saga_id: str, *, by: str = "", hold_deadline: bool = False) -> str:
+        """Publish a pause; returns its message id, which its history entry carries."""
+        message = PauseSaga(
+            message_id=uuid.uuid4().hex,
+            saga_id=saga_id,
+            by=by,
+            hold_deadline=hold_deadline,
+            sent_at=datetime.now(UTC),
+        )
+        await self._publish(message, routes.PAUSE_KEY)
+        return message.message_id
+
+    async def resume(self, saga_id: str, *, by: str = "") -> str:
+        """Publish a resume; returns its message id, which its history entry carries."""
+        message = ResumeSaga(
+            message_id=uuid.uuid4().hex, saga_id=saga_id, by=by, sent_at=datetime.now(UTC)
+        )
+        await self._publish(message, routes.RESUME_KEY)
         return message.message_id
 
     async def refusal(self, saga_id: str) -> Refusal | None:

@@ -69,9 +69,10 @@ class Decision(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
 
     ``changed`` is false when the input was a duplicate, late, or not applicable:
     the state is returned as it was, the input is only recorded. ``refused`` says
-    why an operator's input (a signal, a cancel, a retry) cannot be taken, for
-    the sender to hear; it is empty for every input that was applied, and for
-    replies and timers, which are only recorded when they do not apply.
+    why an operator's input (a signal, a cancel, a retry, a pause, a resume)
+    cannot be taken, for the sender to hear; it is empty for every input that was
+    applied, and for replies and timers, which are only recorded when they do not
+    apply.
     ``status_before`` is the saga's status before the input (``None`` when the
     input started it), so the history can say what the input did without
     reading the note.

@@ -13,6 +13,8 @@ __all__ = [
     "NOTHING_DOWN",
     "CancelRequested",
     "Input",
+    "PauseRequested",
+    "ResumeRequested",
     "RetryRequested",
     "ServiceRecovered",
     "SignalReceived",
@@ -93,7 +95,32 @@ class ServiceRecovered(_Input, frozen=True, kw_only=True):
 
 
 class RetryRequested(_Input, frozen=True, kw_only=True):
-    """An operator asks a failed saga to try its failed compensations again."""
+    """An operator asks a failed saga to try its failed compensations again.
+
+    Attributes:
+        by: Who asked, for the history.
+    """
+
+    by: str = ""
+
+
+class PauseRequested(_Input, frozen=True, kw_only=True):
+    """An operator stops a saga from sending anything until it is resumed.
+
+    Attributes:
+        by: Who asked, for the history.
+        hold_deadline: Stop the saga's deadline too; on resume it is moved on by
+            the time the saga was paused.
+    """
+
+    by: str = ""
+    hold_deadline: bool = False
+
+
+class ResumeRequested(_Input, frozen=True, kw_only=True):
+    """An operator lets a paused saga go on with what it received while paused."""
+
+    by: str = ""
 
 
 Input = (
@@ -104,6 +131,8 @@ Input = (
     | CancelRequested
     | ServiceRecovered
     | RetryRequested
+    | PauseRequested
+    | ResumeRequested
 )
 
 StepReply = StepCompleted | StepFailed

@@ -37,7 +37,8 @@ Where things are: the rules (which reply counts, which timer is still due) and
 the input handlers are here, the step-status table is ``STEP_TRANSITIONS`` in
 ``_state``; the mechanics they call are in ``_forward`` (walking, sending,
 settling, retrying), ``_backward`` (turning back, the pivot rules, compensating),
-``_working`` (the working copy and its bookkeeping) and ``_timers`` (timer names).
+``_working`` (the working copy and its bookkeeping), ``_timers`` (timer names) and
+``_pause`` (an operator's pause and resume, which hold inputs and replay them here).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ from coordinator.core._forward import (
 from coordinator.core._inputs import (
     CancelRequested,
     Input,
+    PauseRequested,
+    ResumeRequested,
     RetryRequested,
     ServiceRecovered,
     SignalReceived,
@@ -81,6 +84,7 @@ from coordinator.core._inputs import (
     StepReply,
     TimerFired,
 )
+from coordinator.core._pause import decide_paused
 from coordinator.core._state import SagaState, StepState, StepStatus
 from coordinator.core._timers import TimerKey, TimerKind
 from coordinator.core._working import Changed, _Working
@@ -188,6 +192,10 @@ class _OnTimer(Protocol):
 
 def _on_deadline(w: _Working[D], key: TimerKey) -> Changed:
     if w.status != "running":
+        return False
+    if w.old.deadline_at is not None and w.at < w.old.deadline_at:
+        # Fired for a deadline a pause (``hold_deadline``) has since moved on.
+        w.note(f"deadline timer ignored: the deadline is now {w.old.deadline_at.isoformat()}")
         return False
     if pivot_passed(w):
         # Nothing can be undone any more; the steps after the pivot retry to the end.
@@ -364,6 +372,8 @@ def _apply(w: _Working[D], inp: Input) -> Changed:
             return _on_recovered(w, inp)
         case RetryRequested():
             return _on_operator_retry(w, inp)
+        case PauseRequested() | ResumeRequested():
+            return False  # decided by ``decide_paused``, never here
 
 
 # -- the two entry points ------------------------------------------------------------
@@ -399,9 +409,11 @@ def decide(defn: SagaDefinition[D], state: SagaState[D], inp: Input) -> Decision
 
     Returns the new state and the effects to carry out, or, when the input is a
     duplicate, late or does not apply, the unchanged state with ``changed=False``
-    and a note saying why; ``refused`` too when a signal, a cancel or a retry is
-    not allowed, so its sender can be told.
+    and a note saying why; ``refused`` too when a signal, a cancel, a retry, a
+    pause or a resume is not allowed, so its sender can be told.
     """
+    if state.paused or isinstance(inp, PauseRequested | ResumeRequested):
+        return decide_paused(defn, state, inp, decide)
     if state.terminal and not isinstance(inp, SignalReceived | CancelRequested | RetryRequested):
         # Recorded in the history by the caller; a terminal saga never changes again.
         return Decision(

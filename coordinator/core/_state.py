@@ -7,6 +7,8 @@ from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
+from coordinator.core._inputs import Input
+
 __all__ = ["STEP_TRANSITIONS", "SagaState", "SagaStatus", "StepState", "StepStatus"]
 
 D = TypeVar("D")
@@ -105,6 +107,12 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
         signals: Signals received before their wait was reached, by signal name.
         seen_signals: Message ids of signals already taken, so a duplicate is a no-op.
         outcome: The terminal status compensation will end in (compensated/cancelled).
+        paused: An operator paused the saga: it sends nothing and fires no step
+            timer; what arrives is kept in ``held`` and applied on resume, in order.
+        paused_at: When it was paused.
+        paused_by: Who paused it.
+        hold_deadline: The deadline stopped with it (moved on by the pause on resume).
+        held: Inputs received while paused that will change the saga on resume.
     """
 
     TERMINAL: ClassVar[frozenset[SagaStatus]] = frozenset(
@@ -129,6 +137,11 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
     updated_at: datetime
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
+    paused: bool = False
+    paused_at: datetime | None = None
+    paused_by: str = ""
+    hold_deadline: bool = False
+    held: tuple[Input, ...] = ()
 
     @property
     def terminal(self) -> bool:

@@ -8,7 +8,7 @@ acked, so a crash at any point leaves either nothing done or a committed
 transition whose messages the relay publishes later.
 
 This module is the coordinator's face: its lifecycle, the events queue, and the
-operations an embedding application calls (start, signal, cancel, retry).
+operations an embedding application calls (start, signal, cancel, retry, pause, resume).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from contracts import (
     Codec,
     ContractError,
     CoordinatorInbound,
+    PauseSaga,
+    ResumeSaga,
+    RetrySaga,
     Signal,
     StartSaga,
     TaskCompleted,
@@ -40,6 +43,8 @@ from coordinator.backoff import retry_through_outage
 from coordinator.core import (
     CancelRequested,
     Decision,
+    PauseRequested,
+    ResumeRequested,
     RetryRequested,
     SagaDefinition,
     SagaState,
@@ -50,7 +55,7 @@ from coordinator.ports import Clock, Delivery, Refusal, Subscription, Transport
 from coordinator.runtime._outbox import OutboxPublisher
 from coordinator.runtime._registry import Registry
 from coordinator.runtime._transition import Store, Transitions
-from coordinator.runtime._translate import MakeInput, input_for
+from coordinator.runtime._translate import MakeInput, input_for, request_name
 
 __all__ = ["Coordinator"]
 
@@ -208,14 +213,22 @@ class Coordinator:
                     await self.start_saga(
                         message.saga_name, message.saga_id, message.input, message.message_id
                     )
-                case TaskCompleted() | TaskFailed() | Signal() | CancelSaga():
+                case (
+                    TaskCompleted()
+                    | TaskFailed()
+                    | Signal()
+                    | CancelSaga()
+                    | RetrySaga()
+                    | PauseSaga()
+                    | ResumeSaga()
+                ):
                     decision = await self._transitions.apply(
                         message.saga_id, message.message_id, input_for(message)
                     )
-                    if decision.refused:
+                    if decision.refused and not isinstance(message, TaskCompleted | TaskFailed):
                         # The refusal is in the history already; the sender finds the
                         # message with the same reason among the dead letters.
-                        what = "signal" if isinstance(message, Signal) else "cancel"
+                        what = request_name(message)
                         await delivery.dead_letter(f"{what}_refused", decision.refused)
                         return
         except UnknownSagaError as exc:
@@ -286,15 +299,47 @@ class Coordinator:
             lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
         )
 
-    async def retry(self, saga_id: str, message_id: str) -> Decision[Any]:
-        """Try a failed saga's failed compensations again.
+    async def retry(self, saga_id: str, message_id: str, *, by: str = "") -> Decision[Any]:
+        """Try a failed saga's failed compensations again, where it stopped.
 
         Raises:
             UnknownSagaError: no saga has that id.
             SagaRefusedError: the saga has no failed compensation.
         """
         return await self._taken(
-            saga_id, message_id, lambda at, down: RetryRequested(at=at, services_down=down)
+            saga_id,
+            message_id,
+            lambda at, down: RetryRequested(by=by, at=at, services_down=down),
+        )
+
+    async def pause(
+        self, saga_id: str, message_id: str, *, by: str = "", hold_deadline: bool = False
+    ) -> Decision[Any]:
+        """Stop a saga from sending anything until it is resumed.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            SagaRefusedError: the saga has ended, or is paused already.
+        """
+        return await self._taken(
+            saga_id,
+            message_id,
+            lambda at, down: PauseRequested(
+                by=by, hold_deadline=hold_deadline, at=at, services_down=down
+            ),
+        )
+
+    async def resume(self, saga_id: str, message_id: str, *, by: str = "") -> Decision[Any]:
+        """Let a paused saga go on with what it received while paused.
+
+        Raises:
+            UnknownSagaError: no saga has that id.
+            SagaRefusedError: the saga is not paused.
+        """
+        return await self._taken(
+            saga_id,
+            message_id,
+            lambda at, down: ResumeRequested(by=by, at=at, services_down=down),
         )
 
     async def _taken(self, saga_id: str, message_id: str, make: MakeInput) -> Decision[Any]:

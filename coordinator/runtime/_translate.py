@@ -13,6 +13,9 @@ from contracts import (
     CancelSaga,
     Codec,
     Command,
+    PauseSaga,
+    ResumeSaga,
+    RetrySaga,
     SagaLifecycle,
     Signal,
     TaskCompleted,
@@ -25,6 +28,9 @@ from coordinator.core import (
     Dispatch,
     Input,
     Notify,
+    PauseRequested,
+    ResumeRequested,
+    RetryRequested,
     SagaState,
     SignalReceived,
     Start,
@@ -33,9 +39,32 @@ from coordinator.core import (
 )
 from coordinator.ports import HistoryEntry, OutboxEntry
 
-__all__ = ["command_entry", "history_entry", "input_for", "lifecycle_entry"]
+__all__ = [
+    "SagaRequest",
+    "command_entry",
+    "history_entry",
+    "input_for",
+    "lifecycle_entry",
+    "request_name",
+]
 
 MakeInput = Callable[[datetime, frozenset[str]], Input]
+
+SagaRequest = Signal | CancelSaga | RetrySaga | PauseSaga | ResumeSaga
+"""A request for one existing saga, which the saga may refuse."""
+
+_REQUEST_NAMES: dict[type[SagaRequest], str] = {
+    Signal: "signal",
+    CancelSaga: "cancel",
+    RetrySaga: "retry",
+    PauseSaga: "pause",
+    ResumeSaga: "resume",
+}
+
+
+def request_name(message: SagaRequest) -> str:
+    """What the request is called in a refusal (``{name}_refused``) and to operators."""
+    return _REQUEST_NAMES[type(message)]
 
 
 def command_entry(
@@ -91,7 +120,7 @@ def lifecycle_entry(
     )
 
 
-def input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> MakeInput:
+def input_for(message: TaskCompleted | TaskFailed | SagaRequest) -> MakeInput:
     """The core input a message stands for, made when the saga is loaded (``at`` is then)."""
     match message:
         case TaskCompleted():
@@ -128,6 +157,14 @@ def input_for(message: TaskCompleted | TaskFailed | Signal | CancelSaga) -> Make
             return lambda at, down: CancelRequested(
                 reason=message.reason, at=at, services_down=down
             )
+        case RetrySaga():
+            return lambda at, down: RetryRequested(by=message.by, at=at, services_down=down)
+        case PauseSaga():
+            return lambda at, down: PauseRequested(
+                by=message.by, hold_deadline=message.hold_deadline, at=at, services_down=down
+            )
+        case ResumeSaga():
+            return lambda at, down: ResumeRequested(by=message.by, at=at, services_down=down)
 
 
 def history_entry(

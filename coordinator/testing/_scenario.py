@@ -19,6 +19,8 @@ from coordinator.core import (
     Decision,
     Dispatch,
     Input,
+    PauseRequested,
+    ResumeRequested,
     RetryRequested,
     SagaDefinition,
     SagaState,
@@ -133,8 +135,28 @@ class Scenario(Generic[D]):
             CancelRequested(reason=reason, at=self.now, services_down=self.services_down)
         )
 
-    def retry(self) -> Decision[D]:
-        return self.feed(RetryRequested(at=self.now, services_down=self.services_down))
+    def retry(self, by: str = "") -> Decision[D]:
+        return self.feed(RetryRequested(by=by, at=self.now, services_down=self.services_down))
+
+    def pause(self, by: str = "", *, hold_deadline: bool = False) -> Decision[D]:
+        """Pause the saga: it sends nothing until `resume`; what arrives is held.
+
+        A command already in flight can still be answered (``expect_sent(...).reply()``);
+        the reply is recorded and takes effect on resume.
+        """
+        return self.feed(
+            PauseRequested(
+                by=by, hold_deadline=hold_deadline, at=self.now, services_down=self.services_down
+            )
+        )
+
+    def resume(self, by: str = "") -> Decision[D]:
+        """Resume a paused saga: what it held is applied, in the order it came."""
+        return self.feed(ResumeRequested(by=by, at=self.now, services_down=self.services_down))
+
+    def expect_paused(self, paused: bool = True) -> None:
+        if self.state.paused != paused:
+            raise AssertionError(f"expected the saga {'' if paused else 'not '}paused")
 
     def recover(self, service: str) -> Decision[D]:
         self.services_down = self.services_down - {service}

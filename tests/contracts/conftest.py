@@ -8,6 +8,9 @@ import pytest
 from contracts import (
     CancelSaga,
     Command,
+    PauseSaga,
+    ResumeSaga,
+    RetrySaga,
     SagaLifecycle,
     Signal,
     StartSaga,
@@ -79,6 +82,11 @@ def _all_messages() -> list[WireMessage]:
         CancelSaga(
             message_id="c-1", saga_id="order-42", reason="customer gave up", sent_at=SENT_AT
         ),
+        RetrySaga(message_id="r-1", saga_id="order-42", by="alice", sent_at=SENT_AT),
+        PauseSaga(
+            message_id="p-1", saga_id="order-42", by="alice", hold_deadline=True, sent_at=SENT_AT
+        ),
+        ResumeSaga(message_id="u-1", saga_id="order-42", by="bob", sent_at=SENT_AT),
         SagaLifecycle(
             message_id="l-1",
             saga_id="order-42",

@@ -131,7 +131,7 @@ def test_unknown_type_tag() -> None:
     assert error.reason == "unknown_type"
     assert str(error) == (
         "message type 'Teleport' is not one of "
-        "TaskCompleted, TaskFailed, StartSaga, Signal, CancelSaga"
+        "TaskCompleted, TaskFailed, StartSaga, Signal, CancelSaga, RetrySaga, PauseSaga, ResumeSaga"
     )
 
 
@@ -157,7 +157,7 @@ def test_anything_but_a_command_sent_to_a_participant_is_an_unknown_type(
 
         assert error.reason == "unknown_type"
         assert str(error) == f"message type {type(message).__name__!r} is not one of Command"
-    assert len(others) == 6
+    assert len(others) == 9
 
 
 def test_unknown_type_with_a_huge_tag_is_not_echoed_in_full() -> None:

@@ -18,6 +18,9 @@ MESSAGE_NAMES = {
     "StartSaga",
     "Signal",
     "CancelSaga",
+    "RetrySaga",
+    "PauseSaga",
+    "ResumeSaga",
     "SagaLifecycle",
 }
 
@@ -143,6 +146,9 @@ def test_asyncapi_document_shape() -> None:
         "StartSaga",
         "Signal",
         "CancelSaga",
+        "RetrySaga",
+        "PauseSaga",
+        "ResumeSaga",
     }
     assert set(channels["saga.lifecycle"]["messages"]) == {"SagaLifecycle"}
     json.dumps(doc)

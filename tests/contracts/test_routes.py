@@ -21,6 +21,11 @@ def test_the_names_on_the_wire_are_unchanged() -> None:
     assert routes.reply_key("orders", "TaskFailed") == "orders.TaskFailed"
     assert routes.start_key("orders") == "orders.StartSaga"
     assert (routes.SIGNAL_KEY, routes.CANCEL_KEY) == ("signal.Signal", "cancel.CancelSaga")
+    assert (routes.RETRY_KEY, routes.PAUSE_KEY, routes.RESUME_KEY) == (
+        "retry.RetrySaga",
+        "pause.PauseSaga",
+        "resume.ResumeSaga",
+    )
     assert routes.lifecycle_key("orders", "completed") == "orders.completed"
     assert routes.reply_id("o1:reserve:action:1") == "o1:reserve:action:1:reply"
     assert routes.address("saga", "inventory.commands") == "saga.inventory.commands"
@@ -80,5 +85,8 @@ def test_each_routing_key_reaches_the_queue_named_for_it() -> None:
         routes.start_key("orders"),
         routes.SIGNAL_KEY,
         routes.CANCEL_KEY,
+        routes.RETRY_KEY,
+        routes.PAUSE_KEY,
+        routes.RESUME_KEY,
     ):
         assert topic_matches(routes.EVENTS_BINDING, key)

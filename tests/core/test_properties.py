@@ -20,6 +20,11 @@ decision has no effects; a duplicate reply, signal or stale timer changes nothin
 ``settled`` grows by exactly the steps that succeeded or timed out; every change of a
 step's status is one ``STEP_TRANSITIONS`` allows (a decision may chain several of them).
 
+Pause and resume come at random too. While paused (g) nothing is dispatched and no
+state changes but the inputs held; a duplicate is still only recorded; resume (or a
+cancel, which ends the pause) applies everything held, and the deadline, if held,
+moves on by exactly the time paused.
+
 Checked at the end: (a) the saga is terminal; (c) when it ended compensated or
 cancelled, every step that applied at its participant, or whose outcome is unknown,
 was compensated exactly once and nothing else was, in reverse order of settling,
@@ -49,6 +54,8 @@ from coordinator.core import (
     Dispatch,
     Input,
     ParallelDef,
+    PauseRequested,
+    ResumeRequested,
     Retry,
     RetryRequested,
     SagaDefinition,
@@ -381,6 +388,7 @@ class World:
         # The outcome ("ok" or "failed") of every (step, kind, attempt) the saga took a reply for.
         self.answered: dict[tuple[str, str, int], str] = {}
         self.retries = 0
+        self.pauses = 0
         first = start(defn, Start(saga_id="p1", data=data, at=T0))
         assert first.changed
         assert first.state.revision == 1
@@ -405,12 +413,25 @@ class World:
             assert not d.changed, (before.status, inp)
         if duplicate:
             assert not d.changed, f"a duplicate changed the saga: {inp!r}: {d.note}"
+        if d.state.paused:
+            self.check_paused(before, d, inp)
         self.absorb(before, d, inp)
         self.state = d.state
         if d.changed and isinstance(inp, StepCompleted | StepFailed):
             outcome = "ok" if isinstance(inp, StepCompleted) else "failed"
             self.answered.setdefault((inp.step, inp.kind, inp.attempt), outcome)
         return d
+
+    def check_paused(self, before: SagaState[Data], d: Decision[Data], inp: Input) -> None:
+        """(g) A paused saga sends nothing and changes nothing but what it holds."""
+        assert not any(isinstance(e, Dispatch | StartTimer) for e in d.effects), d.effects
+        if not d.changed or not before.paused:
+            return
+        assert d.state.held == (*before.held, inp)
+        expected = msgspec.structs.replace(
+            before, revision=d.state.revision, updated_at=inp.at, held=d.state.held
+        )
+        assert d.state == expected
 
     @staticmethod
     def can_retry(state: SagaState[Data]) -> bool:
@@ -442,7 +463,9 @@ class World:
         compensating = [n for n, s in new.steps.items() if s.status == "compensating"]
         assert len(compensating) <= 1, f"compensations in flight at once: {compensating}"
         undos = {e.step for e in d.effects if isinstance(e, Dispatch) and e.kind == "compensation"}
-        assert len(undos) <= 1, f"compensations sent at once: {undos}"
+        # A resume replays its held inputs as one decision: each may send the next undo.
+        replayed = len(before.held) if before is not None and before.paused else 0
+        assert len(undos) <= 1 + replayed, f"compensations sent at once: {undos}"
         if undos:
             out = [n for n, s in new.steps.items() if s.status == "dispatched"]
             assert not out, f"compensation of {undos} sent while {out} still dispatched"
@@ -462,16 +485,25 @@ class World:
         assert new.settled[: len(old_settled)] == old_settled
         assert sorted(new.settled[len(old_settled) :]) == sorted(newly), (new.settled, newly)
         assert len(set(new.settled)) == len(new.settled)
-        if isinstance(inp, StepCompleted) and inp.kind == "compensation":
+        if isinstance(inp, StepCompleted) and inp.kind == "compensation" and not new.paused:
             assert new.steps[inp.step].status == "compensated"
-            self.compensation_successes[inp.step] += 1
+        self.count_compensations(old_steps, new)
+
+    def count_compensations(self, old_steps: dict[str, StepState], new: SagaState[Data]) -> None:
+        # Counted when it happens: a success held while paused counts on resume.
+        for name, st_ in new.steps.items():
+            if st_.status == "compensated" and old_steps[name].status != "compensated":
+                self.compensation_successes[name] += 1
 
     def check_due(self, timer: StartTimer, new: SagaState[Data]) -> None:
         """Timeouts, backoffs and the deadline fall due when the definition says."""
         at = new.updated_at
         if timer.timer == "deadline":
             assert self.defn.deadline is not None
-            assert timer.due == new.started_at + self.defn.deadline, timer
+            # Moved on by the time held paused (``hold_deadline``), else as started.
+            assert timer.due == new.deadline_at, timer
+            if not self.pauses:
+                assert timer.due == new.started_at + self.defn.deadline, timer
             return
         if timer.timer.startswith("wait:"):
             wait = self.defn.waits[timer.timer.removeprefix("wait:")]
@@ -586,6 +618,27 @@ class World:
         d = self.feed(inp)
         assert d.changed == possible, (possible, d.note)
 
+    def pause(self, hold: bool) -> None:
+        before = self.state
+        self.pauses += 1
+        d = self.feed(PauseRequested(by="prop", hold_deadline=hold, **self.inp_kwargs()))
+        assert d.changed == (not before.terminal and not before.paused), d.note
+        assert d.refused == ("" if d.changed else d.refused) and (d.changed or d.refused)
+
+    def resume(self) -> None:
+        before = self.state
+        d = self.feed(ResumeRequested(by="prop", **self.inp_kwargs()))
+        assert d.changed == before.paused, d.note
+        if not d.changed:
+            assert d.refused
+            return
+        assert not d.state.paused and d.state.held == ()
+        if before.hold_deadline and before.deadline_at and before.paused_at:
+            moved = max(before.deadline_at + (self.now - before.paused_at), self.now)
+            assert d.state.deadline_at == moved
+        else:
+            assert d.state.deadline_at == before.deadline_at
+
     def recover(self, service: str) -> None:
         self.down = self.down - {service}
         self.feed(ServiceRecovered(service=service, **self.inp_kwargs()))
@@ -603,6 +656,9 @@ class World:
         for _ in range(1000):
             if self.state.terminal:
                 return
+            if self.state.paused:
+                self.resume()
+                continue
             waiting_for_service = sorted(
                 {
                     self.defn.steps[n].service
@@ -638,6 +694,8 @@ class World:
         for name in (*SIGNALS, "noise"):
             self.signal(name, True)
         self.cancel()
+        self.pause(hold=True)
+        self.resume()
         for service in SERVICES:
             self.recover(service)
         assert self.state is final
@@ -665,6 +723,8 @@ CHOICES = (
     "recover",
     "circuit",
     "clock",
+    "pause",
+    "resume",
 )
 
 
@@ -723,6 +783,8 @@ ACTIONS: dict[str, tuple[Callable[[World], bool], Callable[[World, st.DataObject
         lambda w, d: w.recover(d.draw(st.sampled_from(SERVICES), label="recover")),
     ),
     "circuit": (lambda w: True, _circuit),
+    "pause": (lambda w: True, lambda w, d: w.pause(d.draw(st.booleans(), label="hold"))),
+    "resume": (lambda w: True, lambda w, d: w.resume()),
     "clock": (
         lambda w: True,
         lambda w, d: w.advance_clock(d.draw(st.integers(1, 20), label="seconds")),
@@ -730,11 +792,14 @@ ACTIONS: dict[str, tuple[Callable[[World], bool], Callable[[World, st.DataObject
 }
 
 
-def play(world: World, data: st.DataObject, budget: int) -> None:
+def play(
+    world: World, data: st.DataObject, budget: int, always: frozenset[str] = frozenset()
+) -> None:
     # Swarm testing: each run allows only some kinds of trouble, so that rarer sequences
     # (lose a reply, let it time out, cancel in the backoff) are not drowned by the rest.
     trouble = sorted(set(CHOICES) - {"deliver", "timer"})
-    allowed = {"deliver", "timer", *data.draw(st.sets(st.sampled_from(trouble)), label="trouble")}
+    drawn = data.draw(st.sets(st.sampled_from(trouble)), label="trouble")
+    allowed = {"deliver", "timer", *always, *drawn}
     for _ in range(budget):
         if world.state.terminal:
             if "retry" in allowed and world.can_retry(world.state):
@@ -816,7 +881,7 @@ def check_outcome(world: World, spec: SagaSpec) -> None:
         assert state.outcome == "cancelled"
 
 
-def run_world(spec: SagaSpec, data: st.DataObject) -> None:
+def run_world(spec: SagaSpec, data: st.DataObject, always: frozenset[str] = frozenset()) -> None:
     defn = build(spec)
     flags = tuple(data.draw(st.lists(st.booleans(), min_size=FLAGS, max_size=FLAGS), label="flags"))
     participants = Participants(
@@ -824,7 +889,7 @@ def run_world(spec: SagaSpec, data: st.DataObject) -> None:
         compensations={n: data.draw(compensation_plans, label=f"undo {n}") for n in defn.steps},
     )
     world = World(defn, Data(flags=flags), participants)
-    play(world, data, data.draw(st.integers(0, 150), label="budget"))
+    play(world, data, data.draw(st.integers(0, 150), label="budget"), always)
     world.drain()
     # The operator retries a failed compensation, perhaps more than once.
     while world.can_retry(world.state) and data.draw(st.booleans(), label="operator retry"):
@@ -854,3 +919,15 @@ def test_random_sagas_around_a_pivot_that_may_time_out(spec: SagaSpec, data: st.
     """The same world, every saga with a pivot that times out and retries: after the point
     of no return (or when it may have been passed) nothing before it is undone."""
     run_world(spec, data)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(spec=saga_specs(), data=st.data())
+def test_random_sagas_paused_and_resumed_at_random(spec: SagaSpec, data: st.DataObject) -> None:
+    """The same world, with an operator pausing and resuming in every run: whatever was
+    held, every invariant still holds at the end."""
+    run_world(spec, data, frozenset({"pause", "resume"}))

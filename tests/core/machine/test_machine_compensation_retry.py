@@ -175,3 +175,30 @@ def test_undo_that_raises_fails_the_saga() -> None:
     assert run.status("a") == "compensation_failed"
     assert "RuntimeError: boom" in (run.state.reason or "")
     assert notified(d) == ["failed"]
+
+
+def test_an_operator_retry_resumes_where_it_stopped_and_undoes_nothing_twice() -> None:
+    s = saga(compensation_retry=Retry(attempts=1))
+    defn = s.define(step(s, "a"), step(s, "b"), step(s, "c"), step(s, "d"))
+    run = Run(defn)
+    run.ok("a", t=1)
+    run.ok("b", t=2)
+    run.ok("c", t=3)
+    run.fail("d", retryable=False, t=4)
+    run.ok("c", kind="compensation", t=5)
+    run.fail("b", kind="compensation", t=6)  # exhausted: a is never reached
+    assert run.state.status == "failed"
+    assert (run.status("a"), run.status("b"), run.status("c")) == (
+        "succeeded",
+        "compensation_failed",
+        "compensated",
+    )
+    d = run.feed(RetryRequested(at=at(10)))
+    assert sent(d) == ["b"]
+    assert not run.feed(RetryRequested(at=at(10))).changed  # a second retry: nothing to do
+    d = run.ok("b", 2, kind="compensation", t=11)
+    assert sent(d) == ["a"]
+    run.ok("a", kind="compensation", t=12)
+    assert run.state.status == "compensated"
+    undos = [x.step for x in run.all_dispatches if x.kind == "compensation"]
+    assert undos == ["c", "b", "b", "a"]  # c once, b's failed attempt and its retry, a once
