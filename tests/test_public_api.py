@@ -202,6 +202,7 @@ PUBLIC = {
     "coordinator.examples.orders": {
         "Ledger",
         "Order",
+        "Outages",
         "SqliteLedger",
         "build_services",
         "saga",

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
+from typing import Literal
 
 from coordinator.examples.orders.messages import (
     AwardPoints,
@@ -42,6 +45,54 @@ class CardDeclined(Failure):
 
 class GatewayTimeout(Failure):
     retryable = True
+
+
+class ServiceDown(Failure):
+    retryable = True
+
+
+Outage = Literal["failing", "silent"]
+
+
+class Outages:
+    """A switch that takes services down, to watch the circuit breakers work.
+
+    A service that is ``failing`` answers every command with a retryable
+    failure (its database is down, say); one that is ``silent`` never answers
+    (its commands hang until it is back up). The demo and the tests flip
+    :attr:`down`; a participant process reads ``ORDERS_DOWN`` (``payments`` or
+    ``payments:silent,shipping``) at start, or, with ``ORDERS_DOWN_FILE``, the
+    same text from that file on every command, so it can be flipped while the
+    process runs.
+    """
+
+    def __init__(self, down: Mapping[str, Outage] | None = None, *, file: str | None = None):
+        self.down: dict[str, Outage] = dict(down or {})
+        self._file = Path(file) if file else None
+
+    @classmethod
+    def parse(cls, text: str) -> dict[str, Outage]:
+        """``payments,shipping:silent`` -> {"payments": "failing", "shipping": "silent"}."""
+        found: dict[str, Outage] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            service, _, mode = item.partition(":")
+            found[service] = "silent" if mode == "silent" else "failing"
+        return found
+
+    def of(self, service: str) -> Outage | None:
+        if self._file is not None:
+            try:
+                return self.parse(self._file.read_text()).get(service)
+            except FileNotFoundError:
+                return None
+        return self.down.get(service)
+
+    async def check(self, service: str, clock: Clock) -> None:
+        """Return if ``service`` is up; raise if it is failing; hang while it is silent."""
+        while (outage := self.of(service)) == "silent":
+            await clock.sleep(timedelta(seconds=1))
+        if outage == "failing":
+            raise ServiceDown(f"{service} is down")
 
 
 class Ledger:
@@ -130,16 +181,26 @@ class SqliteLedger(Ledger):
         return self._db.execute("INSERT OR IGNORE INTO marks VALUES (?)", (key,)).rowcount == 1
 
 
-def build_services(ledger: Ledger, clock: Clock) -> list[Service]:
-    """The inventory, payments, loyalty and shipping services over one ledger."""
-    return [_inventory(ledger), _payments(ledger), _loyalty(ledger), _shipping(ledger, clock)]
+def build_services(ledger: Ledger, clock: Clock, outages: Outages | None = None) -> list[Service]:
+    """The inventory, payments, loyalty and shipping services over one ledger.
+
+    ``outages`` takes any of them down (none by default).
+    """
+    down = outages or Outages()
+    return [
+        _inventory(ledger, down, clock),
+        _payments(ledger, down, clock),
+        _loyalty(ledger, down, clock),
+        _shipping(ledger, down, clock),
+    ]
 
 
-def _inventory(ledger: Ledger) -> Service:
+def _inventory(ledger: Ledger, down: Outages, clock: Clock) -> Service:
     inventory = Service("inventory")
 
     @inventory.handles(Reserve)
     async def reserve(cmd: Reserve, ctx: Context) -> Reserved:
+        await down.check("inventory", clock)
         for line in cmd.lines:
             if line.sku == "out-of-stock":
                 raise OutOfStock(f"sku {line.sku!r} is out of stock")
@@ -148,16 +209,18 @@ def _inventory(ledger: Ledger) -> Service:
 
     @inventory.handles(Release)
     async def release(cmd: Release, ctx: Context) -> None:
+        await down.check("inventory", clock)
         ledger.apply("inventory", "release", cmd.order_id, ctx.idempotency_key)
 
     return inventory
 
 
-def _payments(ledger: Ledger) -> Service:
+def _payments(ledger: Ledger, down: Outages, clock: Clock) -> Service:
     payments = Service("payments")
 
     @payments.handles(Charge)
     async def charge(cmd: Charge, ctx: Context) -> Charged:
+        await down.check("payments", clock)
         if cmd.card == "declined":
             raise CardDeclined("the card was declined")
         if cmd.card == "flaky" and ledger.first_try(f"flaky:{cmd.order_id}"):
@@ -167,30 +230,34 @@ def _payments(ledger: Ledger) -> Service:
 
     @payments.handles(Refund)
     async def refund(cmd: Refund, ctx: Context) -> None:
+        await down.check("payments", clock)
         ledger.apply("payments", "refund", cmd.order_id, ctx.idempotency_key)
 
     return payments
 
 
-def _loyalty(ledger: Ledger) -> Service:
+def _loyalty(ledger: Ledger, down: Outages, clock: Clock) -> Service:
     loyalty = Service("loyalty")
 
     @loyalty.handles(AwardPoints)
     async def award(cmd: AwardPoints, ctx: Context) -> None:
+        await down.check("loyalty", clock)
         ledger.apply("loyalty", "award", cmd.order_id, ctx.idempotency_key)
 
     @loyalty.handles(RevokePoints)
     async def revoke(cmd: RevokePoints, ctx: Context) -> None:
+        await down.check("loyalty", clock)
         ledger.apply("loyalty", "revoke", cmd.order_id, ctx.idempotency_key)
 
     return loyalty
 
 
-def _shipping(ledger: Ledger, clock: Clock) -> Service:
+def _shipping(ledger: Ledger, down: Outages, clock: Clock) -> Service:
     shipping = Service("shipping")
 
     @shipping.handles(BookShipment)
     async def book(cmd: BookShipment, ctx: Context) -> Booked:
+        await down.check("shipping", clock)
         if cmd.shipper == "slow":
             await clock.sleep(timedelta(seconds=SLOW_SHIPPER_SECONDS))
         # A cancellation that overtook this booking left a tombstone: do not apply.
@@ -203,6 +270,7 @@ def _shipping(ledger: Ledger, clock: Clock) -> Service:
 
     @shipping.handles(CancelShipment)
     async def cancel(cmd: CancelShipment, ctx: Context) -> None:
+        await down.check("shipping", clock)
         ledger.cancel_shipment(cmd.order_id)
         ledger.apply("shipping", "cancel", cmd.order_id, ctx.idempotency_key)
 

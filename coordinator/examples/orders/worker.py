@@ -3,6 +3,8 @@
 
 Effects are written to the SQLite file named by ``ORDERS_LEDGER`` (default
 ``orders-ledger.sqlite3``), so tests can check that each happened exactly once.
+``ORDERS_DOWN`` (or the file named by ``ORDERS_DOWN_FILE``) takes services down:
+see :class:`~coordinator.examples.orders.services.Outages`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import os
 
 from coordinator.adapters.memory import SystemClock
-from coordinator.examples.orders.services import SqliteLedger, build_services
+from coordinator.examples.orders.services import Outages, SqliteLedger, build_services
 from participants import Service
 
 
 def services() -> list[Service]:
     ledger = SqliteLedger(os.environ.get("ORDERS_LEDGER", "orders-ledger.sqlite3"))
-    return build_services(ledger, SystemClock())
+    outages = Outages(
+        Outages.parse(os.environ.get("ORDERS_DOWN", "")), file=os.environ.get("ORDERS_DOWN_FILE")
+    )
+    return build_services(ledger, SystemClock(), outages)
