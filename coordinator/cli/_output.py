@@ -35,7 +35,9 @@ def print_saga(state: SagaState[Any], *, as_json_: bool = False) -> None:
         return
     console.print(
         f"[bold]{state.saga_id}[/bold]  {state.name} v{state.version}  "
-        f"[bold]{state.status}[/bold]" + (f"  ({state.reason})" if state.reason else "")
+        f"[bold]{state.status}[/bold]"
+        + (f"  ({state.reason})" if state.reason else "")
+        + (f"  [yellow]paused by {state.paused_by or '?'}[/yellow]" if state.paused else "")
     )
     table = Table("step", "status", "attempt", "error", box=None)
     for name, step in state.steps.items():

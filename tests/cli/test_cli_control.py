@@ -37,6 +37,7 @@ def test_pause_holds_a_signal_until_resume_and_refusals_say_why(live: Deployment
     live.saga("signal", "p1", "approval", "--data", '{"approved": true, "by": "ops"}')
     shown = live.json("show", "p1")
     assert shown["paused"] is True and shown["paused_by"] == "alice"
+    assert "paused by alice" in live.saga("show", "p1").stdout.splitlines()[0]
     assert shown["steps"]["approval"]["status"] == "waiting", "held, not yet taken"
     history = live.json("history", "p1")
     assert history[-1]["input"]["type"] == "SignalReceived"
