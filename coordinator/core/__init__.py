@@ -36,6 +36,7 @@ from coordinator.core._state import (
     StepState,
     StepStatus,
 )
+from coordinator.core._timers import TimerKey
 
 __all__ = [
     "STEP_TRANSITIONS",
@@ -66,6 +67,7 @@ __all__ = [
     "StepState",
     "StepStatus",
     "TimerFired",
+    "TimerKey",
     "WaitDef",
     "decide",
     "start",
