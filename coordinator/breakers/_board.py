@@ -199,14 +199,19 @@ class BreakerBoard:
 
     # -- one tick -------------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """Send the queued outcomes, refresh every copy, resume what may go now."""
+    async def tick(self) -> int:
+        """Send the queued outcomes, refresh every copy, resume what may go now.
+
+        Returns how many parked sagas it resumed.
+        """
         queue, self._queue = self._queue, []
         for service, op in queue:
             self._install(await self._store.apply(service, op, self.policy(service)))
         await self._refresh_all()
+        resumed = 0
         for service in list(self._breakers):
-            await self._recover(service)
+            resumed += await self._recover(service)
+        return resumed
 
     def next_due(self) -> datetime | None:
         """When the earliest open breaker half-opens (the harness's clock jumps there)."""
@@ -227,19 +232,20 @@ class BreakerBoard:
             for snap in (await self._store.snapshot(rest)).values():
                 self._install(snap)
 
-    async def _recover(self, service: str) -> None:
+    async def _recover(self, service: str) -> int:
         state = self._storages[service].state
         if state == pybreaker.STATE_HALF_OPEN:
-            await self._probe(service)
-        elif (
+            return await self._probe(service)
+        if (
             state == pybreaker.STATE_CLOSED
             and self._resume is not None
             and await self._parked.parked_count(service)
             and await self._store.lease(f"sweep:{service}", self._holder, _SWEEP_LEASE)
         ):
-            await self._resume(service, _SWEEP_BATCH)
+            return await self._resume(service, _SWEEP_BATCH)
+        return 0
 
-    async def _probe(self, service: str) -> None:
+    async def _probe(self, service: str) -> int:
         now = self._clock.now()
         held = [t for t in self._admissions.get(service, []) if t > now]
         if not held:
@@ -250,7 +256,9 @@ class BreakerBoard:
         self._admissions[service] = held
         self._changed()
         if held and self._resume is not None:
-            await self._resume(service, len(held))
+            # A probe held and no saga parked is kept for the next new command instead.
+            return await self._resume(service, len(held))
+        return 0
 
     def _install(self, snap: BreakerSnapshot) -> None:
         storage = self._storages.get(snap.service)

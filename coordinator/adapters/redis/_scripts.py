@@ -70,8 +70,8 @@ redis.call('ZADD', prefix .. ARGV[5] .. ':' .. ARGV[6], now_ms, saga_id)
 local old_parked, new_parked = current[6] or '', ARGV[15]
 if old_parked ~= new_parked then
   local before, after = {}, {}
-  for s in string.gmatch(old_parked, '[^\n]+') do before[s] = true end
-  for s in string.gmatch(new_parked, '[^\n]+') do after[s] = true end
+  for s in string.gmatch(old_parked, '[^\\n]+') do before[s] = true end
+  for s in string.gmatch(new_parked, '[^\\n]+') do after[s] = true end
   for s in pairs(before) do
     if not after[s] then redis.call('ZREM', ARGV[16] .. s, saga_id) end
   end
