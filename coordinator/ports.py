@@ -426,7 +426,8 @@ class BreakerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """One service's shared breaker as the store holds it.
 
     ``granted`` is set by ``apply("probe")`` only: whether a probe was taken.
-    ``held`` says an operator opened it (it does not half-open by itself).
+    ``held`` says an operator opened it (it does not half-open by itself);
+    ``half_open_at`` when an open breaker not held lets probes through.
     """
 
     service: str
@@ -437,6 +438,7 @@ class BreakerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     held: bool = False
     probes: int = 0
     granted: bool = False
+    half_open_at: datetime | None = None
 
 
 class BreakerEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -475,7 +477,8 @@ class BreakerStore(Protocol):
         ...
 
     async def known(self) -> Sequence[str]:
-        """Every service whose breaker has ever left its initial state or been acted on."""
+        """Every service whose breaker was ever acted on (``apply``), by a coordinator
+        (which refreshes each of its services at start) or an operator."""
         ...
 
     async def events(self, service: str, limit: int = 20) -> Sequence[BreakerEvent]:

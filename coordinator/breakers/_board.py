@@ -177,6 +177,9 @@ class BreakerBoard:
         return self._breaker(service)
 
     async def start(self) -> None:
+        # Registers every service with the store (the operator's list), then the loop.
+        for service in list(self._breakers):
+            self._install(await self._store.apply(service, "refresh", self.policy(service)))
         await self.tick()
         self._task = asyncio.create_task(self.run(), name="saga-breakers")
 

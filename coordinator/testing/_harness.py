@@ -200,9 +200,7 @@ class Harness:
     def _next_event(self) -> datetime | None:
         breaker = self.breakers.next_due() if self._breakers_on else None
         times = [
-            t
-            for t in (self.store.next_timer(), self.clock.next_wake(), breaker)
-            if t is not None
+            t for t in (self.store.next_timer(), self.clock.next_wake(), breaker) if t is not None
         ]
         return min(times, default=None)
 

@@ -59,12 +59,12 @@ async def open_it(kit: Kit) -> None:
         await kit.store.apply("pay", "failure", POLICY)
 
 
-async def test_a_new_breaker_is_closed_and_unknown(kit: Kit) -> None:
+async def test_a_new_breaker_is_closed_and_known_once_acted_on(kit: Kit) -> None:
     snap = (await kit.store.snapshot(["pay"]))["pay"]
     assert (snap.state, snap.failures, snap.opened_at) == ("closed", 0, None)
     assert await kit.store.known() == []
-    assert (await kit.store.apply("pay", "success", POLICY)).state == "closed"
-    assert await kit.store.known() == []
+    assert (await kit.store.apply("pay", "refresh", POLICY)).state == "closed"
+    assert await kit.store.known() == ["pay"]
 
 
 async def test_fail_max_consecutive_failures_open_it_and_a_success_resets_the_count(
@@ -79,7 +79,9 @@ async def test_fail_max_consecutive_failures_open_it_and_a_success_resets_the_co
     snap = await kit.store.apply("pay", "failure", POLICY)
     assert snap.state == "open"
     assert snap.opened_at is not None
-    assert await kit.store.known() == ["pay"]
+    assert snap.half_open_at == snap.opened_at + POLICY.reset_timeout
+    stored = (await kit.store.snapshot(["pay"]))["pay"]
+    assert (stored.state, stored.half_open_at) == ("open", snap.half_open_at)
     [event] = await kit.store.events("pay")
     assert (event.old, event.new, event.reason) == ("closed", "open", "3 consecutive failures")
     # Failures while open are late replies: ignored.
@@ -195,7 +197,10 @@ def parked_commit(saga_id: str, revision: int, parked: frozenset[str], status: s
         state=b"{}",
         dedupe_id=f"{saga_id}:{revision}",
         history=HistoryEntry(
-            at=T0, revision=revision, input=msgspec.Raw(b"{}"), note="n",
+            at=T0,
+            revision=revision,
+            input=msgspec.Raw(b"{}"),
+            note="n",
             effects=msgspec.Raw(b"[]"),
         ),
         parked=parked,

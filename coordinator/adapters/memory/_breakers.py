@@ -48,6 +48,9 @@ class MemoryBreakerStore:
         self._breakers: dict[str, _Shared] = {}
         self._events: dict[str, list[BreakerEvent]] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
+        self._known: set[str] = set()
+        # The reset timeout each breaker last opened with, for ``half_open_at``.
+        self._timeouts: dict[str, timedelta] = {}
 
     async def apply(
         self,
@@ -68,13 +71,18 @@ class MemoryBreakerStore:
         _OPS[op](step)
         if step.changed:
             self._breakers[service] = b
-        return _snapshot(service, b, step.granted)
+            self._timeouts[service] = policy.reset_timeout
+        self._known.add(service)
+        return _snapshot(service, b, step.granted, policy.reset_timeout)
 
     async def snapshot(self, services: Collection[str]) -> Mapping[str, BreakerSnapshot]:
-        return {s: _snapshot(s, self._breakers.get(s) or _Shared(), False) for s in services}
+        return {
+            s: _snapshot(s, self._breakers.get(s) or _Shared(), False, self._timeouts.get(s))
+            for s in services
+        }
 
     async def known(self) -> Sequence[str]:
-        return sorted(self._breakers)
+        return sorted(self._known)
 
     async def events(self, service: str, limit: int = 20) -> Sequence[BreakerEvent]:
         return list(self._events.get(service, ())[:limit])
@@ -187,7 +195,12 @@ _OPS: dict[BreakerOp, Callable[[_Step], None]] = {
 }
 
 
-def _snapshot(service: str, b: _Shared, granted: bool) -> BreakerSnapshot:
+def _snapshot(
+    service: str, b: _Shared, granted: bool, reset_timeout: timedelta | None
+) -> BreakerSnapshot:
+    half_open_at = None
+    if b.state == "open" and not b.held and b.opened_at is not None and reset_timeout:
+        half_open_at = b.opened_at + reset_timeout
     return BreakerSnapshot(
         service=service,
         state=b.state,
@@ -197,4 +210,5 @@ def _snapshot(service: str, b: _Shared, granted: bool) -> BreakerSnapshot:
         held=b.held,
         probes=b.probes,
         granted=granted,
+        half_open_at=half_open_at,
     )

@@ -39,7 +39,8 @@ __all__ = ["RedisBreakerStore"]
 # KEYS: breaker hash, events list, known set
 # ARGV: op, service, fail_max, reset_timeout_ms, success_threshold, probes,
 #       probe_lease_ms, reason, by, events kept
-# Returns: state, failures, successes, opened_at_ms, held, probes, granted.
+# Returns: state, failures, successes, opened_at_ms, held, probes, granted, half_open_at_ms.
+# Every service acted on joins the known set (the operator's list), written or not.
 # The same rules as MemoryBreakerStore.apply, line for line.
 APPLY = """
 local key, log = KEYS[1], KEYS[2]
@@ -50,7 +51,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call('HMGET', key, 'state', 'failures', 'successes', 'opened_at', 'held',
                      'probes', 'probe_until')
-local existed = h[1] ~= false
 local b = {state = h[1] or 'closed', failures = tonumber(h[2] or 0),
            successes = tonumber(h[3] or 0), opened_at = tonumber(h[4] or -1),
            held = tonumber(h[5] or 0), probes = tonumber(h[6] or 0),
@@ -112,13 +112,15 @@ elseif op == 'reset' then
   if b.held == 1 then b.held, b.opened_at = 0, now end
   move(b.state, ARGV[8], true)
 end
-if changed or (existed == false and b.state ~= 'closed') then
+local half_open_at = -1
+if b.state == 'open' and b.held == 0 then half_open_at = b.opened_at + reset_ms end
+if changed then
   redis.call('HSET', key, 'state', b.state, 'failures', b.failures, 'successes', b.successes,
              'opened_at', b.opened_at, 'held', b.held, 'probes', b.probes,
-             'probe_until', b.probe_until)
-  redis.call('SADD', KEYS[3], service)
+             'probe_until', b.probe_until, 'half_open_at', half_open_at)
 end
-return {b.state, b.failures, b.successes, b.opened_at, b.held, b.probes, granted}
+redis.call('SADD', KEYS[3], service)
+return {b.state, b.failures, b.successes, b.opened_at, b.held, b.probes, granted, half_open_at}
 """
 
 # KEYS: lease key; ARGV: holder, ttl_ms. Taken when free or already this holder's.
@@ -179,7 +181,7 @@ class RedisBreakerStore:
             EVENTS_KEPT,
         ]
         row = await self._apply(keys=keys, args=args)
-        return _snapshot(service, [*row[:6], row[6]])
+        return _snapshot(service, row)
 
     @property
     def _known(self) -> str:
@@ -198,9 +200,12 @@ class RedisBreakerStore:
                     "opened_at",
                     "held",
                     "probes",
+                    "half_open_at",
                 )
             rows = await pipe.execute()
-        return {s: _snapshot(s, [*row, 0]) for s, row in zip(names, rows, strict=True)}
+        return {
+            s: _snapshot(s, [*row[:6], 0, row[6]]) for s, row in zip(names, rows, strict=True)
+        }
 
     @outage_is_unavailable
     async def known(self) -> Sequence[str]:
@@ -245,4 +250,5 @@ def _snapshot(service: str, row: list[Any]) -> BreakerSnapshot:
         held=bool(int(row[4] or 0)),
         probes=int(row[5] or 0),
         granted=bool(int(row[6] or 0)),
+        half_open_at=_at(int(row[7])) if row[7] is not None and int(row[7]) >= 0 else None,
     )
