@@ -10,7 +10,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from coordinator.cli import _definitions, _operate, _serve
+from coordinator.cli import _breakers, _definitions, _operate, _serve
 from coordinator.cli._errors import OneLineErrors, debug
 from coordinator.service import load_object
 
@@ -56,6 +56,7 @@ def demo() -> None:
 app.add_typer(_definitions.commands)
 app.add_typer(_operate.commands)
 app.add_typer(_serve.commands)
+app.add_typer(_breakers.commands)
 
 
 def main() -> None:

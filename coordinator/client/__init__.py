@@ -8,14 +8,26 @@ The CLI, and later the REST API and the dashboard, are faces of this one client.
 from contracts._public import show_as_public
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
+from coordinator.client._breakers import (
+    BreakerStatus,
+    Override,
+    breaker_events,
+    breaker_statuses,
+    override_breaker,
+)
 from coordinator.client._client import ClientStore, SagaClient, as_json
 
 __all__ = [
+    "BreakerStatus",
     "ClientStore",
+    "Override",
     "RequestRefusedError",
     "SagaClient",
     "as_json",
+    "breaker_events",
+    "breaker_statuses",
     "cancel_checked",
+    "override_breaker",
     "signal_checked",
     "start_checked",
 ]

@@ -203,9 +203,7 @@ class RedisBreakerStore:
                     "half_open_at",
                 )
             rows = await pipe.execute()
-        return {
-            s: _snapshot(s, [*row[:6], 0, row[6]]) for s, row in zip(names, rows, strict=True)
-        }
+        return {s: _snapshot(s, [*row[:6], 0, row[6]]) for s, row in zip(names, rows, strict=True)}
 
     @outage_is_unavailable
     async def known(self) -> Sequence[str]:
