@@ -40,6 +40,7 @@ PUBLIC = {
         "routes",
     },
     "coordinator": {
+        "Breaker",
         "ConcurrencyError",
         "Coordinator",
         "PublishFailedError",
@@ -61,6 +62,13 @@ PUBLIC = {
         "to_mermaid",
     },
     "coordinator.ports": {
+        "BreakerEvent",
+        "BreakerOp",
+        "BreakerPolicy",
+        "BreakerSnapshot",
+        "BreakerState",
+        "BreakerStore",
+        "ParkedSagas",
         "Clock",
         "Commit",
         "CommitResult",
@@ -90,6 +98,7 @@ PUBLIC = {
         "retry_through_outage",
     },
     "coordinator.core": {
+        "TimerKey",
         "STEP_TRANSITIONS",
         "CancelRequested",
         "CancelTimer",
@@ -122,11 +131,23 @@ PUBLIC = {
         "decide",
         "start",
     },
+    "coordinator.breakers": {
+        "REFRESH",
+        "BreakerBoard",
+        "Resume",
+        "SnapshotStorage",
+        "policies",
+    },
     "coordinator.runtime": {
         "Coordinator",
         "Store",
     },
     "coordinator.client": {
+        "BreakerStatus",
+        "Override",
+        "breaker_events",
+        "breaker_statuses",
+        "override_breaker",
         "ClientStore",
         "RequestRefusedError",
         "SagaClient",
@@ -159,6 +180,7 @@ PUBLIC = {
         "VirtualClock",
     },
     "coordinator.adapters.memory": {
+        "MemoryBreakerStore",
         "MemoryDeadLetters",
         "MemoryIdempotencyStore",
         "MemorySagaStore",
@@ -173,6 +195,7 @@ PUBLIC = {
         "definitions",
     },
     "coordinator.adapters.redis": {
+        "RedisBreakerStore",
         "RedisClock",
         "RedisIdempotencyStore",
         "RedisSagaStore",

@@ -136,18 +136,23 @@ class BreakerBoard:
     def record(self, service: str, ok: bool) -> None:
         """Count one outcome of a command to ``service`` (see the runtime's feed rules).
 
-        Nothing counts while the breaker is open: such a reply answers a command sent
-        before it opened, and the shared script ignores it too.
+        Nothing counts while the breaker is open (a reply to a command sent before it
+        opened): the store's script ignores it; pybreaker here is not even asked.
         """
         breaker = self._breaker(service)
-        if breaker.current_state == pybreaker.STATE_OPEN:
-            return
         if ok and breaker.current_state == pybreaker.STATE_CLOSED and breaker.fail_counter == 0:
             # Nothing to reset, here or (as far as the last refresh knows) in the store:
             # the hot path of a healthy service costs no round trip.
             return
-        with contextlib.suppress(_ServiceFailed, pybreaker.CircuitBreakerError):
-            breaker.call(_ok if ok else _failed)
+        if breaker.current_state != pybreaker.STATE_OPEN:
+            with contextlib.suppress(_ServiceFailed, pybreaker.CircuitBreakerError):
+                breaker.call(_ok if ok else _failed)
+            # After the call, not in the listener: pybreaker notifies before it writes
+            # the new state to the storage.
+            self._changed()
+        # Sent to the store even when this copy says open: the copy may be a refresh
+        # behind (the breaker half-opened and this is the probe's answer, handled by
+        # a replica that has not seen it yet); the store ignores it if it is open.
         op: BreakerOp = "success" if ok else "failure"
         if ok and (service, op) in self._queue:
             return  # successes in one tick say the same thing once

@@ -47,9 +47,11 @@ class Switch:
         self.mode: dict[str, Mode] = {"stock": "up", "pay": "up"}
         self.received: Counter[tuple[str, str]] = Counter()
         self.applied: Counter[tuple[str, str, str]] = Counter()
+        self.log: list[tuple[str, str, str, int]] = []
 
     async def handle(self, service: str, command: str, order_id: str, ctx: Context) -> None:
         self.received[(service, command)] += 1
+        self.log.append((service, command, order_id, ctx.attempt))
         mode = self.mode[service]
         if mode == "failing":
             raise Failure("Unavailable", f"{service} is down", retryable=True)
