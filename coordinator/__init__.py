@@ -8,7 +8,7 @@ Define a saga with :class:`Saga`, run it with :class:`Coordinator` (or
 
 from contracts import SagaError
 from contracts._public import show_as_public
-from coordinator._dsl import Saga
+from coordinator._dsl import Breaker, Saga
 from coordinator._errors import (
     ConcurrencyError,
     PublishFailedError,
@@ -27,6 +27,7 @@ from coordinator.runtime import Coordinator
 from coordinator.service import Settings
 
 __all__ = [
+    "Breaker",
     "ConcurrencyError",
     "Coordinator",
     "PublishFailedError",

@@ -7,9 +7,10 @@ with a message that says what to fix, not halfway through a saga in production.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -25,7 +26,7 @@ from coordinator.core import (
     WaitDef,
 )
 
-__all__ = ["Saga"]
+__all__ = ["Breaker", "Saga", "breakers_of"]
 
 D = TypeVar("D")
 R = TypeVar("R")
@@ -46,6 +47,43 @@ def _typed(kind: type[R], fn: Callable[[D, R], S]) -> Callable[[D, dict[str, obj
     return call
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Breaker:
+    """The circuit breaker of one participant service (``Saga(breakers=...)``).
+
+    Args:
+        fail_max: Consecutive failures (retryable ``TaskFailed``, timeouts) that open it.
+        reset_timeout: How long it stays open before letting probes through (half-open).
+        success_threshold: Successes in half-open that close it.
+        probes: Commands let through while half-open, across every replica together.
+
+    ``SAGA_BREAKER_DEFAULTS`` and ``SAGA_BREAKERS`` override these per deployment.
+    """
+
+    fail_max: int = 5
+    reset_timeout: timedelta = timedelta(seconds=30)
+    success_threshold: int = 1
+    probes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("fail_max", "success_threshold", "probes"):
+            if getattr(self, name) < 1:
+                raise SagaDefinitionError(f"Breaker: {name} must be >= 1")
+        if self.reset_timeout <= timedelta(0):
+            raise SagaDefinitionError("Breaker: reset_timeout must be positive")
+
+
+# The breakers each definition was built with, by the definition's identity (it compares
+# by identity). Kept beside the definition rather than in it: the core never reads them,
+# the breakers live outside it. Only definitions that configure breakers are held here.
+_BREAKERS: dict[SagaDefinition[Any], Mapping[str, Breaker]] = {}
+
+
+def breakers_of(definition: SagaDefinition[Any]) -> Mapping[str, Breaker]:
+    """The per-service breakers ``definition``'s ``Saga(breakers=...)`` configured."""
+    return _BREAKERS.get(definition, {})
+
+
 class Saga(Generic[D]):
     """Builder of one saga definition.
 
@@ -58,6 +96,8 @@ class Saga(Generic[D]):
         deadline: The whole saga must end within this time, or it compensates.
         compensation_retry: How undo commands are retried before the saga is
             ``failed`` and waits for an operator.
+        breakers: The circuit breaker of each participant service that needs other
+            thresholds than the defaults, e.g. ``{"payments": Breaker(fail_max=3)}``.
 
     Example::
 
@@ -76,6 +116,7 @@ class Saga(Generic[D]):
         version: int = 1,
         deadline: timedelta | None = None,
         compensation_retry: Retry = DEFAULT_COMPENSATION_RETRY,
+        breakers: Mapping[str, Breaker] | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise SagaDefinitionError(
@@ -88,6 +129,7 @@ class Saga(Generic[D]):
         self.version = version
         self.deadline = deadline
         self.compensation_retry = compensation_retry
+        self.breakers = dict(breakers or {})
         self.definition: SagaDefinition[D] | None = None
         # The nodes this builder made, by identity, so define() can tell a node another
         # builder made (or one built by hand); holding them keeps their ids unique.
@@ -239,6 +281,15 @@ class Saga(Generic[D]):
             SagaDefinitionError: with what is wrong and how to fix it.
         """
         definition = _validate(self, nodes)
+        services = {step.service for step in definition.steps.values()}
+        unknown = sorted(set(self.breakers) - services)
+        if unknown:
+            raise SagaDefinitionError(
+                f"saga {self.name!r}: breakers for {', '.join(unknown)}, which no step calls "
+                f"(its services: {', '.join(sorted(services)) or 'none'})"
+            )
+        if self.breakers:
+            _BREAKERS[definition] = dict(self.breakers)
         self.definition = definition
         return definition
 

@@ -43,6 +43,7 @@ PUBLIC = {
         "routes",
     },
     "coordinator": {
+        "Breaker",
         "ConcurrencyError",
         "Coordinator",
         "PublishFailedError",
@@ -64,6 +65,13 @@ PUBLIC = {
         "to_mermaid",
     },
     "coordinator.ports": {
+        "BreakerEvent",
+        "BreakerOp",
+        "BreakerPolicy",
+        "BreakerSnapshot",
+        "BreakerState",
+        "BreakerStore",
+        "ParkedSagas",
         "Clock",
         "Commit",
         "CommitResult",
@@ -94,6 +102,7 @@ PUBLIC = {
         "retry_through_outage",
     },
     "coordinator.core": {
+        "TimerKey",
         "STEP_TRANSITIONS",
         "CancelRequested",
         "CancelTimer",
@@ -128,11 +137,23 @@ PUBLIC = {
         "decide",
         "start",
     },
+    "coordinator.breakers": {
+        "REFRESH",
+        "BreakerBoard",
+        "Resume",
+        "SnapshotStorage",
+        "policies",
+    },
     "coordinator.runtime": {
         "Coordinator",
         "Store",
     },
     "coordinator.client": {
+        "BreakerStatus",
+        "Override",
+        "breaker_events",
+        "breaker_statuses",
+        "override_breaker",
         "ClientStore",
         "RequestRefusedError",
         "SagaClient",
@@ -180,6 +201,7 @@ PUBLIC = {
         "VirtualClock",
     },
     "coordinator.adapters.memory": {
+        "MemoryBreakerStore",
         "MemoryDeadLetters",
         "MemoryIdempotencyStore",
         "MemorySagaStore",
@@ -194,6 +216,7 @@ PUBLIC = {
         "definitions",
     },
     "coordinator.adapters.redis": {
+        "RedisBreakerStore",
         "RedisClock",
         "RedisIdempotencyStore",
         "RedisSagaStore",

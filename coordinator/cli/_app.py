@@ -10,7 +10,15 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from coordinator.cli import _control, _dead_letters, _definitions, _operate, _serve, _stuck
+from coordinator.cli import (
+    _breakers,
+    _control,
+    _dead_letters,
+    _definitions,
+    _operate,
+    _serve,
+    _stuck,
+)
 from coordinator.cli._errors import OneLineErrors, debug
 from coordinator.service import load_object
 
@@ -59,6 +67,7 @@ app.add_typer(_serve.commands)
 app.add_typer(_control.commands)
 app.add_typer(_dead_letters.commands)
 app.add_typer(_stuck.commands)
+app.add_typer(_breakers.commands)
 
 
 def main() -> None:

@@ -9,6 +9,13 @@ and of the operator's repair functions beside it (dead letters, stuck sagas).
 from contracts._public import show_as_public
 from coordinator._errors import RequestRefusedError
 from coordinator.client._accept import cancel_checked, signal_checked, start_checked
+from coordinator.client._breakers import (
+    BreakerStatus,
+    Override,
+    breaker_events,
+    breaker_statuses,
+    override_breaker,
+)
 from coordinator.client._client import ClientStore, SagaClient, as_json
 from coordinator.client._control import pause_checked, resume_checked, retry_checked
 from coordinator.client._dead_letters import (
@@ -22,12 +29,16 @@ from coordinator.client._dead_letters import (
 from coordinator.client._stuck import Stuck, Wait, find_stuck
 
 __all__ = [
+    "BreakerStatus",
     "ClientStore",
+    "Override",
     "RequestRefusedError",
     "SagaClient",
     "Stuck",
     "Wait",
     "as_json",
+    "breaker_events",
+    "breaker_statuses",
     "cancel_checked",
     "pause_checked",
     "resume_checked",
@@ -39,6 +50,7 @@ __all__ = [
     "purge_dead_letters",
     "redrive_dead_letters",
     "show_dead_letter",
+    "override_breaker",
     "signal_checked",
     "start_checked",
 ]

@@ -38,6 +38,7 @@ from coordinator.core._state import (
     StepState,
     StepStatus,
 )
+from coordinator.core._timers import TimerKey
 
 __all__ = [
     "STEP_TRANSITIONS",
@@ -70,6 +71,7 @@ __all__ = [
     "StepState",
     "StepStatus",
     "TimerFired",
+    "TimerKey",
     "WaitDef",
     "decide",
     "start",

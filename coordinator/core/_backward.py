@@ -123,11 +123,14 @@ def _stop_attempts(w: _Working[D], name: str, st: StepState) -> None:
 
 # -- compensating, one step at a time ----------------------------------------------
 
+# A compensation waits while any of these is so: a branch still out, or an undo out or parked.
+_IN_PROGRESS = frozenset({"dispatched", "compensating", "compensation_awaiting_service"})
+
 
 def compensate_next(w: _Working[D]) -> None:
     if w.status != "compensating":
         return
-    if any(s.status in ("dispatched", "compensating") for s in w.steps.values()):
+    if any(s.status in _IN_PROGRESS for s in w.steps.values()):
         return  # let every branch settle first; one compensation at a time
     if any(resolving_pivot(w, name) for name in w.steps):
         return
@@ -141,7 +144,22 @@ def compensate_next(w: _Working[D]) -> None:
 
 
 def compensate(w: _Working[D], step: StepDef[D], attempt: int) -> None:
+    """Send attempt ``attempt`` of the step's undo; park it while its circuit is open.
+
+    Unlike an action (``on_unavailable``), an undo never gives up on an open
+    circuit: what the step did must be undone, so it waits for the service, and
+    says so in the history, as long as it takes (``ServiceRecovered`` sends it).
+    """
     assert step.undo is not None
+    if step.service in w.services_down:
+        w.set_step(
+            step.name,
+            status="compensation_awaiting_service",
+            compensation_attempt=attempt - 1,
+            compensation_retry_due=False,
+        )
+        w.note(f"{step.name} compensation waits: {step.service} is unavailable")
+        return
     try:
         payload = step.undo(w.data)
     except Exception as exc:

@@ -145,11 +145,15 @@ _REPLY_RULES: tuple[_ReplyRule, ...] = (
         take_failure,
         "duplicate or late failure for {step} (attempt {attempt}) ignored",
     ),
-    # A compensation's success, from any attempt so far, also during its backoff: it applied.
+    # A compensation's success, from any attempt so far, also during its backoff or while
+    # its next attempt is parked behind an open circuit: it applied.
     _ReplyRule(
         StepCompleted,
         "compensation",
-        lambda st, n, _: st.status == "compensating" and 1 <= n <= st.compensation_attempt,
+        lambda st, n, _: (
+            st.status in ("compensating", "compensation_awaiting_service")
+            and 1 <= n <= st.compensation_attempt
+        ),
         take_compensation,
         "duplicate or late compensation reply for {step} ignored",
     ),
@@ -331,15 +335,28 @@ def _on_cancel(w: _Working[D], inp: CancelRequested) -> Changed:
 
 
 def _on_recovered(w: _Working[D], inp: ServiceRecovered) -> Changed:
+    """The service's breaker lets calls through: send what was parked behind it.
+
+    Parked actions go out as their next attempt; a parked undo as its next
+    compensation attempt. Either parks again if ``services_down`` still has the
+    service (a replica's view that changed in between).
+    """
     parked = [
-        w.defn.steps[n]
+        (w.defn.steps[n], s.status)
         for n, s in w.steps.items()
-        if s.status == "awaiting_service" and w.defn.steps[n].service == inp.service
+        if s.status in ("awaiting_service", "compensation_awaiting_service")
+        and w.defn.steps[n].service == inp.service
     ]
     if w.status not in ("running", "compensating") or not parked:
+        w.note(f"{inp.service} recovered: nothing of this saga waits for it")
         return False
-    for step in parked:
-        dispatch(w, step, w.steps[step.name].attempt + 1)
+    w.note(f"{inp.service} recovered: resuming {', '.join(step.name for step, _ in parked)}")
+    for step, status in parked:
+        st = w.steps[step.name]
+        if status == "awaiting_service":
+            dispatch(w, step, st.attempt + 1)
+        else:
+            compensate(w, step, st.compensation_attempt + 1)
     return True
 
 

@@ -27,6 +27,7 @@ StepStatus = Literal[
     "skipped",  # its ``when`` was false, or a wait timed out with on_timeout="continue"
     "abandoned",  # never finished because the saga began compensating first
     "compensating",
+    "compensation_awaiting_service",  # its undo waits: the participant's circuit is open
     "compensated",
     "compensation_failed",
 ]
@@ -51,16 +52,28 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     ),
     # The signal is taken or rejected, the wait times out, or the saga turns back.
     "waiting": frozenset({"succeeded", "failed", "timed_out", "skipped", "abandoned"}),
-    # Settled steps that owe a compensation start it (or fail it at once when ``undo`` raises).
-    "succeeded": frozenset({"compensating", "compensation_failed"}),
-    "timed_out": frozenset({"compensating", "compensation_failed"}),
+    # Settled steps that owe a compensation start it (or fail it at once when ``undo`` raises),
+    # or park it while the service's circuit is open: an undo must run, so it never gives up.
+    "succeeded": frozenset(
+        {"compensating", "compensation_awaiting_service", "compensation_failed"}
+    ),
+    "timed_out": frozenset(
+        {"compensating", "compensation_awaiting_service", "compensation_failed"}
+    ),
     # A late success: it applied after all, and now owes its compensation.
     "failed": frozenset({"succeeded"}),
     # A late success as above; or the pivot succeeded and the saga goes forward again.
     "abandoned": frozenset({"succeeded", "pending"}),
     "skipped": frozenset(),
-    # A retry of the compensation is a new attempt in the same status.
-    "compensating": frozenset({"compensating", "compensated", "compensation_failed"}),
+    # A retry of the compensation is a new attempt in the same status (or parked, when the
+    # circuit opened in its backoff).
+    "compensating": frozenset(
+        {"compensating", "compensation_awaiting_service", "compensated", "compensation_failed"}
+    ),
+    # Recovery sends it (or parks it again); a late success of an earlier attempt settles it.
+    "compensation_awaiting_service": frozenset(
+        {"compensating", "compensation_awaiting_service", "compensated", "compensation_failed"}
+    ),
     "compensated": frozenset(),
     # An operator's retry puts it back to where it was before compensating.
     "compensation_failed": frozenset({"succeeded", "timed_out"}),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from typing import Any, final
@@ -48,10 +49,12 @@ from coordinator.core import (
     RetryRequested,
     SagaDefinition,
     SagaState,
+    ServiceRecovered,
     SignalReceived,
     TimerFired,
 )
 from coordinator.ports import Clock, Delivery, Refusal, Subscription, Transport
+from coordinator.runtime._health import ServiceHealth
 from coordinator.runtime._outbox import OutboxPublisher
 from coordinator.runtime._registry import Registry
 from coordinator.runtime._transition import Store, Transitions
@@ -74,7 +77,9 @@ class Coordinator:
         store: Saga state, history, outbox and timers.
         clock: The time source; a virtual one in tests.
         codec: Wire codec (size limit included).
-        services_down: The circuit breakers' view: services not to send to now.
+        services_down: Services not to send to now, when there are no ``breakers``.
+        breakers: The circuit breakers (``coordinator.breakers.BreakerBoard``): they
+            say which services are down and hear every outcome (``_health``).
         timer_interval: How often due timers (and outbox entries left behind) are polled.
         relay_after: How old an unpublished outbox entry must be before the relay
             publishes it (entries are normally published right after their commit).
@@ -96,6 +101,7 @@ class Coordinator:
         clock: Clock,
         codec: Codec = DEFAULT_CODEC,
         services_down: Callable[[], frozenset[str]] = frozenset,
+        breakers: ServiceHealth | None = None,
         timer_interval: timedelta = timedelta(seconds=0.2),
         relay_after: timedelta = timedelta(seconds=5),
         store_outage: timedelta = timedelta(minutes=5),
@@ -124,7 +130,7 @@ class Coordinator:
             clock=clock,
             codec=codec,
             outbox=self._outbox,
-            services_down=services_down,
+            health=breakers if breakers is not None else _Fixed(services_down),
             announce=announce,
             cache_size=cache_size,
         )
@@ -356,6 +362,23 @@ class Coordinator:
             await self._transitions.apply(saga_id, f"timer:{timer}", _fired(timer))
         return len(due)
 
+    async def resume_parked(self, service: str, limit: int = 100) -> int:
+        """Send ``ServiceRecovered`` to at most ``limit`` sagas parked for ``service``
+        (the store's parked index); returns how many there were.
+
+        Each saga takes it through the normal path, with the breakers' view of the
+        moment: a saga the breakers still hold back parks again.
+        """
+        resumed = 0
+        for saga_id in await self._store.parked(service, limit):
+            await self._transitions.apply(
+                saga_id,
+                f"recovered:{service}:{uuid.uuid4().hex}",
+                lambda at, down: ServiceRecovered(service=service, at=at, services_down=down),
+            )
+            resumed += 1
+        return resumed
+
     async def relay(self, limit: int = 256) -> int:
         """Publish outbox entries left behind (a crash or a broker error after commit)."""
         return await self._outbox.relay(limit)
@@ -369,6 +392,20 @@ class Coordinator:
     async def load(self, saga_id: str) -> SagaState[Any] | None:
         """The saga as stored, its data in its definition's type; None if there is none."""
         return await self._transitions.load(saga_id)
+
+
+@final
+class _Fixed:
+    """No breakers: the services ``down`` names are down, nothing is counted."""
+
+    def __init__(self, down: Callable[[], frozenset[str]]) -> None:
+        self.services_down = down
+
+    def record(self, service: str, ok: bool) -> None:
+        return None
+
+    def dispatched(self, services: Collection[str]) -> None:
+        return None
 
 
 def _fired(timer: str) -> MakeInput:

@@ -9,7 +9,7 @@ skips the load; correctness never depends on that copy (see ``apply``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any, Protocol, final
 
 import msgspec
@@ -37,11 +37,13 @@ from coordinator.ports import (
     CommitResult,
     OutboxEntry,
     OutboxStore,
+    ParkedSagas,
     Refusals,
     SagaQueries,
     SagaStore,
     TimerStore,
 )
+from coordinator.runtime._health import ServiceHealth, outcome
 from coordinator.runtime._outbox import OutboxPublisher
 from coordinator.runtime._registry import Registry
 from coordinator.runtime._translate import (
@@ -56,7 +58,7 @@ __all__ = ["CAS_ATTEMPTS", "Store", "Transitions"]
 CAS_ATTEMPTS = 20
 
 
-class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, Protocol):
+class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, ParkedSagas, Protocol):
     """What the coordinator needs from its storage."""
 
 
@@ -72,7 +74,7 @@ class Transitions:
         clock: Clock,
         codec: Codec,
         outbox: OutboxPublisher,
-        services_down: Callable[[], frozenset[str]],
+        health: ServiceHealth,
         announce: Collection[str],
         cache_size: int,
     ) -> None:
@@ -81,7 +83,7 @@ class Transitions:
         self._clock = clock
         self._codec = codec
         self._outbox = outbox
-        self._services_down = services_down
+        self._health = health
         self._announce = frozenset(announce)
         self._cache: OrderedDict[str, SagaState[Any]] = OrderedDict()
         self._cache_size = cache_size
@@ -101,8 +103,9 @@ class Transitions:
                 saga_id=saga_id, data=data, at=self._clock.now(), services_down=self._down()
             )
             decision = start(definition, inp)
-            outcome = await self._commit(definition, None, inp, decision, dedupe_id)
-            if outcome == "committed":
+            self._spend_probes(decision)
+            result = await self._commit(definition, None, inp, decision, dedupe_id)
+            if result == "committed":
                 self._remember(decision.state)
                 return decision.state, True
             existing = await self.load(saga_id)
@@ -133,10 +136,15 @@ class Transitions:
             inp = make(self._clock.now(), self._down())
             decision = decide(definition, state, inp)
             if decision.changed:
-                outcome = await self._commit(definition, state, inp, decision, dedupe_id)
-                if outcome == "committed":
+                self._spend_probes(decision)
+                result = await self._commit(definition, state, inp, decision, dedupe_id)
+                if result == "committed":
                     self._remember(decision.state)
-                if outcome != "conflict":
+                    # Counted once: only what the core applied and the store committed.
+                    fed = outcome(definition, inp, decision)
+                    if fed is not None:
+                        self._health.record(*fed)
+                if result != "conflict":
                     return decision
             elif not kept:
                 await self._record_unchanged(state, inp, decision, dedupe_id)
@@ -146,7 +154,14 @@ class Transitions:
         raise ConcurrencyError(f"saga {saga_id!r}: still conflicting after {CAS_ATTEMPTS} tries")
 
     def _down(self) -> frozenset[str]:
-        return self._services_down() or NOTHING_DOWN
+        return self._health.services_down() or NOTHING_DOWN
+
+    def _spend_probes(self, decision: Decision[Any]) -> None:
+        # Right after deciding, with no await in between: the next input decided on
+        # this replica already sees a half-open breaker's probe as spent.
+        services = {e.service for e in decision.effects if isinstance(e, Dispatch)}
+        if services:
+            self._health.dispatched(services)
 
     def _remember(self, state: SagaState[Any]) -> None:
         """Keep the state just committed: the next input for the saga skips the load."""
@@ -201,11 +216,22 @@ class Transitions:
                 outbox=outbox,
                 timers_due=due,
                 timers_cancelled=cancelled,
+                parked=_parked(definition, state),
             )
         )
         if result == "committed":
             await self._outbox.publish(outbox)
         return result
+
+
+def _parked(definition: SagaDefinition[Any], state: SagaState[Any]) -> frozenset[str]:
+    """The services the saga waits for: the store indexes it under each."""
+    return frozenset(
+        definition.steps[name].service for name, st in state.steps.items() if st.status in _PARKED
+    )
+
+
+_PARKED = frozenset({"awaiting_service", "compensation_awaiting_service"})
 
 
 def _input_id(inp: Input | Start[Any], dedupe_id: str) -> str:

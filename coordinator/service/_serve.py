@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from contracts import Codec
-from coordinator.adapters.redis import RedisClock, RedisSagaStore
+from coordinator.adapters.redis import RedisBreakerStore, RedisClock, RedisSagaStore
+from coordinator.breakers import BreakerBoard, policies
 from coordinator.core import SagaDefinition
 from coordinator.runtime import Coordinator
 from coordinator.service._process import loop_name, until_signalled
@@ -54,6 +55,20 @@ async def serve_coordinator(
             buckets=settings.buckets,
             retention=settings.retention,
         )
+        definitions = list(definitions)
+        board: BreakerBoard | None = None
+        if settings.breakers_enabled:
+            by_service, default = policies(
+                definitions, defaults=settings.breaker_defaults, overrides=settings.breakers
+            )
+            board = BreakerBoard(
+                RedisBreakerStore(redis, namespace=settings.namespace),
+                store,
+                clock=clock,
+                services=by_service,
+                policies=by_service,
+                default=default,
+            )
         coordinator = Coordinator(
             definitions,
             transport=transport,
@@ -63,7 +78,12 @@ async def serve_coordinator(
             timer_interval=settings.timer_interval,
             prefetch=settings.prefetch,
             announce=settings.announce,
+            breakers=board,
         )
+        if board is not None:
+            board.on_recovery(coordinator.resume_parked)
+            await board.start()
+            stack.push_async_callback(board.stop)
         await coordinator.start()
         stack.push_async_callback(coordinator.stop)
         await record_deployment(redis, settings.namespace, definitions)

@@ -6,7 +6,7 @@ Everything below the command line receives a frozen :class:`Settings`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import field_validator
@@ -53,6 +53,13 @@ class Settings(BaseSettings):
             write (``SAGA_LOG_LEVEL``: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``).
         log_format: ``console`` lines for people, or ``json``, one object per line
             for a log shipper (``SAGA_LOG_FORMAT``).
+        breakers_enabled: Circuit breakers on participant services
+            (``SAGA_BREAKERS_ENABLED``; ``false`` turns them off, e.g. to measure them).
+        breaker_defaults: Thresholds for every service the saga modules do not
+            configure (``SAGA_BREAKER_DEFAULTS='{"fail_max": 5, "reset_timeout": 30}'``;
+            fields of ``coordinator.Breaker``, ``reset_timeout`` in seconds).
+        breakers: Per-service thresholds, over the saga modules' own
+            (``SAGA_BREAKERS='{"payments": {"fail_max": 3}}'``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SAGA_", frozen=True)
@@ -75,6 +82,22 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "console"
+    breakers_enabled: bool = True
+    breaker_defaults: dict[str, Any] = {}
+    breakers: dict[str, dict[str, Any]] = {}
+
+    @field_validator("breaker_defaults", "breakers")
+    @classmethod
+    def _breaker_fields(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        known = {"fail_max", "reset_timeout", "success_threshold", "probes"}
+        tables = value.values() if info.field_name == "breakers" else [value]
+        for table in tables:
+            unknown = sorted(set(table) - known)
+            if unknown:
+                raise ValueError(
+                    f"no breaker setting {', '.join(unknown)} ({', '.join(sorted(known))})"
+                )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

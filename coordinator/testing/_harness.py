@@ -17,11 +17,13 @@ import msgspec
 
 from contracts import LIFECYCLE_EVENTS
 from coordinator.adapters.memory import (
+    MemoryBreakerStore,
     MemoryIdempotencyStore,
     MemorySagaStore,
     MemoryTransport,
     VirtualClock,
 )
+from coordinator.breakers import BreakerBoard, policies
 from coordinator.core import SagaDefinition, SagaState
 from coordinator.ports import HistoryEntry, ParticipantService
 from coordinator.runtime import Coordinator
@@ -54,20 +56,35 @@ class Harness:
         services_down: frozenset[str] = frozenset(),
         delivery_limit: int = 5,
         announce: Collection[str] = LIFECYCLE_EVENTS,
+        breakers: bool = True,
     ) -> None:
+        definitions = list(definitions)
         self.clock = clock or VirtualClock()
         self.transport = MemoryTransport(delivery_limit=delivery_limit)
         self.store = MemorySagaStore(clock=self.clock)
         self.idempotency = MemoryIdempotencyStore()
+        # Services held down by the test, whatever the breakers say.
         self.services_down = set(services_down)
+        self.breaker_store = MemoryBreakerStore(clock=self.clock)
+        by_service, default = policies(definitions)
+        self.breakers = BreakerBoard(
+            self.breaker_store,
+            self.store,
+            clock=self.clock,
+            services=by_service,
+            policies=by_service,
+            default=default,
+        )
+        self._breakers_on = breakers
         self.coordinator = Coordinator(
             definitions,
             transport=self.transport,
             store=self.store,
             clock=self.clock,
-            services_down=lambda: frozenset(self.services_down),
+            breakers=_Health(self),
             announce=announce,
         )
+        self.breakers.on_recovery(self.coordinator.resume_parked)
         self.workers = [
             s.worker(transport=self.transport, idempotency=self.idempotency, clock=self.clock)
             for s in services
@@ -143,12 +160,18 @@ class Harness:
             quiet_turns = quiet_turns + 1 if idle else 0
             last = now
 
+    async def tick(self) -> bool:
+        """Fire due timers and let the breakers take a step; whether anything moved."""
+        if await self.coordinator.fire_due_timers():
+            return True
+        return self._breakers_on and bool(await self.breakers.tick())
+
     async def advance(self, delta: timedelta) -> None:
         """Let ``delta`` of saga time pass: every timer and sleeper in it fires, in order."""
         until = self.clock.now() + delta
         while True:
             await self.settle()
-            if await self.coordinator.fire_due_timers():
+            if await self.tick():
                 continue
             upcoming = self._next_event()
             if upcoming is None or upcoming > until:
@@ -164,7 +187,7 @@ class Harness:
         horizon = self.clock.now() + limit
         while True:
             await self.settle()
-            if await self.coordinator.fire_due_timers():
+            if await self.tick():
                 continue
             state = await self.state(saga_id)
             upcoming = self._next_event()
@@ -175,7 +198,10 @@ class Harness:
             self.clock.advance_to(upcoming)
 
     def _next_event(self) -> datetime | None:
-        times = [t for t in (self.store.next_timer(), self.clock.next_wake()) if t is not None]
+        breaker = self.breakers.next_due() if self._breakers_on else None
+        times = [
+            t for t in (self.store.next_timer(), self.clock.next_wake(), breaker) if t is not None
+        ]
         return min(times, default=None)
 
     # -- reading ------------------------------------------------------------------------
@@ -187,3 +213,22 @@ class Harness:
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         return await self.store.history(saga_id)
+
+
+@final
+class _Health:
+    """The breakers, plus the services the test holds down by hand."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._h = harness
+
+    def services_down(self) -> frozenset[str]:
+        board = self._h.breakers.services_down() if self._h._breakers_on else frozenset()
+        return board | frozenset(self._h.services_down) if self._h.services_down else board
+
+    def record(self, service: str, ok: bool) -> None:
+        if self._h._breakers_on:
+            self._h.breakers.record(service, ok)
+
+    def dispatched(self, services: Collection[str]) -> None:
+        self._h.breakers.dispatched(services)

@@ -80,11 +80,28 @@ SERVICES = ("s1", "s2", "s3")
 SIGNALS = ("sig_a", "sig_b")
 FLAGS = 6
 AFTER_SETTLING = frozenset(
-    {"succeeded", "timed_out", "compensating", "compensated", "compensation_failed"}
+    {
+        "succeeded",
+        "timed_out",
+        "compensating",
+        "compensation_awaiting_service",
+        "compensated",
+        "compensation_failed",
+    }
 )
 STILL_ACTIVE = frozenset(
-    {"pending", "dispatched", "retrying", "awaiting_service", "waiting", "compensating"}
+    {
+        "pending",
+        "dispatched",
+        "retrying",
+        "awaiting_service",
+        "waiting",
+        "compensating",
+        "compensation_awaiting_service",
+    }
 )
+# A step whose undo is out or parked: at most one at a time.
+UNDOING = frozenset({"compensating", "compensation_awaiting_service"})
 
 
 def _chains(old: StepStatus, new: StepStatus) -> bool:
@@ -460,7 +477,7 @@ class World:
             return
         # One compensation at a time, and none while an action is still out: compensations
         # start only after every dispatched step (every branch of a group) has settled.
-        compensating = [n for n, s in new.steps.items() if s.status == "compensating"]
+        compensating = [n for n, s in new.steps.items() if s.status in UNDOING]
         assert len(compensating) <= 1, f"compensations in flight at once: {compensating}"
         undos = {e.step for e in d.effects if isinstance(e, Dispatch) and e.kind == "compensation"}
         # A resume replays its held inputs as one decision: each may send the next undo.
@@ -538,6 +555,7 @@ class World:
                 assert step.timeout is not None
         else:
             assert step.undo is not None
+            assert cmd.service not in self.down, "an undo was sent through an open circuit"
             assert cmd.command == "Undo"
             # Once the saga took the compensation's success, it never asks for it again.
             assert self.compensation_successes[cmd.step] == 0, f"{cmd.step} undone twice"
@@ -663,7 +681,7 @@ class World:
                 {
                     self.defn.steps[n].service
                     for n, s in self.state.steps.items()
-                    if s.status == "awaiting_service"
+                    if s.status in ("awaiting_service", "compensation_awaiting_service")
                 }
             )
             waiting = [

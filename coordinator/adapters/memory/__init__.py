@@ -4,6 +4,7 @@ They pass the same contract suites as the RabbitMQ and Redis adapters.
 """
 
 from contracts._public import show_as_public
+from coordinator.adapters.memory._breakers import MemoryBreakerStore
 from coordinator.adapters.memory._clock import SystemClock, VirtualClock
 from coordinator.adapters.memory._dead_letters import MemoryDeadLetters
 from coordinator.adapters.memory._idempotency import MemoryIdempotencyStore
@@ -11,6 +12,7 @@ from coordinator.adapters.memory._store import MemorySagaStore
 from coordinator.adapters.memory._transport import MemoryTransport
 
 __all__ = [
+    "MemoryBreakerStore",
     "MemoryDeadLetters",
     "MemoryIdempotencyStore",
     "MemorySagaStore",

@@ -29,7 +29,8 @@ __all__ = ["MemorySagaStore"]
 @final
 class MemorySagaStore:
     """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
-    ``IdleSagas`` and ``Refusals`` (kept until the store is dropped: a test's lifetime).
+    ``IdleSagas``, ``ParkedSagas`` and ``Refusals`` (kept until the store is dropped:
+    a test's lifetime).
 
     Args:
         clock: The store's own clock, as Redis ``TIME`` is the Redis store's: outbox
@@ -46,6 +47,9 @@ class MemorySagaStore:
         self._timers: dict[tuple[str, str], datetime] = {}
         self._refusals: dict[str, Refusal] = {}
         self._changed: dict[str, datetime] = {}
+        # The parked index: service -> saga id -> when it parked (insertion order).
+        self._parked: dict[str, dict[str, datetime]] = {}
+        self._parked_on: dict[str, frozenset[str]] = {}
 
     async def load(self, saga_id: str) -> Stored | None:
         return self._states.get(saga_id)
@@ -70,7 +74,25 @@ class MemorySagaStore:
             self._timers.pop((saga_id, name), None)
         for name, due in commit.timers_due.items():
             self._timers[(saga_id, name)] = due
+        self._index_parked(saga_id, frozenset(commit.parked), now)
         return "committed"
+
+    def _index_parked(self, saga_id: str, parked: frozenset[str], now: datetime) -> None:
+        before = self._parked_on.get(saga_id, frozenset())
+        for service in before - parked:
+            self._parked.get(service, {}).pop(saga_id, None)
+        for service in parked - before:
+            self._parked.setdefault(service, {})[saga_id] = now
+        if parked:
+            self._parked_on[saga_id] = parked
+        else:
+            self._parked_on.pop(saga_id, None)
+
+    async def parked(self, service: str, limit: int = 100) -> Sequence[str]:
+        return list(self._parked.get(service, {}))[:limit]
+
+    async def parked_count(self, service: str) -> int:
+        return len(self._parked.get(service, {}))
 
     async def record(self, saga_id: str, entry: HistoryEntry, *, timer: str | None = None) -> None:
         self._history.setdefault(saga_id, []).append(entry)

@@ -2,11 +2,18 @@
 participants' reply store, and a clock that follows Redis ``TIME``."""
 
 from contracts._public import show_as_public
+from coordinator.adapters.redis._breakers import RedisBreakerStore
 from coordinator.adapters.redis._clock import RedisClock
 from coordinator.adapters.redis._connect import connect_redis
 from coordinator.adapters.redis._idempotency import RedisIdempotencyStore
 from coordinator.adapters.redis._store import RedisSagaStore
 
-__all__ = ["RedisClock", "RedisIdempotencyStore", "RedisSagaStore", "connect_redis"]
+__all__ = [
+    "RedisBreakerStore",
+    "RedisClock",
+    "RedisIdempotencyStore",
+    "RedisSagaStore",
+    "connect_redis",
+]
 
 show_as_public(__name__, globals(), __all__)

@@ -10,7 +10,14 @@ from __future__ import annotations
 # KEYS: state hash, history list, timers zset, outbox hash, outbox zset
 # ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry,
 #       index prefix, saga_id, retention_s, terminal (0/1), n_outbox, n_due, n_cancel,
+#       parked services ("\n"-separated, '' for none), parked index prefix,
 #       then n_outbox (field, entry), n_due (member, score), n_cancel (member)
+#
+# The parked index (``<prefix><service>``, a zset of saga ids by when they parked)
+# is kept here, like the status index: the services a saga waits for are stored
+# on its hash (``parked``), so the script knows which index entries to drop when
+# the saga stops waiting, and recovery finds the parked sagas of a service without
+# scanning every saga.
 #
 # The outbox and index scores are Redis TIME, read here: one clock for every
 # replica, so the relay (which judges age by the same TIME) never takes a fresh
@@ -29,7 +36,7 @@ local state_key, hist_key, timers_key, outbox_key, outbox_z =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local expected, new_rev, dedupe_id = tonumber(ARGV[1]), ARGV[2], ARGV[4]
 local seen = 'd:' .. dedupe_id
-local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name', seen)
+local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name', seen, 'parked')
 if current[5] then
   if current[1] == new_rev and current[2] == dedupe_id then return 'committed' end
   return 'duplicate'
@@ -42,7 +49,7 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
            'status', ARGV[6], 'last', dedupe_id, seen, '')
 redis.call('RPUSH', hist_key, ARGV[7])
-local i = 15
+local i = 17
 for _ = 1, tonumber(ARGV[12]) do
   redis.call('HSET', outbox_key, ARGV[i], ARGV[i + 1])
   redis.call('ZADD', outbox_z, now_ms, ARGV[i])
@@ -60,6 +67,23 @@ if current[3] ~= ARGV[6] then
   if current[3] then redis.call('ZREM', prefix .. current[4] .. ':' .. current[3], saga_id) end
 end
 redis.call('ZADD', prefix .. ARGV[5] .. ':' .. ARGV[6], now_ms, saga_id)
+local old_parked, new_parked = current[6] or '', ARGV[15]
+if old_parked ~= new_parked then
+  local before, after = {}, {}
+  for s in string.gmatch(old_parked, '[^\\n]+') do before[s] = true end
+  for s in string.gmatch(new_parked, '[^\\n]+') do after[s] = true end
+  for s in pairs(before) do
+    if not after[s] then redis.call('ZREM', ARGV[16] .. s, saga_id) end
+  end
+  for s in pairs(after) do
+    if not before[s] then redis.call('ZADD', ARGV[16] .. s, now_ms, saga_id) end
+  end
+  if new_parked == '' then
+    redis.call('HDEL', state_key, 'parked')
+  else
+    redis.call('HSET', state_key, 'parked', new_parked)
+  end
+end
 if ARGV[11] == '1' then
   local ttl = tonumber(ARGV[10])
   if ttl > 0 then

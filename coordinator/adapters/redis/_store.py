@@ -9,6 +9,8 @@ Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
     ns:{ns.bN}:timers       zset: "<timer>|<id>" scored by due time (ms)
     ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
     ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
+    ns:{ns.bN}:p:<service>  zset: saga ids parked behind the service's open breaker,
+                            by when they parked (the hash's ``parked`` field says which)
 
 Every score the store writes (outbox, index) is Redis ``TIME`` read inside the
 script, never a replica's clock; timer scores are the due times the core set.
@@ -63,7 +65,8 @@ def _ms(when: datetime) -> int:
 @final
 class RedisSagaStore:
     """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
-    ``IdleSagas`` and ``Refusals`` (``ns:refused:<id>``, a plain key with a TTL of an hour).
+    ``IdleSagas``, ``ParkedSagas`` (``ns:{ns.bN}:p:<service>``) and ``Refusals``
+    (``ns:refused:<id>``, a plain key with a TTL of an hour).
 
     Args:
         redis: A ``redis.asyncio`` client (standalone or cluster), bytes responses.
@@ -142,6 +145,8 @@ class RedisSagaStore:
             len(commit.outbox),
             len(commit.timers_due),
             len(commit.timers_cancelled),
+            "\n".join(sorted(commit.parked)),
+            f"{self._bucket(saga_id)}:p:",
         ]
         for entry in commit.outbox:
             args += [f"{saga_id}{_SEP}{entry.message_id}", _entry_encoder.encode(entry)]
@@ -282,6 +287,25 @@ class RedisSagaStore:
                 async for key in self._redis.scan_iter(match=f"{p}:i:*:{status}", count=500):
                     keys.append(key.decode())
         return keys
+
+    # -- ParkedSagas --------------------------------------------------------------------
+
+    @outage_is_unavailable
+    async def parked(self, service: str, limit: int = 100) -> Sequence[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in self._prefixes():
+                pipe.zrange(f"{p}:p:{service}", 0, limit - 1, withscores=True)
+            by_bucket = await pipe.execute()
+        found = sorted((score, sid.decode()) for rows in by_bucket for sid, score in rows)
+        return [saga_id for _score, saga_id in found[:limit]]
+
+    @outage_is_unavailable
+    async def parked_count(self, service: str) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in self._prefixes():
+                pipe.zcard(f"{p}:p:{service}")
+            counts = await pipe.execute()
+        return sum(int(c) for c in counts)
 
     # -- Refusals ----------------------------------------------------------------------
 

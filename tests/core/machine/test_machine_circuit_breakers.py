@@ -74,7 +74,8 @@ def test_on_unavailable_compensate_compensates() -> None:
 
 def test_an_open_circuit_at_a_retry_after_a_timeout_still_compensates() -> None:
     """Attempt 1 timed out (it may have applied), then the breaker opened (timeouts feed it)
-    and the retry meets ``on_unavailable="compensate"``: the step still owes its undo."""
+    and the retry meets ``on_unavailable="compensate"``: the step still owes its undo, which
+    waits for the service to recover and is sent then."""
     s = saga()
     defn = s.define(
         step(s, "a"),
@@ -93,7 +94,49 @@ def test_an_open_circuit_at_a_retry_after_a_timeout_still_compensates() -> None:
     assert run.state.steps["b"].unknown
     run.fire("retry:b:action:2", t=8, down=frozenset({"payments"}))
     assert run.state.status == "compensating"
-    assert sent(run.last, "compensation") == ["b"]
+    assert run.status("b") == "compensation_awaiting_service"
+    assert dispatches(run.last) == []
+    assert "b compensation waits: payments is unavailable" in run.last.note
+    d = run.feed(ServiceRecovered(service="payments", at=at(9)))
+    assert [(x.step, x.kind, x.attempt) for x in dispatches(d)] == [("b", "compensation", 1)]
+    assert "payments recovered: resuming b" in d.note
+
+
+def test_a_compensation_to_an_open_service_waits_and_blocks_the_ones_before_it() -> None:
+    s = saga()
+    defn = s.define(
+        step(s, "a"), step(s, "b", service="payments"), step(s, "c", service="shipping")
+    )
+    run = Run(defn)
+    run.ok("a", t=1)
+    run.ok("b", t=2)
+    d = run.fail("c", 1, t=3, down=frozenset({"payments"}))
+    assert run.state.status == "compensating"
+    assert run.status("b") == "compensation_awaiting_service"
+    # a's undo waits for b's: compensations run one at a time, in reverse order.
+    assert dispatches(d) == []
+    d = run.feed(ServiceRecovered(service="payments", at=at(5)))
+    assert [(x.step, x.kind) for x in dispatches(d)] == [("b", "compensation")]
+    run.ok("b", t=6, kind="compensation")
+    assert sent(run.last, "compensation") == ["a"]
+    run.ok("a", t=7, kind="compensation")
+    assert run.state.status == "compensated"
+
+
+def test_a_compensation_retry_due_while_the_circuit_is_open_parks_and_keeps_its_number() -> None:
+    s = saga()
+    defn = s.define(step(s, "a", service="payments"), step(s, "b", service="shipping"))
+    run = Run(defn)
+    run.ok("a", t=1)
+    run.fail("b", 1, t=2)
+    run.fail("a", 1, t=3, kind="compensation")
+    d = run.fire("retry:a:compensation:2", t=10, down=frozenset({"payments"}))
+    assert run.status("a") == "compensation_awaiting_service"
+    assert dispatches(d) == []
+    # A late success of attempt 1 settles it while parked.
+    run.ok("a", t=11, kind="compensation", attempt=1)
+    assert run.status("a") == "compensated"
+    assert run.state.status == "compensated"
 
 
 def test_cancel_while_awaiting_service_abandons_the_step() -> None:
