@@ -78,6 +78,7 @@ PUBLIC = {
         "DeadLetter",
         "DeadLetters",
         "Delivery",
+        "Exchange",
         "Handler",
         "HistoryEntry",
         "IdempotencyStore",
