@@ -411,6 +411,16 @@ class OursNoStarted(Ours):
         return {**super().env(), "SAGA_ANNOUNCE": outcomes}
 
 
+class OursNoBreakers(Ours):
+    """Ours with the circuit breakers off (``SAGA_BREAKERS_ENABLED=false``): what
+    keeping a breaker per service costs on the hot path."""
+
+    name = "ours-nobreakers"
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SAGA_BREAKERS_ENABLED": "false"}
+
+
 class OursBaseline(Ours):
     """Ours from another source tree (``--baseline DIR``), to compare two versions
     in one run: ``git worktree add /tmp/base <commit>``, then
@@ -503,6 +513,7 @@ SYSTEMS: dict[str, type[System]] = {
     "ours-rawp": OursRawParticipant,
     "ours-base": OursBaseline,
     "ours-nostart": OursNoStarted,
+    "ours-nobreakers": OursNoBreakers,
 }
 
 
