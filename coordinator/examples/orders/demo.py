@@ -142,7 +142,8 @@ def _show_outage(run: OutageRun, console: Console) -> int:
         log.add_row(_at(run, event.at), f"{event.old} -> {event.new}", event.reason)
     console.print(log)
     if [(e.old, e.new) for e in run.events] != _TRANSITIONS:
-        console.print(f"[red]expected the breaker to go {_TRANSITIONS}[/red]")
+        path = " -> ".join(["closed", *(new for _, new in _TRANSITIONS)])
+        console.print(f"[red]expected the breaker to go {path}[/red]")
         failures += 1
     return failures
 
