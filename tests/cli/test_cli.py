@@ -13,14 +13,46 @@ from coordinator.cli._app import app
 runner = CliRunner()
 
 
-def test_demo_runs_four_sagas_and_exits_zero() -> None:
+def test_demo_runs_every_scenario_and_exits_zero() -> None:
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     for order_id in ("A-1001", "A-1002", "A-1003", "A-1004"):
         assert order_id in result.output
-    assert "all four sagas ended as expected" in result.output
-    assert result.output.count("status: completed") == 2
+    assert "all 8 sagas ended as expected" in result.output
+    # A-1001, A-1003 and the outage's first order, shown in full.
+    assert result.output.count("status: completed") == 3
     assert result.output.count("status: compensated") == 2
+
+
+def test_demo_shows_the_payments_outage_from_opening_to_every_saga_completed() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    outage = result.output[result.output.index("B-2001 to B-2004") :]
+    # The first order's timeline: the breaker opens, its next retry parks, the
+    # breaker half-opens, lets it out as the probe, and closes; in that order.
+    order = [
+        "closed -> open: 3 consecutive failures",
+        "charge waits: payments is unavailable",
+        "open -> half-open: reset timeout elapsed",
+        "payments half-open: probe",
+        "charge #3 completed",
+        "half-open -> closed: 1 probe(s) succeeded",
+    ]
+    at = [outage.index(text) for text in order]
+    assert at == sorted(at), outage
+    assert "status: completed" in outage
+    # One line each for the others, all completed after the breaker closed.
+    for order_id in ("B-2002", "B-2003", "B-2004"):
+        [line] = [x for x in outage.splitlines() if x.startswith(order_id)]
+        assert line.split()[1] == "completed", line
+        assert "resumed +35.0s" in line, line
+    # The breaker's event log, oldest first.
+    log = outage[outage.index("event log") :].splitlines()[1:4]
+    assert [" ".join(x.split()[1:4]) for x in log] == [
+        "closed -> open",
+        "open -> half-open",
+        "half-open -> closed",
+    ], log
 
 
 def test_graph_prints_mermaid() -> None:

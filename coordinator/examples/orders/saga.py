@@ -7,12 +7,13 @@ Run it with ``saga run --saga coordinator.examples.orders:saga``; draw it with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 import msgspec
 from msgspec.structs import replace
 
-from coordinator import Retry, Saga, SagaDefinition
+from coordinator import Breaker, Retry, Saga, SagaDefinition
 from coordinator.examples.orders.messages import (
     Approval,
     AwardPoints,
@@ -51,12 +52,20 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
 STEP_TIMEOUT = timedelta(seconds=10)
 
 
-def build(*, step_timeout: timedelta = STEP_TIMEOUT) -> SagaDefinition[Order]:
+def build(
+    *,
+    step_timeout: timedelta = STEP_TIMEOUT,
+    breakers: Mapping[str, Breaker] | None = None,
+) -> SagaDefinition[Order]:
     """The order saga. ``step_timeout`` is how long each step waits for a reply
     before it counts as unknown; ``saga`` below uses the default. A deployment
     whose outages can outlast it (the end-to-end tests kill the broker) builds
-    one with a longer wait."""
-    builder = Saga("order.place", data=Order, version=1, deadline=timedelta(days=2))
+    one with a longer wait. ``breakers`` sets the circuit breaker of some of its
+    services (the others keep the defaults, ``Breaker()``); the demo's outage
+    uses a short one."""
+    builder = Saga(
+        "order.place", data=Order, version=1, deadline=timedelta(days=2), breakers=breakers
+    )
     return builder.define(
         builder.step(
             "reserve",
