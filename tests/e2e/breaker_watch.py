@@ -122,6 +122,15 @@ def first_open(proc: Proc, service: str) -> datetime | None:
     return min(opened, default=None)
 
 
+def _period_of(periods: Sequence[Period], at: datetime) -> int | None:
+    index = next((i for i, p in enumerate(periods) if p.holds(at)), None)
+    if index is not None and index + 1 < len(periods):
+        following = periods[index + 1]
+        if following.state == "half-open" and at + SLACK >= following.start:
+            return index + 1  # a probe, placed by a replica's clock a little behind Redis
+    return index
+
+
 @dataclass
 class Tally:
     """The commands to one service sent in each period of its breaker."""
@@ -151,10 +160,7 @@ def tally(
         if at < opened + grace:
             result.in_grace += 1
             continue
-        index = next((i for i, p in enumerate(periods) if p.holds(at)), None)
-        following = periods[index + 1] if index is not None and index + 1 < len(periods) else None
-        if following is not None and following.state == "half-open" and at + SLACK >= following.start:
-            index += 1  # type: ignore[operator]  # a probe, placed by a clock a little behind
+        index = _period_of(periods, at)
         state = periods[index].state if index is not None else "closed"
         if state == "open":
             result.while_open.append(command)

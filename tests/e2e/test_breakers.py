@@ -123,7 +123,9 @@ async def _probes_failed(breakers: Breakers, count: int, timeout: float) -> None
 
     async def failed() -> bool | None:
         events = await breakers.events("payments")
-        return True if sum(e.old == "half-open" and e.new == "open" for e in events) >= count else None
+        return (
+            True if sum(e.old == "half-open" and e.new == "open" for e in events) >= count else None
+        )
 
     await poll(f"{count} failed probe(s)", failed, timeout=timeout)
 
@@ -226,6 +228,10 @@ SILENT_TIMEOUT = timedelta(seconds=1.5)
 async def test_silent_service_opens_the_breaker_by_its_timeouts(
     deploy: Callable[..., Deployment],
 ) -> None:
+    """The ledger counts handler entries: a retry of a charge whose first attempt still
+    hangs waits in the worker for its idempotency key and is not counted, so here
+    the count of commands sent while open is a lower bound; the failing service's
+    test above is the exact one."""
     d, down_file = await _deploy(
         deploy,
         down="payments:silent",
@@ -254,10 +260,10 @@ async def test_business_failures_never_open_a_breaker(
 ) -> None:
     d, _down = await _deploy(deploy, down="")
     orders = {
-        **{f"declined-{i}": _order(f"declined-{i}", card="declined") for i in range(10)},
-        **{f"flaky-{i}": _order(f"flaky-{i}", card="flaky") for i in range(10)},
-        **{f"nostock-{i}": _order(f"nostock-{i}", sku="out-of-stock") for i in range(5)},
-        **{f"plain-{i}": _order(f"plain-{i}") for i in range(5)},
+        **{f"declined-{i}": _order(f"declined-{i}", card="declined") for i in range(20)},
+        **{f"flaky-{i}": _order(f"flaky-{i}", card="flaky") for i in range(20)},
+        **{f"nostock-{i}": _order(f"nostock-{i}", sku="out-of-stock") for i in range(10)},
+        **{f"plain-{i}": _order(f"plain-{i}") for i in range(10)},
     }
     ids = list(orders)
     seen: list[tuple[str, str, int]] = []
@@ -281,7 +287,7 @@ async def test_business_failures_never_open_a_breaker(
         assert statuses == expected
         for service in ("payments", "inventory"):
             assert await breakers.events(service) == [], f"{service}'s breaker changed state"
-    # The participant did refuse them: 10 declines and 10 gateway timeouts in a row,
+    # The participant did refuse them: 20 declines and 20 gateway timeouts,
     # far more than fail_max.
     charges = Counter(r.order_id.split("-")[0] for r in _charges(d))
-    assert charges["declined"] >= 10 > FAIL_MAX and charges["flaky"] >= 10, charges
+    assert charges["declined"] >= 20 > FAIL_MAX and charges["flaky"] >= 20, charges
