@@ -10,11 +10,12 @@ tests and the demo read to check that each effect happened exactly once.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from coordinator.examples.orders.messages import (
     AwardPoints,
@@ -95,6 +96,24 @@ class Outages:
             raise ServiceDown(f"{service} is down")
 
 
+class Received(NamedTuple):
+    """One command as a service received it, before its outage switch was checked.
+
+    ``at`` is the participant's wall clock (seconds since the epoch); ``deadline``
+    the command's (when the coordinator stops waiting), from which a test tells
+    when it was sent: the deadline less the step's timeout.
+    """
+
+    service: str
+    command: str
+    order_id: str
+    saga_id: str
+    kind: str
+    attempt: int
+    at: float
+    deadline: float | None
+
+
 class Ledger:
     """Effects applied by the participants, counted by ``(service, effect, order_id)``.
 
@@ -102,6 +121,9 @@ class Ledger:
     the key with its effect: a handler run again for the same key (its worker
     died before the reply was recorded) changes nothing. ``runs`` counts the
     handler runs per key, so that tests can tell such re-runs apart.
+    ``received`` lists every command that reached a handler, applied or not (a
+    service that is down still receives them), so that tests can count what a
+    service was sent while its circuit breaker was open.
 
     A cancelled shipment leaves a tombstone, so a booking that arrives after its
     cancellation (a slow first attempt) is refused instead of applied.
@@ -112,6 +134,14 @@ class Ledger:
         self.runs: Counter[str] = Counter()
         self._cancelled: set[str] = set()
         self._tried: set[str] = set()
+        self.commands: list[Received] = []
+
+    def received(self, service: str, command: str, order_id: str, ctx: Context) -> None:
+        """Note a command on arrival, before the service decides anything about it."""
+        self.commands.append(_received(service, command, order_id, ctx))
+
+    def all_received(self) -> list[Received]:
+        return list(self.commands)
 
     def apply(self, service: str, effect: str, order_id: str, key: str) -> None:
         self.runs[key] += 1
@@ -150,7 +180,19 @@ class SqliteLedger(Ledger):
             " (service TEXT, effect TEXT, order_id TEXT, key TEXT UNIQUE);"
             "CREATE TABLE IF NOT EXISTS runs (key TEXT);"
             "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS received (service TEXT, command TEXT, order_id TEXT,"
+            " saga_id TEXT, kind TEXT, attempt INTEGER, at REAL, deadline REAL);"
         )
+
+    def received(self, service: str, command: str, order_id: str, ctx: Context) -> None:
+        self._db.execute(
+            "INSERT INTO received VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _received(service, command, order_id, ctx),
+        )
+
+    def all_received(self) -> list[Received]:
+        rows = self._db.execute("SELECT * FROM received ORDER BY at")
+        return [Received(*row) for row in rows]
 
     def apply(self, service: str, effect: str, order_id: str, key: str) -> None:
         with self._db:  # one transaction: the run and, the first time, the effect
@@ -181,6 +223,13 @@ class SqliteLedger(Ledger):
         return self._db.execute("INSERT OR IGNORE INTO marks VALUES (?)", (key,)).rowcount == 1
 
 
+def _received(service: str, command: str, order_id: str, ctx: Context) -> Received:
+    deadline = ctx.deadline.timestamp() if ctx.deadline is not None else None
+    return Received(
+        service, command, order_id, ctx.saga_id, ctx.kind, ctx.attempt, time.time(), deadline
+    )
+
+
 def build_services(ledger: Ledger, clock: Clock, outages: Outages | None = None) -> list[Service]:
     """The inventory, payments, loyalty and shipping services over one ledger.
 
@@ -200,6 +249,7 @@ def _inventory(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @inventory.handles(Reserve)
     async def reserve(cmd: Reserve, ctx: Context) -> Reserved:
+        ledger.received("inventory", "Reserve", cmd.order_id, ctx)
         await down.check("inventory", clock)
         for line in cmd.lines:
             if line.sku == "out-of-stock":
@@ -209,6 +259,7 @@ def _inventory(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @inventory.handles(Release)
     async def release(cmd: Release, ctx: Context) -> None:
+        ledger.received("inventory", "Release", cmd.order_id, ctx)
         await down.check("inventory", clock)
         ledger.apply("inventory", "release", cmd.order_id, ctx.idempotency_key)
 
@@ -220,6 +271,7 @@ def _payments(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @payments.handles(Charge)
     async def charge(cmd: Charge, ctx: Context) -> Charged:
+        ledger.received("payments", "Charge", cmd.order_id, ctx)
         await down.check("payments", clock)
         if cmd.card == "declined":
             raise CardDeclined("the card was declined")
@@ -230,6 +282,7 @@ def _payments(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @payments.handles(Refund)
     async def refund(cmd: Refund, ctx: Context) -> None:
+        ledger.received("payments", "Refund", cmd.order_id, ctx)
         await down.check("payments", clock)
         ledger.apply("payments", "refund", cmd.order_id, ctx.idempotency_key)
 
@@ -241,11 +294,13 @@ def _loyalty(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @loyalty.handles(AwardPoints)
     async def award(cmd: AwardPoints, ctx: Context) -> None:
+        ledger.received("loyalty", "AwardPoints", cmd.order_id, ctx)
         await down.check("loyalty", clock)
         ledger.apply("loyalty", "award", cmd.order_id, ctx.idempotency_key)
 
     @loyalty.handles(RevokePoints)
     async def revoke(cmd: RevokePoints, ctx: Context) -> None:
+        ledger.received("loyalty", "RevokePoints", cmd.order_id, ctx)
         await down.check("loyalty", clock)
         ledger.apply("loyalty", "revoke", cmd.order_id, ctx.idempotency_key)
 
@@ -257,6 +312,7 @@ def _shipping(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @shipping.handles(BookShipment)
     async def book(cmd: BookShipment, ctx: Context) -> Booked:
+        ledger.received("shipping", "BookShipment", cmd.order_id, ctx)
         await down.check("shipping", clock)
         if cmd.shipper == "slow":
             await clock.sleep(timedelta(seconds=SLOW_SHIPPER_SECONDS))
@@ -270,6 +326,7 @@ def _shipping(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @shipping.handles(CancelShipment)
     async def cancel(cmd: CancelShipment, ctx: Context) -> None:
+        ledger.received("shipping", "CancelShipment", cmd.order_id, ctx)
         await down.check("shipping", clock)
         ledger.cancel_shipment(cmd.order_id)
         ledger.apply("shipping", "cancel", cmd.order_id, ctx.idempotency_key)

@@ -2,7 +2,9 @@
 ``saga participant coordinator.examples.orders.worker:services``.
 
 Effects are written to the SQLite file named by ``ORDERS_LEDGER`` (default
-``orders-ledger.sqlite3``), so tests can check that each happened exactly once.
+``orders-ledger.sqlite3``), so tests can check that each happened exactly once;
+its ``received`` table lists every command a handler got, so they can count what
+a service was sent while it was down.
 ``ORDERS_DOWN`` (or the file named by ``ORDERS_DOWN_FILE``) takes services down:
 see :class:`~coordinator.examples.orders.services.Outages`.
 """
