@@ -18,14 +18,24 @@ from coordinator.client._dead_letters import (
     redrive_dead_letters,
     show_dead_letter,
 )
+from coordinator.client._shapes import (
+    DefinitionShape,
+    StepShape,
+    WaitShape,
+    shape_of,
+    shapes_of,
+)
 from coordinator.client._stuck import Stuck, Wait, find_stuck
 
 __all__ = [
     "ClientStore",
+    "DefinitionShape",
     "RequestRefusedError",
     "SagaClient",
+    "StepShape",
     "Stuck",
     "Wait",
+    "WaitShape",
     "as_json",
     "cancel_checked",
     "dead_letter_json",
@@ -34,6 +44,8 @@ __all__ = [
     "namespace_queues",
     "purge_dead_letters",
     "redrive_dead_letters",
+    "shape_of",
+    "shapes_of",
     "show_dead_letter",
     "signal_checked",
     "start_checked",
