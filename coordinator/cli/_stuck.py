@@ -66,7 +66,8 @@ def describe_wait(wait: Wait) -> str:
             text += f") since {_stamp(wait.since)}"
             return text + (f", times out {_stamp(wait.due)}" if wait.due else "")
         case "signal":
-            text = f"signal {wait.signal!r} for {wait.step} since {_stamp(wait.since)}"
+            signal = repr(wait.signal) if wait.signal else "?"  # no shape recorded
+            text = f"signal {signal} for {wait.step} since {_stamp(wait.since)}"
             return text + (f", times out {_stamp(wait.due)}" if wait.due else "")
         case "service":
             service = wait.service or "its service"
@@ -102,13 +103,17 @@ def stuck(
     """Sagas running or compensating with no transition for --older-than, and their waits.
 
     Each wait is a reply (step, kind, attempt, since when, its timeout), a
-    signal (which), a parked service (which) or a timer (due when).
+    signal (which), a parked service (which) or a timer (due when). Which signal
+    or service comes from the definitions the coordinators recorded; ``?`` where
+    the version running was recorded by a coordinator from before they were.
     """
     threshold = parse_duration(older_than)
 
     async def run() -> list[Stuck]:
         async with open_operator(settings(namespace)) as operator:
             names = operator.names or None  # none recorded: look for every name's index
-            return await find_stuck(operator.store, threshold, names=names, limit=limit)
+            return await find_stuck(
+                operator.store, threshold, shapes=operator.shapes, names=names, limit=limit
+            )
 
     print_stuck(asyncio.run(run()), as_json_=as_json)

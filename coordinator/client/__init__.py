@@ -26,16 +26,26 @@ from coordinator.client._dead_letters import (
     redrive_dead_letters,
     show_dead_letter,
 )
+from coordinator.client._shapes import (
+    DefinitionShape,
+    StepShape,
+    WaitShape,
+    shape_of,
+    shapes_of,
+)
 from coordinator.client._stuck import Stuck, Wait, find_stuck
 
 __all__ = [
     "BreakerStatus",
     "ClientStore",
     "Override",
+    "DefinitionShape",
     "RequestRefusedError",
     "SagaClient",
+    "StepShape",
     "Stuck",
     "Wait",
+    "WaitShape",
     "as_json",
     "breaker_events",
     "breaker_statuses",
@@ -49,6 +59,8 @@ __all__ = [
     "namespace_queues",
     "purge_dead_letters",
     "redrive_dead_letters",
+    "shape_of",
+    "shapes_of",
     "show_dead_letter",
     "override_breaker",
     "signal_checked",

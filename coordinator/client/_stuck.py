@@ -3,20 +3,23 @@
 A saga is stuck, for an operator, when it is running or compensating and has
 had no transition for longer than a threshold. The store's listing index knows
 when each saga last changed (`IdleSagas`), so only those sagas are read: their
-state says which steps are open, and their history (every effect the core
-decided, with its time) says since when, to which service, and which timers
-are set. No definition is needed: an operator's machine has no saga code.
+state says which steps are open, and their history (every input and every effect
+the core decided, with its time) says since when, to which service, and which
+timers are set. An operator's machine has no saga code: what a wait expects and
+which service a parked step needs come from the shapes the coordinators recorded
+(`DefinitionShape`); a version without one leaves them empty (unknown). The
+history's free text, written for people, is never read here.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import msgspec
 
+from coordinator.client._shapes import DefinitionShape
 from coordinator.core import SagaState, StepState
 from coordinator.ports import HistoryEntry, IdleSagas, SagaQueries, SagaStore
 
@@ -75,6 +78,7 @@ async def find_stuck(
     store: StuckStore,
     older_than: timedelta,
     *,
+    shapes: Mapping[str, DefinitionShape],
     names: Collection[str] | None = None,
     limit: int = 100,
 ) -> list[Stuck]:
@@ -83,6 +87,10 @@ async def find_stuck(
     Args:
         store: The deployment's saga store.
         older_than: The quiet time that makes a saga stuck.
+        shapes: The shape of each definition version, by ``name@version``: as
+            the coordinators recorded them (``open_operator``), or `shapes_of`
+            the definitions at hand. A version missing here leaves the signal of
+            its waits and the service of its parked steps unknown (empty).
         names: The definitions to look at (None: all); see `IdleSagas.idle`.
         limit: At most this many.
     """
@@ -94,13 +102,14 @@ async def find_stuck(
         state = msgspec.json.decode(stored.state, type=SagaState[Any])
         if state.status not in STUCK_STATUSES:
             continue  # moved on since the index was read
+        history = await store.history(saga_id)
         found.append(
             Stuck(
                 saga_id=saga_id,
                 name=state.name,
                 status=state.status,
                 last_transition=changed,
-                waits=tuple(waits_of(state, await store.history(saga_id))),
+                waits=tuple(waits_of(state, history, shapes.get(f"{state.name}@{state.version}"))),
                 deadline_at=state.deadline_at,
             )
         )
@@ -108,7 +117,7 @@ async def find_stuck(
 
 
 class _Trail:
-    """What a saga's history says about its commands, timers and waits so far.
+    """What a saga's history says about its commands, timers and moves so far.
 
     Timer names are the stored ones (``coordinator.core``'s ``TimerKey`` table:
     ``timeout:{step}:{kind}:{attempt}``, ``retry:...``, ``wait:{step}``,
@@ -119,15 +128,18 @@ class _Trail:
         self.sent: dict[tuple[str, str, int], tuple[datetime, dict[str, Any]]] = {}
         self.last_sent: dict[str, dict[str, Any]] = {}
         self.timers: dict[str, datetime] = {}
-        self.notes: list[tuple[datetime, str]] = []
+        self.started: dict[str, datetime] = {}
+        self.moves: list[tuple[datetime, dict[str, Any]]] = []
         for entry in history:
             self._read(entry)
 
     def _read(self, entry: HistoryEntry) -> None:
-        fired = msgspec.json.decode(entry.input)
-        if isinstance(fired, dict) and fired.get("type") == "TimerFired":
-            self.timers.pop(str(fired.get("timer")), None)
-        self.notes += [(entry.at, part) for part in entry.note.split("; ")]
+        given = msgspec.json.decode(entry.input)
+        given = given if isinstance(given, dict) else {}
+        if given.get("type") == "TimerFired":
+            self.timers.pop(str(given.get("timer")), None)
+        if entry.changed:
+            self.moves.append((entry.at, given))
         effects = msgspec.json.decode(entry.effects)
         for effect in effects if isinstance(effects, list) else ():
             match effect.get("type"):
@@ -139,13 +151,22 @@ class _Trail:
                     self.timers[effect["timer"]] = msgspec.convert(
                         effect["due"], datetime, strict=False
                     )
+                    self.started[effect["timer"]] = entry.at
                 case "CancelTimer":
                     self.timers.pop(effect["timer"], None)
 
-    def last_note(self, pattern: re.Pattern[str]) -> tuple[datetime, re.Match[str]] | None:
-        for at, note in reversed(self.notes):
-            if found := pattern.fullmatch(note):
-                return at, found
+    def reached(self, name: str, shape: DefinitionShape | None) -> datetime | None:
+        """When the saga last came to step or wait ``name``: the last change that
+        finished a node before it (or started the saga), or fired its retry.
+
+        Without the shape only the step's own retries are known.
+        """
+        node = shape.node(name) if shape is not None else None
+        for at, given in self.moves[::-1]:
+            if _retries(given, name) or (
+                shape is not None and node is not None and _finishes_before(given, shape, node)
+            ):
+                return at
         return None
 
     def reply(self, step: str, kind: str, attempt: int) -> Wait:
@@ -166,16 +187,45 @@ class _Trail:
         return Wait(what="timer", step=step, kind=kind, attempt=attempt, timer=name, due=due)
 
 
-def waits_of(state: SagaState[Any], history: Sequence[HistoryEntry]) -> list[Wait]:
-    """What ``state`` waits for, each with the details its history gives."""
+def _retries(given: dict[str, Any], step: str) -> bool:
+    """Whether ``given`` fired a retry of the action of ``step``."""
+    timer = str(given.get("timer", ""))
+    return given.get("type") == "TimerFired" and timer.startswith(f"retry:{step}:action:")
+
+
+def _finishes_before(given: dict[str, Any], shape: DefinitionShape, node: int) -> bool:
+    """Whether ``given`` may have moved the saga on from a node before ``node``."""
+    match given.get("type"):
+        case "Start":
+            return True
+        case "StepCompleted":
+            step = shape.steps.get(str(given.get("step")))
+            return step is not None and step.node < node
+        case "SignalReceived":
+            signal = given.get("name")
+            return any(w.signal == signal and w.node < node for w in shape.waits.values())
+        case "TimerFired":
+            prefix, _, wait = str(given.get("timer", "")).partition(":")
+            waited = shape.waits.get(wait) if prefix == "wait" else None
+            return waited is not None and waited.node < node  # on_timeout="continue"
+        case _:
+            return False
+
+
+def waits_of(
+    state: SagaState[Any], history: Sequence[HistoryEntry], shape: DefinitionShape | None
+) -> list[Wait]:
+    """What ``state`` waits for, each with the details its history and shape give."""
     trail = _Trail(history)
-    waits = [w for name, step in state.steps.items() for w in _step_waits(trail, name, step)]
+    waits = [w for name, step in state.steps.items() for w in _step_waits(trail, shape, name, step)]
     if "deadline" in trail.timers:
         waits.append(trail.timer("deadline"))
     return waits
 
 
-def _step_waits(trail: _Trail, name: str, step: StepState) -> list[Wait]:
+def _step_waits(
+    trail: _Trail, shape: DefinitionShape | None, name: str, step: StepState
+) -> list[Wait]:
     match step.status:
         case "dispatched":
             return [trail.reply(name, "action", step.attempt)]
@@ -189,31 +239,31 @@ def _step_waits(trail: _Trail, name: str, step: StepState) -> list[Wait]:
         case "compensating":
             return [trail.reply(name, "compensation", step.compensation_attempt)]
         case "waiting":
-            return [_signal(trail, name)]
+            return [_signal(trail, shape, name)]
         case "awaiting_service":
-            return [_parked(trail, name)]
+            return [_parked(trail, shape, name)]
         case _:
             return []
 
 
-def _signal(trail: _Trail, name: str) -> Wait:
-    # The core notes "<wait> waits for signal '<signal>'" when the wait begins;
-    # a wait's name is its signal's unless the definition said otherwise.
-    noted = trail.last_note(re.compile(rf"{re.escape(name)} waits for signal '(.*)'"))
+def _signal(trail: _Trail, shape: DefinitionShape | None, name: str) -> Wait:
+    # A wait with a timeout set its timer when it began; one without began when
+    # the saga reached it.
     timer = f"wait:{name}"
+    wait = shape.waits.get(name) if shape is not None else None
     return Wait(
         what="signal",
         step=name,
-        signal=noted[1].group(1) if noted else name,
-        since=noted[0] if noted else None,
+        signal=wait.signal if wait is not None else "",
+        since=trail.started.get(timer) or trail.reached(name, shape),
         timer=timer if timer in trail.timers else "",
         due=trail.timers.get(timer),
     )
 
 
-def _parked(trail: _Trail, name: str) -> Wait:
-    # The core notes "<step> waits: <service> is unavailable" when it parks a
-    # step; a step parked again after an attempt also names it in that Dispatch.
-    noted = trail.last_note(re.compile(rf"{re.escape(name)} waits: (.*) is unavailable"))
-    service = noted[1].group(1) if noted else trail.last_sent.get(name, {}).get("service", "")
-    return Wait(what="service", step=name, service=service, since=noted[0] if noted else None)
+def _parked(trail: _Trail, shape: DefinitionShape | None, name: str) -> Wait:
+    # A step is parked, instead of sent, when the saga reaches it or its retry
+    # falls due; a step parked after an attempt named its service in that Dispatch.
+    step = shape.steps.get(name) if shape is not None else None
+    service = step.service if step is not None else trail.last_sent.get(name, {}).get("service", "")
+    return Wait(what="service", step=name, service=service, since=trail.reached(name, shape))

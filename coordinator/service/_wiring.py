@@ -15,9 +15,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any, final
 
+import msgspec
+
 from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
 from coordinator.adapters.redis import RedisSagaStore, connect_redis
-from coordinator.client import SagaClient, namespace_queues
+from coordinator.client import DefinitionShape, SagaClient, namespace_queues, shapes_of
 from coordinator.core import SagaDefinition
 from coordinator.ports import DeadLetters, Exchange, Handler, Subscription
 from coordinator.service._settings import Settings
@@ -31,6 +33,7 @@ __all__ = [
     "open_operator",
     "record_deployment",
     "recorded_deployment",
+    "recorded_shapes",
 ]
 
 
@@ -149,6 +152,9 @@ class _ConnectedOnFirstUse:
 # the saga names and participant services of its definitions, in two small
 # sets: ``saga dead-letters`` knows every commands queue from them, and ``saga
 # stuck`` reads each name's index keys directly instead of looking for them.
+# It records the shape of each definition version too (a hash, JSON by
+# ``name@version``): ``saga stuck`` tells from it which signal a wait expects and
+# which service a parked step needs, with no saga code on the operator's machine.
 
 
 def _services_key(namespace: str) -> str:
@@ -159,18 +165,26 @@ def _names_key(namespace: str) -> str:
     return f"{namespace}:deployment:sagas"
 
 
+def _shapes_key(namespace: str) -> str:
+    return f"{namespace}:deployment:shapes"
+
+
 async def record_deployment(
     redis: Any, namespace: str, definitions: Iterable[SagaDefinition[Any]]
 ) -> None:
-    """Add the saga names and services of ``definitions`` to the namespace's record."""
+    """Add the saga names, services and shapes of ``definitions`` to the namespace's
+    record. Every replica records the same: writing it again changes nothing."""
     found = list(definitions)
     names = {d.name for d in found}
     services = {step.service for d in found for step in d.steps.values()}
+    shapes = {key: msgspec.json.encode(shape) for key, shape in shapes_of(found).items()}
     async with redis.pipeline(transaction=False) as pipe:
         if names:
             pipe.sadd(_names_key(namespace), *sorted(names))
         if services:
             pipe.sadd(_services_key(namespace), *sorted(services))
+        if shapes:
+            pipe.hset(_shapes_key(namespace), mapping=shapes)
         await pipe.execute()
 
 
@@ -183,6 +197,18 @@ async def recorded_deployment(redis: Any, namespace: str) -> tuple[set[str], set
     return {n.decode() for n in names}, {s.decode() for s in services}
 
 
+async def recorded_shapes(redis: Any, namespace: str) -> dict[str, DefinitionShape]:
+    """The shape of each definition version the coordinators of ``namespace``
+    recorded, by ``name@version``; one that cannot be read is left out (unknown)."""
+    shapes: dict[str, DefinitionShape] = {}
+    for key, raw in (await redis.hgetall(_shapes_key(namespace))).items():
+        try:
+            shapes[key.decode()] = msgspec.json.decode(raw, type=DefinitionShape)
+        except msgspec.DecodeError:  # not JSON, or not a shape this version reads
+            continue
+    return shapes
+
+
 @final
 class Operator:
     """What the operator's repair commands work on, from ``open_operator``.
@@ -190,6 +216,8 @@ class Operator:
     Attributes:
         store: The saga store (states, histories, the index by last change).
         names: The saga names the coordinators recorded (empty if none did).
+        shapes: The shapes of the definition versions they recorded, by
+            ``name@version`` (empty if none did).
         queues: The namespace's consumed queues: the events queue, and the
             commands queue of each service recorded or given.
     """
@@ -198,11 +226,13 @@ class Operator:
         self,
         store: RedisSagaStore,
         names: set[str],
+        shapes: dict[str, DefinitionShape],
         queues: list[str],
         dead_letters: Callable[[], Awaitable[DeadLetters]],
     ) -> None:
         self.store = store
         self.names = names
+        self.shapes = shapes
         self.queues = queues
         self._dead_letters = dead_letters
 
@@ -231,6 +261,7 @@ async def open_operator(
             "Redis", settings.redis_url, "SAGA_REDIS_URL", redis.ping, patience=timedelta(0)
         )
         names, recorded = await recorded_deployment(redis, settings.namespace)
+        shapes = await recorded_shapes(redis, settings.namespace)
         store = RedisSagaStore(
             redis,
             namespace=settings.namespace,
@@ -243,7 +274,8 @@ async def open_operator(
             return RabbitDeadLetters(await transport._connected())
 
         try:
-            yield Operator(store, names, namespace_queues({*recorded, *services}), dead_letters)
+            queues = namespace_queues({*recorded, *services})
+            yield Operator(store, names, shapes, queues, dead_letters)
         finally:
             await transport.close()
     finally:

@@ -18,7 +18,8 @@ import typer
 from servers import AMQP_URL, REDIS_URL, connect_rabbit, connect_redis, drop_namespace, namespace
 
 from coordinator.adapters.rabbitmq import RabbitDeadLetters
-from coordinator.cli._stuck import parse_duration
+from coordinator.cli._stuck import describe_wait, parse_duration
+from coordinator.client import Wait
 from coordinator.examples.orders import saga as order_saga
 from coordinator.ports import Delivery
 from coordinator.service import record_deployment
@@ -154,3 +155,9 @@ def test_durations_an_operator_writes(text: str, seconds: float) -> None:
 def test_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_duration(text)
+
+
+def test_a_signal_no_coordinator_recorded_is_shown_as_unknown() -> None:
+    assert describe_wait(Wait(what="signal", step="hold")) == "signal ? for hold since ?"
+    known = describe_wait(Wait(what="signal", step="hold", signal="release"))
+    assert known == "signal 'release' for hold since ?"

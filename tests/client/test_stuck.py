@@ -10,12 +10,13 @@ from datetime import timedelta
 
 import pytest
 
-from coordinator.client import Stuck, Wait, find_stuck
+from coordinator.client import Stuck, Wait, find_stuck, shapes_of
 from coordinator.examples.orders import Ledger, build_services, saga
 from coordinator.testing import Harness, VirtualClock
 
 STEP_TIMEOUT = timedelta(seconds=10)  # the example's
 BIG = 500_000  # over the approval threshold: the saga waits for a signal
+SHAPES = shapes_of([saga])  # what the coordinators record of the definitions they run
 
 
 def order(order_id: str, total_cents: int = 1_000) -> dict[str, object]:
@@ -44,7 +45,7 @@ async def test_a_saga_waiting_for_a_reply_names_the_step_attempt_and_since_when(
         sent_at = h.clock.now()
         await h.advance(timedelta(seconds=3))
 
-        stuck = only(await find_stuck(h.store, timedelta(seconds=2)), "o-1")
+        stuck = only(await find_stuck(h.store, timedelta(seconds=2), shapes=SHAPES), "o-1")
 
     assert (stuck.name, stuck.status, stuck.last_transition) == ("order.place", "running", sent_at)
     assert stuck.deadline_at == sent_at + timedelta(days=2)
@@ -71,9 +72,11 @@ async def test_only_sagas_quiet_for_longer_than_the_threshold_are_stuck() -> Non
         await h.start("order.place", order("o-1"), saga_id="o-1")
         await h.advance(timedelta(seconds=3))
 
-        assert await find_stuck(h.store, timedelta(seconds=4)) == []
-        assert [s.saga_id for s in await find_stuck(h.store, timedelta(seconds=3))] == ["o-1"]
-        assert await find_stuck(h.store, timedelta(0), names={"other"}) == []
+        assert await find_stuck(h.store, timedelta(seconds=4), shapes=SHAPES) == []
+        assert [
+            s.saga_id for s in await find_stuck(h.store, timedelta(seconds=3), shapes=SHAPES)
+        ] == ["o-1"]
+        assert await find_stuck(h.store, timedelta(0), shapes=SHAPES, names={"other"}) == []
 
 
 async def test_a_step_waiting_for_its_retry_names_the_timer_and_when_it_is_due() -> None:
@@ -82,7 +85,7 @@ async def test_a_step_waiting_for_its_retry_names_the_timer_and_when_it_is_due()
         await h.advance(STEP_TIMEOUT)  # the first charge timed out; the next waits ~2 s
         timed_out = h.clock.now()
 
-        stuck = only(await find_stuck(h.store, timedelta(0)), "o-1")
+        stuck = only(await find_stuck(h.store, timedelta(0), shapes=SHAPES), "o-1")
 
     [retry] = [w for w in stuck.waits if w.step == "charge"]
     assert (retry.what, retry.timer, retry.kind, retry.attempt) == (
@@ -102,7 +105,7 @@ async def test_a_saga_waiting_for_a_signal_names_it_and_its_timeout() -> None:
         began = h.clock.now()
         await h.advance(timedelta(minutes=20))
 
-        stuck = only(await find_stuck(h.store, timedelta(minutes=10)), "o-1")
+        stuck = only(await find_stuck(h.store, timedelta(minutes=10), shapes=SHAPES), "o-1")
 
     [signal] = [w for w in stuck.waits if w.what == "signal"]
     assert signal == Wait(
@@ -121,7 +124,7 @@ async def test_a_step_parked_behind_an_open_circuit_names_the_service() -> None:
         await h.settle()
         parked_at = h.clock.now()
 
-        stuck = only(await find_stuck(h.store, timedelta(0)), "o-1")
+        stuck = only(await find_stuck(h.store, timedelta(0), shapes=SHAPES), "o-1")
 
     assert Wait(what="service", step="charge", service="payments", since=parked_at) in stuck.waits
 
@@ -137,4 +140,4 @@ async def test_a_saga_that_ended_is_never_stuck(total: int) -> None:
         assert state.terminal
         await h.advance(timedelta(hours=1))
 
-        assert await find_stuck(h.store, timedelta(0)) == []
+        assert await find_stuck(h.store, timedelta(0), shapes=SHAPES) == []

@@ -1,6 +1,7 @@
 """``saga stuck``'s query on the real Redis store: the index by last change
-(``IdleSagas``, the same contract as the memory store's), and ``find_stuck`` on a
-coordinator whose payments service never answers."""
+(``IdleSagas``, the same contract as the memory store's), ``find_stuck`` on a
+coordinator whose payments service never answers, and the shapes of the definitions
+the coordinators record, from which ``find_stuck`` tells what a wait expects."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 from servers import AMQP_URL, REDIS_URL, connect_redis, drop_namespace
 
-from coordinator import Coordinator
+from coordinator import Coordinator, Saga, SagaDefinition
 from coordinator.adapters.memory import (
     MemoryIdempotencyStore,
     MemorySagaStore,
@@ -22,10 +23,11 @@ from coordinator.adapters.memory import (
     SystemClock,
 )
 from coordinator.adapters.redis import RedisSagaStore
-from coordinator.client import find_stuck
-from coordinator.examples.orders import Ledger, build_services, saga
+from coordinator.client import Wait, find_stuck, shapes_of
+from coordinator.examples.orders import Ledger, Order, build_services, saga
 from coordinator.ports import Commit, HistoryEntry
 from coordinator.service import Settings, open_operator, record_deployment
+from coordinator.service._wiring import recorded_shapes
 from participants import ParticipantWorker
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -127,9 +129,11 @@ async def test_find_stuck_on_redis_names_the_step_waiting_for_its_reply(
         settings = Settings(namespace=ns, redis_url=REDIS_URL, amqp_url=AMQP_URL, buckets=4)
         async with open_operator(settings) as operator:
             assert operator.names == {"order.place"}
-            named = await find_stuck(operator.store, timedelta(0), names=operator.names)
-            looked_for = await find_stuck(operator.store, timedelta(0))
-            assert await find_stuck(operator.store, timedelta(hours=1)) == []
+            named = await find_stuck(
+                operator.store, timedelta(0), shapes=operator.shapes, names=operator.names
+            )
+            looked_for = await find_stuck(operator.store, timedelta(0), shapes=operator.shapes)
+            assert await find_stuck(operator.store, timedelta(hours=1), shapes={}) == []
     finally:
         for worker in workers:
             await worker.stop()
@@ -163,3 +167,53 @@ async def test_the_operator_knows_the_queues_of_every_service_recorded(
             "payments.commands",
             "shipping.commands",
         ]
+
+
+def waiting_saga() -> SagaDefinition[Order]:
+    """A saga that waits first, in a wait named apart from its signal."""
+    b = Saga("order.hold", data=Order, version=3)
+    return b.define(b.wait_for("release", name="hold"))
+
+
+HOLD = waiting_saga()
+
+
+async def test_the_recorded_shapes_read_back_and_recording_again_changes_nothing(
+    redis: Redis, ns: str
+) -> None:
+    await record_deployment(redis, ns, [saga, HOLD])
+    await record_deployment(redis, ns, [HOLD, saga])  # another replica, the same record
+    await redis.hset(f"{ns}:deployment:shapes", "order.old@0", b"{not a shape")
+
+    recorded = await recorded_shapes(redis, ns)
+    assert recorded == shapes_of([saga, HOLD])  # the unreadable one is left out: unknown
+    assert recorded["order.hold@3"].waits["hold"].signal == "release"
+    assert await redis.hlen(f"{ns}:deployment:shapes") == 3
+    settings = Settings(namespace=ns, redis_url=REDIS_URL, amqp_url=AMQP_URL)
+    async with open_operator(settings) as operator:
+        assert operator.shapes == recorded
+
+
+async def test_find_stuck_on_redis_tells_the_signal_from_the_recorded_shape(
+    redis: Redis, ns: str
+) -> None:
+    store = RedisSagaStore(redis, namespace=ns, buckets=4, retention=timedelta(hours=1))
+    transport = MemoryTransport()
+    coordinator = Coordinator([HOLD], transport=transport, store=store, clock=SystemClock())
+    await coordinator.start()
+    try:
+        order = {"order_id": "o-1", "lines": [], "total_cents": 1_000}
+        await coordinator.start_saga("order.hold", "o-1", order)
+        settings = Settings(namespace=ns, redis_url=REDIS_URL, amqp_url=AMQP_URL, buckets=4)
+        async with open_operator(settings) as operator:
+            [unknown] = await find_stuck(operator.store, timedelta(0), shapes=operator.shapes)
+        await record_deployment(redis, ns, [HOLD])
+        async with open_operator(settings) as operator:
+            [known] = await find_stuck(operator.store, timedelta(0), shapes=operator.shapes)
+        [started] = await store.history("o-1")
+    finally:
+        await coordinator.stop()
+        await transport.close()
+
+    assert known.waits == (Wait(what="signal", step="hold", signal="release", since=started.at),)
+    assert unknown.waits == (Wait(what="signal", step="hold"),)  # recorded before shapes were
