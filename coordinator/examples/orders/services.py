@@ -235,22 +235,33 @@ def build_services(ledger: Ledger, clock: Clock, outages: Outages | None = None)
 
     ``outages`` takes any of them down (none by default).
     """
-    down = outages or Outages()
+    door = _Door(ledger, outages or Outages(), clock)
     return [
-        _inventory(ledger, down, clock),
-        _payments(ledger, down, clock),
-        _loyalty(ledger, down, clock),
-        _shipping(ledger, down, clock),
+        _inventory(ledger, door),
+        _payments(ledger, door),
+        _loyalty(ledger, door),
+        _shipping(ledger, door, clock),
     ]
 
 
-def _inventory(ledger: Ledger, down: Outages, clock: Clock) -> Service:
+class _Door:
+    """What every handler does first: count the command as received, then find
+    out whether its service is down (the switch of :class:`Outages`)."""
+
+    def __init__(self, ledger: Ledger, outages: Outages, clock: Clock) -> None:
+        self._ledger, self._outages, self._clock = ledger, outages, clock
+
+    async def enter(self, service: str, command: str, order_id: str, ctx: Context) -> None:
+        self._ledger.received(service, command, order_id, ctx)
+        await self._outages.check(service, self._clock)
+
+
+def _inventory(ledger: Ledger, door: _Door) -> Service:
     inventory = Service("inventory")
 
     @inventory.handles(Reserve)
     async def reserve(cmd: Reserve, ctx: Context) -> Reserved:
-        ledger.received("inventory", "Reserve", cmd.order_id, ctx)
-        await down.check("inventory", clock)
+        await door.enter("inventory", "Reserve", cmd.order_id, ctx)
         for line in cmd.lines:
             if line.sku == "out-of-stock":
                 raise OutOfStock(f"sku {line.sku!r} is out of stock")
@@ -259,20 +270,18 @@ def _inventory(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @inventory.handles(Release)
     async def release(cmd: Release, ctx: Context) -> None:
-        ledger.received("inventory", "Release", cmd.order_id, ctx)
-        await down.check("inventory", clock)
+        await door.enter("inventory", "Release", cmd.order_id, ctx)
         ledger.apply("inventory", "release", cmd.order_id, ctx.idempotency_key)
 
     return inventory
 
 
-def _payments(ledger: Ledger, down: Outages, clock: Clock) -> Service:
+def _payments(ledger: Ledger, door: _Door) -> Service:
     payments = Service("payments")
 
     @payments.handles(Charge)
     async def charge(cmd: Charge, ctx: Context) -> Charged:
-        ledger.received("payments", "Charge", cmd.order_id, ctx)
-        await down.check("payments", clock)
+        await door.enter("payments", "Charge", cmd.order_id, ctx)
         if cmd.card == "declined":
             raise CardDeclined("the card was declined")
         if cmd.card == "flaky" and ledger.first_try(f"flaky:{cmd.order_id}"):
@@ -282,38 +291,34 @@ def _payments(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @payments.handles(Refund)
     async def refund(cmd: Refund, ctx: Context) -> None:
-        ledger.received("payments", "Refund", cmd.order_id, ctx)
-        await down.check("payments", clock)
+        await door.enter("payments", "Refund", cmd.order_id, ctx)
         ledger.apply("payments", "refund", cmd.order_id, ctx.idempotency_key)
 
     return payments
 
 
-def _loyalty(ledger: Ledger, down: Outages, clock: Clock) -> Service:
+def _loyalty(ledger: Ledger, door: _Door) -> Service:
     loyalty = Service("loyalty")
 
     @loyalty.handles(AwardPoints)
     async def award(cmd: AwardPoints, ctx: Context) -> None:
-        ledger.received("loyalty", "AwardPoints", cmd.order_id, ctx)
-        await down.check("loyalty", clock)
+        await door.enter("loyalty", "AwardPoints", cmd.order_id, ctx)
         ledger.apply("loyalty", "award", cmd.order_id, ctx.idempotency_key)
 
     @loyalty.handles(RevokePoints)
     async def revoke(cmd: RevokePoints, ctx: Context) -> None:
-        ledger.received("loyalty", "RevokePoints", cmd.order_id, ctx)
-        await down.check("loyalty", clock)
+        await door.enter("loyalty", "RevokePoints", cmd.order_id, ctx)
         ledger.apply("loyalty", "revoke", cmd.order_id, ctx.idempotency_key)
 
     return loyalty
 
 
-def _shipping(ledger: Ledger, down: Outages, clock: Clock) -> Service:
+def _shipping(ledger: Ledger, door: _Door, clock: Clock) -> Service:
     shipping = Service("shipping")
 
     @shipping.handles(BookShipment)
     async def book(cmd: BookShipment, ctx: Context) -> Booked:
-        ledger.received("shipping", "BookShipment", cmd.order_id, ctx)
-        await down.check("shipping", clock)
+        await door.enter("shipping", "BookShipment", cmd.order_id, ctx)
         if cmd.shipper == "slow":
             await clock.sleep(timedelta(seconds=SLOW_SHIPPER_SECONDS))
         # A cancellation that overtook this booking left a tombstone: do not apply.
@@ -326,8 +331,7 @@ def _shipping(ledger: Ledger, down: Outages, clock: Clock) -> Service:
 
     @shipping.handles(CancelShipment)
     async def cancel(cmd: CancelShipment, ctx: Context) -> None:
-        ledger.received("shipping", "CancelShipment", cmd.order_id, ctx)
-        await down.check("shipping", clock)
+        await door.enter("shipping", "CancelShipment", cmd.order_id, ctx)
         ledger.cancel_shipment(cmd.order_id)
         ledger.apply("shipping", "cancel", cmd.order_id, ctx.idempotency_key)
 
