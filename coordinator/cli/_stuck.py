@@ -69,6 +69,10 @@ def describe_wait(wait: Wait) -> str:
             signal = repr(wait.signal) if wait.signal else "?"  # no shape recorded
             text = f"signal {signal} for {wait.step} since {_stamp(wait.since)}"
             return text + (f", times out {_stamp(wait.due)}" if wait.due else "")
+        case "resume":
+            return (
+                f"an operator to resume it (paused by {wait.by or '?'} since {_stamp(wait.since)})"
+            )
         case "service":
             service = wait.service or "its service"
             parked = f"{wait.step} parked since {_stamp(wait.since)}"

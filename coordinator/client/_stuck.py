@@ -38,8 +38,9 @@ class Wait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     Attributes:
         what: ``reply`` (to a command sent), ``signal``, ``service`` (its
-            circuit is open, the step is parked) or ``timer`` (a retry's backoff,
-            or a wait's or the saga's deadline).
+            circuit is open, the step is parked), ``timer`` (a retry's backoff,
+            or a wait's or the saga's deadline) or ``resume`` (an operator
+            paused the saga).
         step: The step or wait concerned; empty for the saga's deadline.
         kind: ``action`` or ``compensation``, for a reply or a retry.
         attempt: The attempt awaited (a reply) or to be sent (a retry).
@@ -49,9 +50,10 @@ class Wait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         signal: The signal's name, for a signal.
         timer: The timer's stored name, for a timer.
         due: When the timer falls due; for a reply, when the attempt times out.
+        by: Who paused the saga, for a resume.
     """
 
-    what: Literal["reply", "signal", "service", "timer"]
+    what: Literal["reply", "signal", "service", "timer", "resume"]
     step: str = ""
     kind: str = ""
     attempt: int = 0
@@ -61,6 +63,7 @@ class Wait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     signal: str = ""
     timer: str = ""
     due: datetime | None = None
+    by: str = ""
 
 
 class Stuck(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +221,9 @@ def waits_of(
     """What ``state`` waits for, each with the details its history and shape give."""
     trail = _Trail(history)
     waits = [w for name, step in state.steps.items() for w in _step_waits(trail, shape, name, step)]
+    if state.paused:
+        # Paused by an operator: it goes on only when someone resumes it.
+        waits.insert(0, Wait(what="resume", since=state.paused_at, by=state.paused_by))
     if "deadline" in trail.timers:
         waits.append(trail.timer("deadline"))
     return waits

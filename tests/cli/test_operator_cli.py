@@ -161,3 +161,8 @@ def test_a_signal_no_coordinator_recorded_is_shown_as_unknown() -> None:
     assert describe_wait(Wait(what="signal", step="hold")) == "signal ? for hold since ?"
     known = describe_wait(Wait(what="signal", step="hold", signal="release"))
     assert known == "signal 'release' for hold since ?"
+
+
+def test_a_paused_saga_says_who_must_resume_it() -> None:
+    line = describe_wait(Wait(what="resume", by="alice"))
+    assert line == "an operator to resume it (paused by alice since ?)"

@@ -129,6 +129,20 @@ async def test_a_step_parked_behind_an_open_circuit_names_the_service() -> None:
     assert Wait(what="service", step="charge", service="payments", since=parked_at) in stuck.waits
 
 
+async def test_a_paused_saga_waits_first_for_an_operator_to_resume_it() -> None:
+    async with harness() as h:
+        await h.start("order.place", order("o-1", BIG), saga_id="o-1")
+        await h.settle()
+        await h.coordinator.pause("o-1", "pause-1", by="alice")
+        paused_at = h.clock.now()
+        await h.advance(timedelta(minutes=20))
+
+        stuck = only(await find_stuck(h.store, timedelta(minutes=10), shapes=SHAPES), "o-1")
+
+    assert stuck.waits[0] == Wait(what="resume", since=paused_at, by="alice")
+    assert any(w.what == "signal" for w in stuck.waits[1:])  # and still for its signal
+
+
 @pytest.mark.parametrize("total", [1_000, BIG])
 async def test_a_saga_that_ended_is_never_stuck(total: int) -> None:
     async with harness() as h:
