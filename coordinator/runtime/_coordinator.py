@@ -54,7 +54,7 @@ from coordinator.core import (
     TimerFired,
 )
 from coordinator.ports import Clock, Delivery, Refusal, Subscription, Transport
-from coordinator.runtime._health import ServiceHealth
+from coordinator.runtime._health import FixedHealth, ServiceHealth
 from coordinator.runtime._outbox import OutboxPublisher
 from coordinator.runtime._registry import Registry
 from coordinator.runtime._transition import Store, Transitions
@@ -130,7 +130,7 @@ class Coordinator:
             clock=clock,
             codec=codec,
             outbox=self._outbox,
-            health=breakers if breakers is not None else _Fixed(services_down),
+            health=breakers if breakers is not None else FixedHealth(services_down),
             announce=announce,
             cache_size=cache_size,
         )
@@ -392,20 +392,6 @@ class Coordinator:
     async def load(self, saga_id: str) -> SagaState[Any] | None:
         """The saga as stored, its data in its definition's type; None if there is none."""
         return await self._transitions.load(saga_id)
-
-
-@final
-class _Fixed:
-    """No breakers: the services ``down`` names are down, nothing is counted."""
-
-    def __init__(self, down: Callable[[], frozenset[str]]) -> None:
-        self.services_down = down
-
-    def record(self, service: str, ok: bool) -> None:
-        return None
-
-    def dispatched(self, services: Collection[str]) -> None:
-        return None
 
 
 def _fired(timer: str) -> MakeInput:

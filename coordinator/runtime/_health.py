@@ -22,8 +22,8 @@ stale timer is not.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, Protocol
+from collections.abc import Callable, Collection
+from typing import Any, Protocol, final
 
 from coordinator.core import (
     Decision,
@@ -35,7 +35,7 @@ from coordinator.core import (
     TimerKey,
 )
 
-__all__ = ["ServiceHealth", "outcome"]
+__all__ = ["FixedHealth", "ServiceHealth", "outcome"]
 
 
 class ServiceHealth(Protocol):
@@ -76,3 +76,17 @@ def outcome(
             return None if step is None else (step.service, False)
         case _:
             return None
+
+
+@final
+class FixedHealth:
+    """No breakers: the services ``down`` names are down, nothing is counted."""
+
+    def __init__(self, down: Callable[[], frozenset[str]]) -> None:
+        self.services_down = down
+
+    def record(self, service: str, ok: bool) -> None:
+        return None
+
+    def dispatched(self, services: Collection[str]) -> None:
+        return None
