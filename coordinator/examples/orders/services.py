@@ -174,7 +174,17 @@ class SqliteLedger(Ledger):
     def __init__(self, path: str) -> None:
         super().__init__()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Participant processes start together on one file: switching it to WAL can be
+        # refused with "database is locked" at once (the busy timeout does not cover
+        # that switch), so the switch is tried again for a few seconds.
+        for attempt in range(50):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
         self._db.executescript(
             "CREATE TABLE IF NOT EXISTS effects"
             " (service TEXT, effect TEXT, order_id TEXT, key TEXT UNIQUE);"
