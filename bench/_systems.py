@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import secrets
 import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from bench._infra import (
     unlink,
 )
 from contracts import DEFAULT_CODEC, LIFECYCLE_EVENTS, StartSaga, routes
+from coordinator.adapters.signing import Keyring, SigningTransport
 
 OnDone = Callable[[str, bool], None]
 
@@ -182,7 +185,15 @@ class System:
         for p in self.procs:
             with contextlib.suppress(OSError):
                 for line in p.log.read_text(errors="replace").splitlines():
-                    if "Traceback" in line or " ERROR " in line or "CRITICAL" in line:
+                    # Console lines say ERROR; JSON lines (the processes' format when
+                    # stderr is not a terminal) say "level": "error".
+                    lowered = line.lower()
+                    if (
+                        "Traceback" in line
+                        or " ERROR " in line
+                        or "CRITICAL" in line
+                        or any(f'"level": "{lvl}"' in lowered for lvl in ("error", "critical"))
+                    ):
                         found.append(f"{p.log.name}: {line.strip()}")
         return found
 
@@ -235,6 +246,12 @@ class Ours(_AmqpSystem):
             "SAGA_IDEMPOTENCY_TTL": f"PT{self.cfg.retention}S",
             "SAGA_LOG_LEVEL": "WARNING",
             "SAGA_EVENT_LOOP": self.cfg.event_loop,
+            # Metrics on, as by default, on a port of each process's own (replicas
+            # share the host).
+            "SAGA_HTTP": "127.0.0.1:0",
+            # Breakers on, as by default (``Settings.breakers_enabled``), pinned so
+            # that a change of the default cannot change what ``ours`` measures.
+            "SAGA_BREAKERS_ENABLED": "true",
         }
 
     def _argv(self, args: list[str], wrap: tuple[str, Path] | None) -> tuple[list[str], bool]:
@@ -291,9 +308,13 @@ class Ours(_AmqpSystem):
             sent_at=datetime.now(UTC),
         )
         body = DEFAULT_CODEC.encode(message)
-        await self._events.publish(
-            _persistent(body, message.message_id), self.start_key, mandatory=True
-        )
+        amqp = _persistent(body, message.message_id)
+        amqp.headers = dict(self.headers(body, message.message_id))
+        await self._events.publish(amqp, self.start_key, mandatory=True)
+
+    def headers(self, body: bytes, message_id: str) -> dict[str, str]:
+        """The start message's headers (a signature, for ``ours-signed``)."""
+        return {}
 
     async def _ended(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         event = _lifecycle.decode(message.body)
@@ -421,6 +442,52 @@ class OursNoBreakers(Ours):
         return {**super().env(), "SAGA_BREAKERS_ENABLED": "false"}
 
 
+class OursNoMetrics(Ours):
+    """Ours without the HTTP server and its metrics (``SAGA_HTTP=off``): what the
+    metrics cost on the hot path."""
+
+    name = "ours-nometrics"
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SAGA_HTTP": "off"}
+
+
+class OursSigned(Ours):
+    """Ours with every message signed and verified (``SAGA_SIGNING_KEYS``): what
+    HMAC-SHA256 on each command, reply, start and lifecycle event costs. The
+    driver signs its starts with the operator's key, as the client does."""
+
+    name = "ours-signed"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        keys = {
+            f"{principal}:bench": secrets.token_urlsafe(32)
+            for principal in (saga3.SERVICE, "operator", "coordinator")
+        }
+        self._keys = json.dumps({"keys": keys})
+        operator = Keyring.of({"operator:bench": keys["operator:bench"]})
+        # Only its ``sign`` is used: the driver publishes with aio-pika itself.
+        self._signer = SigningTransport(_NoTransport(), operator, max_age=timedelta(hours=1))
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SAGA_SIGNING_KEYS": self._keys}
+
+    def headers(self, body: bytes, message_id: str) -> dict[str, str]:
+        return self._signer.sign("events", self.start_key, body, message_id)
+
+
+class _NoTransport:
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    async def declare(self, *args: Any) -> None:
+        raise NotImplementedError
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
 class OursBaseline(Ours):
     """Ours from another source tree (``--baseline DIR``), to compare two versions
     in one run: ``git worktree add /tmp/base <commit>``, then
@@ -507,6 +574,12 @@ class Floor(_AmqpSystem):
             await asyncio.sleep(0.2)
 
 
+def _observed() -> dict[str, type[System]]:
+    from bench._observed import OursFull, OursTraced
+
+    return {OursTraced.name: OursTraced, OursFull.name: OursFull}
+
+
 SYSTEMS: dict[str, type[System]] = {
     "floor": Floor,
     "ours": Ours,
@@ -514,6 +587,8 @@ SYSTEMS: dict[str, type[System]] = {
     "ours-base": OursBaseline,
     "ours-nostart": OursNoStarted,
     "ours-nobreakers": OursNoBreakers,
+    "ours-nometrics": OursNoMetrics,
+    "ours-signed": OursSigned,
 }
 
 
@@ -524,3 +599,4 @@ def _celery() -> type[System]:
 
 
 SYSTEMS["celery"] = _celery()
+SYSTEMS.update(_observed())

@@ -29,18 +29,25 @@ import psutil
 from redis.asyncio import Redis
 
 from bench._drive import closed_loop, completed_memory, memory_probe
-from bench._infra import LOGS, RESULTS, Config, load_average, median, server_processes
+from bench._infra import LOGS, RESULTS, Config, load_average, server_processes
+from bench._report import (
+    print_memory,
+    print_repeats,
+    print_scaling,
+    print_table,
+    print_targets,
+    progress,
+    unsteady_warnings,
+)
+from bench._stats import (
+    aggregate,
+    floor_moves,
+    memory_medians,
+    ratios,
+    repeat_summary,
+    targets,
+)
 from bench._systems import SYSTEMS, System
-
-FIGURES = [
-    ("sagas_per_s", "sagas/s", "{:.0f}"),
-    ("steps_per_s", "steps/s", "{:.0f}"),
-    ("step_p50_ms", "step p50 ms", "{:.2f}"),
-    ("step_p99_ms", "step p99 ms", "{:.2f}"),
-    ("saga_p50_ms", "saga p50 ms", "{:.1f}"),
-    ("saga_p99_ms", "saga p99 ms", "{:.1f}"),
-]
-CPU_ROLES = ["coordinator", "participant", "broker", "redis", "total"]
 
 
 @dataclass
@@ -68,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--window", type=float, help="measured seconds per run; default 10, quick 2")
     p.add_argument("--warmup", type=float, help="seconds before the window; default 2, quick 0.5")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the whole comparison N times; prints each run's ratios to the floor",
+    )
     p.add_argument("--systems", default="floor,ours", help=f"of {','.join(SYSTEMS)}")
     p.add_argument("--with-celery", action="store_true", help="add the Celery chain")
     p.add_argument(
@@ -120,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.replicas is None:
         a.replicas = [] if a.quick else [1, 2, 4]
     a.scaling_level = a.scaling_level or max(a.levels)
+    if a.repeat < 1:
+        p.error("--repeat N needs N >= 1")
     a.systems = [s for s in a.systems.split(",") if s]
     if a.with_celery and "celery" not in a.systems:
         a.systems.append("celery")
@@ -173,220 +188,33 @@ async def probe(ctx: Context, name: str, sagas: int) -> dict[str, Any]:
         await system.cleanup()
 
 
-def _fmt(v: Any, f: str = "{:.2f}") -> str:
-    return "-" if v is None else f.format(v)
-
-
-def _progress(r: dict[str, Any], tag: str) -> None:
-    cpu = r["cpu_ms_per_saga"]
-    extra = f" FAILED {r['failed']}" if r["failed"] else ""
-    extra += f" ERRORS {r['errors'][:2]}" if r["errors"] else ""
-    extra += f" LOG {r['log_problems'][:2]}" if r.get("log_problems") else ""
-    print(
-        f"  {tag:<26} {_fmt(r['sagas_per_s'], '{:7.0f}')} sagas/s  "
-        f"step p50 {_fmt(r['step_p50_ms'])} ms  saga p50 {_fmt(r['saga_p50_ms'], '{:.1f}')} ms  "
-        f"cpu ms/saga coord {_fmt(cpu.get('coordinator'))} part {_fmt(cpu.get('participant'))} "
-        f"broker {_fmt(cpu.get('broker'))} redis {_fmt(cpu.get('redis'))}{extra}",
-        flush=True,
-    )
-
-
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    """Median over rounds, per system and level."""
-    table: dict[str, dict[int, dict[str, Any]]] = {}
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["system"], r["level"]), []).append(r)
-    for (name, level), every in groups.items():
-        rs = [r for r in every if not r["errors"]]  # a stalled or broken run says nothing
-        row: dict[str, Any] = {k: median(r[k] for r in rs) for k, _, _ in FIGURES}
-        row["cpu_ms_per_saga"] = {
-            role: median(r["cpu_ms_per_saga"].get(role) for r in rs) for role in CPU_ROLES
-        }
-        row["completed_bytes_per_saga"] = median(r.get("completed_bytes_per_saga") for r in rs)
-        row["rounds"] = len(rs)
-        row["bad_runs"] = len(every) - len(rs)
-        row["failed"] = sum(r["failed"] for r in rs)
-        table.setdefault(name, {})[level] = row
-    return table
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def ratios(table: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[int, dict[str, Any]]]:
-    out: dict[str, dict[int, dict[str, Any]]] = {}
-    floor = table.get("floor", {})
-    for name, levels in table.items():
-        if name == "floor":
-            continue
-        for level, row in levels.items():
-            base = floor.get(level)
-            if base is None:
-                continue
-            r = {k: _ratio(row[k], base[k]) for k, _, _ in FIGURES}
-            r["cpu_ms_per_saga"] = {
-                role: _ratio(row["cpu_ms_per_saga"][role], base["cpu_ms_per_saga"][role])
-                for role in CPU_ROLES
-            }
-            r["completed_bytes_per_saga"] = _ratio(
-                row["completed_bytes_per_saga"], base["completed_bytes_per_saga"]
-            )
-            out.setdefault(name, {})[level] = r
-    return out
-
-
-def print_table(
-    table: dict[str, dict[int, dict[str, Any]]], rat: dict[str, dict[int, dict[str, Any]]]
-) -> None:
-    head = f"{'system':<10} {'L':>4} " + " ".join(f"{t:>11}" for _, t, _ in FIGURES)
-    head += " | cpu ms/saga: " + " ".join(f"{r[:6]:>7}" for r in CPU_ROLES)
-    print("\n" + head)
-    print("-" * len(head))
-    for name, levels in table.items():
-        for level in sorted(levels):
-            row = levels[level]
-            line = f"{name:<10} {level:>4} " + " ".join(
-                f"{_fmt(row[k], f):>11}" for k, _, f in FIGURES
-            )
-            line += " |              " + " ".join(
-                f"{_fmt(row['cpu_ms_per_saga'][r], '{:.3f}'):>7}" for r in CPU_ROLES
-            )
-            print(line)
-            ratio = rat.get(name, {}).get(level)
-            if ratio:
-                line = f"{'  /floor':<10} {'':>4} " + " ".join(
-                    f"{_fmt(ratio[k], '{:.2f}x'):>11}" for k, _, _ in FIGURES
-                )
-                line += " |              " + " ".join(
-                    f"{_fmt(ratio['cpu_ms_per_saga'][r], '{:.2f}x'):>7}" for r in CPU_ROLES
-                )
-                print(line)
-
-
-def print_memory(
-    mem: dict[str, dict[str, Any]],
-    table: dict[str, dict[int, dict[str, Any]]],
-    ttls: dict[str, Any],
-) -> None:
-    print("\nRedis bytes per saga: exact MEMORY USAGE of the keys (used_memory delta in brackets)")
-    print(
-        f"{'system':<10} {'in flight, step 1':>20} {'worst in flight':>18} {'coord+part':>12} "
-        f"{'keys':>5} {'completed':>10}  TTL (s) of a finished saga's keys"
-    )
-    for name in table:
-        m = mem.get(name, {})
-        completed = median(row.get("completed_bytes_per_saga") for row in table[name].values())
-
-        def both(exact: str, used: str, m: dict[str, Any] = m) -> str:
-            return f"{_fmt(m.get(exact), '{:.0f}')} [{_fmt(m.get(used), '{:.0f}')}]"
-
-        coord = _fmt(m.get("worst_coordinator_bytes"), "{:.0f}")
-        split = f"{coord}+{_fmt(m.get('worst_participant_bytes'), '{:.0f}')}"
-        print(
-            f"{name:<10} {both('first_bytes', 'used_memory_first'):>20} "
-            f"{both('worst_bytes', 'used_memory_worst'):>18} {split:>12} "
-            f"{_fmt(m.get('keys_per_saga'), '{:.1f}'):>5} {_fmt(completed, '{:.0f}'):>10}  "
-            f"{ttls.get(name, {})}"
-        )
-
-
-def print_scaling(scaling: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(
-        f"\nScaling: ours at {args.scaling_level} in flight, "
-        f"{args.participants} participant process(es)"
-    )
-    print(
-        f"{'replicas':>8} {'sagas/s':>9} {'steps/s':>9} {'saga p50 ms':>12} {'coord ms/saga':>14}"
-    )
-    for replicas in args.replicas:
-        rs = [r for r in scaling if r["replicas"] == replicas and not r["errors"]]
-
-        def med(key: str, fmt: str, rs: list[dict[str, Any]] = rs) -> str:
-            return _fmt(median(r[key] for r in rs), fmt)
-
-        coord = _fmt(median(r["cpu_ms_per_saga"]["coordinator"] for r in rs), "{:.3f}")
-        print(
-            f"{replicas:>8} {med('sagas_per_s', '{:.0f}'):>9} {med('steps_per_s', '{:.0f}'):>9} "
-            f"{med('saga_p50_ms', '{:.1f}'):>12} {coord:>14}"
-        )
-
-
-def memory_medians(mem_runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name in {m["system"] for m in mem_runs}:
-        mine = [m for m in mem_runs if m["system"] == name]
-        keys = [k for k in mine[0] if k not in ("system", "round")]
-        out[name] = {k: median(m[k] for m in mine) for k in keys}
-    return out
-
-
-def targets(
-    table: dict[str, dict[int, dict[str, Any]]],
-    mem: dict[str, dict[str, Any]],
-    ttls: dict[str, Any],
-    retention: int,
-) -> list[dict[str, Any]]:
-    ours, floor, celery = table.get("ours", {}), table.get("floor", {}), table.get("celery", {})
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, value: float | None, goal: str, ok: bool | None) -> None:
-        out.append({"target": name, "value": value, "goal": goal, "met": ok})
-
-    top = max(ours) if ours else None
-    if top is not None and top in floor:
-        v = _ratio(ours[top]["sagas_per_s"], floor[top]["sagas_per_s"])
-        add(
-            f"throughput at {top} in flight vs floor", v, ">= 0.8x", None if v is None else v >= 0.8
-        )
-    if 1 in ours and 1 in floor:
-        v = _ratio(ours[1]["step_p50_ms"], floor[1]["step_p50_ms"])
-        add("per-step p50 at 1 in flight vs floor", v, "<= 1.5x", None if v is None else v <= 1.5)
-    for level in sorted(set(ours) & set(celery)):
-        v = _ratio(ours[level]["sagas_per_s"], celery[level]["sagas_per_s"])
-        add(f"throughput at {level} in flight vs Celery", v, "> 1x", None if v is None else v > 1)
-    if "ours" in mem:
-        v = mem["ours"].get("worst_bytes")
-        add(
-            "Redis bytes per in-flight saga (worst point, coord+participant)",
-            v,
-            "< 4096",
-            None if v is None else v < 4096,
-        )
-    if "ours" in ttls:
-        t = ttls["ours"]
-        per_saga = {k: v for k, v in t.items() if not k.startswith("index")}
-        ok = all(0 < v <= retention for v in per_saga.values()) if per_saga else None
-        add(
-            "finished saga's keys expire within the retention",
-            max(per_saga.values(), default=None),
-            f"0 < TTL <= {retention}",
-            ok,
-        )
-    for level in sorted(set(ours) & set(floor)):
-        o = ours[level]["cpu_ms_per_saga"]["coordinator"]
-        f = floor[level]["cpu_ms_per_saga"]["coordinator"]
-        v = _ratio(o, f)
-        add(
-            f"coordinator CPU per step vs floor at {level}",
-            v,
-            "<= 1.5x",
-            None if v is None else v <= 1.5,
-        )
-    return out
-
-
-def print_targets(rows: list[dict[str, Any]], quick: bool) -> None:
-    note = " (quick run: indicative only)" if quick else ""
-    print(f"\nTargets{note}")
-    for t in rows:
-        mark = {True: "PASS", False: "MISS", None: "n/a "}[t["met"]]
-        v = t["value"]
-        shown = (
-            "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 100 else f"{v:.0f}")
-        )
-        print(f"  [{mark}] {t['target']:<66} {shown:>8}  goal {t['goal']}")
+async def compare(ctx: Context, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    """One whole comparison: its rounds, then its tables, warnings and targets."""
+    runs, mem_runs = await rounds(ctx, args)
+    table = aggregate(runs)
+    rat = ratios(table)
+    mem = memory_medians(mem_runs)
+    ttls = {r["system"]: r["completed_ttl_s"] for r in runs}
+    moves = floor_moves(table)
+    tag = f" (run {run + 1})" if args.repeat > 1 else ""
+    warnings = unsteady_warnings(moves, tag)
+    print_table(table, rat)
+    for line in warnings:
+        print(line)
+    print_memory(mem, table, ttls)
+    tgt = targets(table, mem, ttls, args.retention)
+    print_targets(tgt, args.quick)
+    return {
+        "runs": runs,
+        "table": table,
+        "ratios_vs_floor": rat,
+        "floor_moves": moves,
+        "floor_unsteady": any(m["unsteady"] for m in moves),
+        "warnings": warnings,
+        "memory": mem,
+        "memory_runs": mem_runs,
+        "targets": tgt,
+    }
 
 
 async def rounds(
@@ -403,7 +231,7 @@ async def rounds(
                 r = await measure(ctx, name, level, args)
                 r["round"] = rnd
                 runs.append(r)
-                _progress(r, f"{name} L={level}")
+                progress(r, f"{name} L={level}")
         if args.no_memory:
             continue
         for name in args.systems:
@@ -455,32 +283,35 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 kinds, args.profile_level, args.window, args.warmup, ctx
             )
             return report
-        runs, mem_runs = await rounds(ctx, args)
+        comparisons = []
+        for run in range(args.repeat):
+            if args.repeat > 1:
+                print(f"\n== run {run + 1}/{args.repeat}", flush=True)
+            comparisons.append(await compare(ctx, args, run))
         scaling: list[dict[str, Any]] = []
         for replicas in args.replicas:
             for rnd in range(args.rounds):
                 r = await measure(ctx, "ours", args.scaling_level, args, replicas=replicas)
                 r["round"] = rnd
                 scaling.append(r)
-                _progress(r, f"ours x{replicas} L={args.scaling_level}")
-        table = aggregate(runs)
-        rat = ratios(table)
-        mem = memory_medians(mem_runs)
-        ttls = {r["system"]: r["completed_ttl_s"] for r in runs}
-        print_table(table, rat)
-        print_memory(mem, table, ttls)
+                progress(r, f"ours x{replicas} L={args.scaling_level}")
         if scaling:
             print_scaling(scaling, args)
-        tgt = targets(table, mem, ttls, args.retention)
-        print_targets(tgt, args.quick)
+        summary = repeat_summary([c["table"] for c in comparisons])
+        if args.repeat > 1:
+            print_repeats(summary)
+        warnings = [w for c in comparisons for w in c["warnings"]]
+        if args.repeat > 1:
+            warnings += unsteady_warnings(summary["floor_moves"], between="runs")
+        for line in warnings:
+            print(line)  # again at the end, where a reader of the summary looks
         report.update(
-            runs=runs,
-            table=table,
-            ratios_vs_floor=rat,
-            memory=mem,
-            memory_runs=mem_runs,
+            repeats=comparisons,
+            repeat_summary=summary,
             scaling=scaling,
-            targets=tgt,
+            floor_unsteady=any(c["floor_unsteady"] for c in comparisons)
+            or any(m["unsteady"] for m in summary["floor_moves"]),
+            warnings=warnings,
         )
         return report
     finally:

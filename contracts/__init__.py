@@ -10,7 +10,9 @@ Where messages go (exchanges, queues, routing keys, header names) is in
 """
 
 from contracts import _routes as routes
+from contracts._asyncapi import SagaContract, StepContract, asyncapi
 from contracts._codec import DEFAULT_CODEC, Codec
+from contracts._encrypted import E2E_PREFIX, Encrypted
 from contracts._errors import ContractError, ContractErrorReason, SagaError
 from contracts._messages import (
     CONTRACTS_VERSION,
@@ -32,7 +34,7 @@ from contracts._messages import (
     WireMessage,
 )
 from contracts._public import show_as_public
-from contracts._schema import asyncapi, json_schema
+from contracts._schema import json_schema
 
 __all__ = [
     # messages
@@ -53,6 +55,9 @@ __all__ = [
     "CoordinatorInbound",
     "WireMessage",
     "CONTRACTS_VERSION",
+    # fields encrypted end to end
+    "Encrypted",
+    "E2E_PREFIX",
     # codec
     "Codec",
     "DEFAULT_CODEC",
@@ -65,6 +70,8 @@ __all__ = [
     # schema export
     "json_schema",
     "asyncapi",
+    "SagaContract",
+    "StepContract",
 ]
 
 show_as_public(__name__, globals(), __all__)

@@ -11,7 +11,10 @@ when you see it; ``retryable`` says whether the same call may succeed later::
     │   coordinator (coordinator._errors)
     ├── SagaDefinitionError (ValueError) a saga definition is invalid; says what to fix
     ├── UnknownSagaError (LookupError)   no saga definition, or no saga, by that name or id
+    │   └── UnknownVersionError          the saga runs on a definition version not loaded here
     ├── SagaRefusedError                 the saga turned a signal, cancel or retry down
+    ├── SealedDataError                  a sealed (encrypted) value does not open: altered,
+    │                                    moved, or its key is not in the keyring
     ├── RequestRefusedError              an operator's request did not happen (refused, no answer)
     ├── ConcurrencyError                 another replica changed the saga first; retryable
     ├── StoreUnavailableError            the saga store cannot be reached now; retryable
@@ -19,6 +22,7 @@ when you see it; ``retryable`` says whether the same call may succeed later::
     │                                    RabbitMQ or Redis did not answer at start-up; retryable
     ├── UnroutableError                  a mandatory message no queue is bound to receive
     ├── PublishFailedError               the broker did not confirm a message; retryable
+    ├── WrongUserError                   a message's user_id is not the connection's user
     ├── TopologyMismatchError            a queue or exchange exists with other arguments
     │                                    (coordinator.adapters.rabbitmq)
     │

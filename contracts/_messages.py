@@ -62,7 +62,10 @@ class Command(_Message, frozen=True, kw_only=True):
 
     Attributes:
         message_id: Unique per attempt and deterministic, so a republished
-            command is recognised: ``{saga_id}:{step}:{kind}:{attempt}``.
+            command is recognised: ``{saga_id}:{step}:{kind}:{attempt}``. A
+            participant records a retryable failure under it alone and
+            replays that to a redelivery of this command, never answering
+            one command twice with different outcomes.
         idempotency_key: The same for every attempt of a step:
             ``{saga_id}:{step}:{kind}``. A participant records a success or a
             non-retryable failure under it and replays that instead of acting again.
@@ -166,11 +169,13 @@ class StartSaga(_Message, frozen=True, kw_only=True):
         input: The saga's input, a JSON object.
         sent_at: When the request was sent (UTC).
         causation_id: The id of whatever caused the request, if any.
+        by: Who asked, for the history.
     """
 
     saga_name: str
     input: dict[str, Any]
     causation_id: str | None = None
+    by: str = ""
 
 
 class Signal(_Message, frozen=True, kw_only=True):
@@ -182,10 +187,12 @@ class Signal(_Message, frozen=True, kw_only=True):
         name: The signal's name, matched against the saga's ``wait_for``.
         data: Details of the signal, a JSON object.
         sent_at: When the signal was sent (UTC).
+        by: Who sent it, for the history.
     """
 
     name: str
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+    by: str = ""
 
 
 class CancelSaga(_Message, frozen=True, kw_only=True):
@@ -196,9 +203,11 @@ class CancelSaga(_Message, frozen=True, kw_only=True):
         saga_id: The saga instance to cancel.
         reason: Why, for the history and the operators.
         sent_at: When the request was sent (UTC).
+        by: Who asked, for the history.
     """
 
     reason: str = "cancelled by request"
+    by: str = ""
 
 
 class RetrySaga(_Message, frozen=True, kw_only=True):

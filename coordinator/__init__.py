@@ -15,10 +15,14 @@ from coordinator._errors import (
     RequestRefusedError,
     SagaDefinitionError,
     SagaRefusedError,
+    SealedDataError,
     ServerUnreachableError,
+    SettingsError,
     StoreUnavailableError,
     UnknownSagaError,
+    UnknownVersionError,
     UnroutableError,
+    WrongUserError,
 )
 from coordinator._graph import to_mermaid
 from coordinator.client import SagaClient
@@ -42,10 +46,14 @@ __all__ = [
     "SagaState",
     "SagaStatus",
     "ServerUnreachableError",
+    "SealedDataError",
+    "SettingsError",
     "Settings",
     "StoreUnavailableError",
     "UnknownSagaError",
+    "UnknownVersionError",
     "UnroutableError",
+    "WrongUserError",
     "to_mermaid",
 ]
 

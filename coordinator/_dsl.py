@@ -7,7 +7,7 @@ with a message that says what to fix, not halfway through a saga in production.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
@@ -26,7 +26,7 @@ from coordinator.core import (
     WaitDef,
 )
 
-__all__ = ["Breaker", "Saga", "breakers_of"]
+__all__ = ["Breaker", "Saga", "breakers_of", "sensitive_of"]
 
 D = TypeVar("D")
 R = TypeVar("R")
@@ -84,6 +84,38 @@ def breakers_of(definition: SagaDefinition[Any]) -> Mapping[str, Breaker]:
     return _BREAKERS.get(definition, {})
 
 
+_SENSITIVE: dict[SagaDefinition[Any], frozenset[str]] = {}
+
+
+def sensitive_of(definition: SagaDefinition[Any]) -> frozenset[str]:
+    """The fields of ``definition``'s data sealed before they are stored."""
+    return _SENSITIVE.get(definition, frozenset())
+
+
+def _annotated_sensitive(data: type[Any]) -> frozenset[str]:
+    """Fields of a Struct annotated ``Annotated[T, Meta(extra={"sensitive": True})]``."""
+    if not (isinstance(data, type) and issubclass(data, msgspec.Struct)):
+        return frozenset()
+    found = set()
+    for field in msgspec.structs.fields(data):
+        metas = getattr(field.type, "__metadata__", ())
+        if any(isinstance(m, msgspec.Meta) and (m.extra or {}).get("sensitive") for m in metas):
+            found.add(field.encode_name)
+    return frozenset(found)
+
+
+def _check_sensitive(name: str, data: type[Any], fields: frozenset[str]) -> None:
+    if not (isinstance(data, type) and issubclass(data, msgspec.Struct)):
+        return  # a dict: any key may come
+    known = {f.encode_name for f in msgspec.structs.fields(data)}
+    unknown = sorted(fields - known)
+    if unknown:
+        raise SagaDefinitionError(
+            f"saga {name!r}: sensitive={unknown} are not fields of {data.__name__} "
+            f"(its fields: {', '.join(sorted(known))})"
+        )
+
+
 class Saga(Generic[D]):
     """Builder of one saga definition.
 
@@ -98,6 +130,9 @@ class Saga(Generic[D]):
             ``failed`` and waits for an operator.
         breakers: The circuit breaker of each participant service that needs other
             thresholds than the defaults, e.g. ``{"payments": Breaker(fail_max=3)}``.
+        sensitive: Fields of ``data`` sealed (AES-256-GCM) before they reach the
+            store; fields annotated ``Meta(extra={"sensitive": True})`` are too.
+            A coordinator running such a saga needs ``SAGA_DATA_KEYS``.
 
     Example::
 
@@ -117,6 +152,7 @@ class Saga(Generic[D]):
         deadline: timedelta | None = None,
         compensation_retry: Retry = DEFAULT_COMPENSATION_RETRY,
         breakers: Mapping[str, Breaker] | None = None,
+        sensitive: Iterable[str] = (),
     ) -> None:
         if not _NAME.match(name):
             raise SagaDefinitionError(
@@ -130,6 +166,9 @@ class Saga(Generic[D]):
         self.deadline = deadline
         self.compensation_retry = compensation_retry
         self.breakers = dict(breakers or {})
+        if isinstance(sensitive, str):  # a bare "card" would be the set of its letters
+            sensitive = (sensitive,)
+        self.sensitive = frozenset(sensitive) | _annotated_sensitive(data)
         self.definition: SagaDefinition[D] | None = None
         # The nodes this builder made, by identity, so define() can tell a node another
         # builder made (or one built by hand); holding them keeps their ids unique.
@@ -290,6 +329,9 @@ class Saga(Generic[D]):
             )
         if self.breakers:
             _BREAKERS[definition] = dict(self.breakers)
+        if self.sensitive:
+            _check_sensitive(self.name, self.data, self.sensitive)
+            _SENSITIVE[definition] = self.sensitive
         self.definition = definition
         return definition
 

@@ -7,6 +7,7 @@ see each class and which are retryable, is drawn once, in the docstring of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from contracts import ContractError, SagaError
@@ -18,9 +19,12 @@ __all__ = [
     "SagaDefinitionError",
     "SagaError",
     "SagaRefusedError",
+    "SealedDataError",
     "ServerUnreachableError",
+    "SettingsError",
     "StoreUnavailableError",
     "UnknownSagaError",
+    "UnknownVersionError",
 ]
 
 
@@ -28,8 +32,44 @@ class SagaDefinitionError(SagaError, ValueError):
     """A saga definition is invalid. The message names the saga, the step and the fix."""
 
 
+class SettingsError(SagaError, ValueError):
+    """A setting (an ``SAGA_*`` or ``OTEL_*`` variable) cannot be used; the message names it."""
+
+
+class SealedDataError(SagaError):
+    """A sealed (encrypted) saga value cannot be opened: its key id is not in the
+    keyring, or it does not authenticate (altered, or copied from another saga or
+    field). Never retryable: the stored bytes will not change by themselves.
+
+    Attributes:
+        what: Where the value is (``saga id|data.field``); never the value.
+    """
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(f"sealed value {what}: {message}")
+        self.what = what
+
+
 class UnknownSagaError(SagaError, LookupError):
     """No saga definition, or no saga instance, answers to that name or id."""
+
+
+class UnknownVersionError(UnknownSagaError):
+    """A saga runs on a definition version this coordinator was not given.
+
+    A saga stays on the version it started with, so only a coordinator given
+    that version can move it. A message for it is dead-lettered as
+    ``unknown_version`` (and moved back when a coordinator with the version
+    starts); ``saga run`` refuses to start without a version sagas are in
+    flight on.
+
+    Attributes:
+        versions: The ``(name, version)`` pairs missing, sorted.
+    """
+
+    def __init__(self, message: str, versions: Iterable[tuple[str, int]]) -> None:
+        super().__init__(message)
+        self.versions = sorted(versions)
 
 
 class SagaRefusedError(SagaError):
@@ -68,6 +108,22 @@ class UnroutableError(SagaError):
         super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
         self.exchange = exchange
         self.routing_key = routing_key
+
+
+class WrongUserError(SagaError):
+    """A message was published with a ``user_id`` that is not the connection's user.
+
+    RabbitMQ refuses it (and closes the channel): a sender cannot claim another
+    identity. Not retryable: publish with the connection's own user name, or none.
+    """
+
+    def __init__(self, user_id: str, user: str) -> None:
+        super().__init__(
+            f"user_id {user_id!r} is not the user this connection logged in as ({user!r}); "
+            "publish with your own user name"
+        )
+        self.user_id = user_id
+        self.user = user
 
 
 class PublishFailedError(SagaError):

@@ -6,11 +6,12 @@ later, the dashboard.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TypeVar
 
 from coordinator.core import STEP_TRANSITIONS, ParallelDef, SagaDefinition, StepDef, WaitDef
 
-__all__ = ["states_mermaid", "to_mermaid"]
+__all__ = ["position_mermaid", "states_mermaid", "to_mermaid"]
 
 D = TypeVar("D")
 
@@ -59,6 +60,40 @@ def to_mermaid(definition: SagaDefinition[D]) -> str:
     lines.append("    done([completed])")
     lines.extend(f"    {p} --> done" for p in previous)
     return "\n".join(lines + undo_lines) + "\n"
+
+
+# Where a saga is, by its steps' statuses: what it waits on stands out, what is done
+# is quiet, what went wrong is red. Statuses not listed keep the plain box.
+_CLASSES = {
+    "current": (
+        "dispatched",
+        "retrying",
+        "awaiting_service",
+        "waiting",
+        "compensating",
+        "compensation_awaiting_service",
+    ),
+    "done": ("succeeded", "skipped", "compensated"),
+    "failed": ("failed", "timed_out", "compensation_failed", "abandoned"),
+}
+_STYLES = {
+    "current": "fill:#fde68a,stroke:#b45309,stroke-width:3px",
+    "done": "fill:#d1fae5,stroke:#047857",
+    "failed": "fill:#fee2e2,stroke:#b91c1c",
+}
+
+
+def position_mermaid(definition: SagaDefinition[D], steps: Mapping[str, str]) -> str:
+    """`to_mermaid` with a saga's position: ``steps`` is each step's (or wait's) status;
+    the open ones are classed ``current``, settled ones ``done`` or ``failed``."""
+    lines = [to_mermaid(definition).rstrip("\n")]
+    for name, style in _STYLES.items():
+        lines.append(f"    classDef {name} {style}")
+    for name, statuses in _CLASSES.items():
+        ids = [_id(step) for step, status in steps.items() if status in statuses]
+        if ids:
+            lines.append(f"    class {','.join(ids)} {name}")
+    return "\n".join(lines) + "\n"
 
 
 def _id(name: str) -> str:

@@ -20,6 +20,7 @@ effect, and acks a command only once its reply was published.
 """
 
 from contracts._public import show_as_public
+from participants._encrypted import EndToEndKeys
 from participants._errors import Failure, ServiceDefinitionError
 from participants._replies import ALREADY_COMPENSATED, INVALID_COMMAND
 from participants._serve import serve_participants
@@ -31,6 +32,7 @@ __all__ = [
     "INVALID_COMMAND",
     "CommandHandler",
     "Context",
+    "EndToEndKeys",
     "Failure",
     "ParticipantWorker",
     "Registration",

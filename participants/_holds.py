@@ -87,10 +87,11 @@ class KeyHolds:
         self._holder = uuid.uuid4().hex
 
     async def wait_for_turn(
-        self, key: str
+        self, key: str, command: str
     ) -> RecordedReply | Literal[Turn.TAKEN, Turn.COMPENSATED]:
-        """The reply recorded for ``key``, ``Turn.COMPENSATED`` for an action that
-        must be refused, or ``Turn.TAKEN`` once this worker holds the key.
+        """The reply recorded for the command ``command`` (its message id) or else
+        for ``key``, ``Turn.COMPENSATED`` for an action that must be refused, or
+        ``Turn.TAKEN`` once this worker holds the key.
 
         Another worker (another process) may be running the same key, or, for a
         compensation, its action: then wait for its reply rather than run the
@@ -106,7 +107,7 @@ class KeyHolds:
             asked = loop.time()
             found = await self._outages.store(
                 f"taking the key {key}",
-                lambda: self._store.begin(key, self._holder, self._lease),
+                lambda: self._store.begin(key, self._holder, self._lease, command=command),
             )
             match found:
                 case Turn.TAKEN if loop.time() - asked >= lease:
@@ -123,16 +124,25 @@ class KeyHolds:
         return Renewal(self, key, self._lease)
 
     async def give_back(
-        self, key: str, record: bytes | None, renewal: Renewal, *, what: str
+        self,
+        key: str,
+        record: bytes | None,
+        renewal: Renewal,
+        *,
+        what: str,
+        command: str | None = None,
     ) -> None:
         """Record ``record`` (None: nothing worth recording) and give the key back,
         tried again through a store outage; the renewals end with it, done or not.
+        With ``command``, the record answers that command alone.
 
         Raises:
             Stopping: The worker stopped while the store was still unavailable.
         """
         try:
-            await self._outages.store(what, lambda: self._store.finish(key, self._holder, record))
+            await self._outages.store(
+                what, lambda: self._store.finish(key, self._holder, record, command=command)
+            )
         finally:
             renewal.stop()
 

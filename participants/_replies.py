@@ -19,9 +19,9 @@ __all__ = [
     "ReplyMaker",
     "Unanswerable",
     "record_of",
+    "recorded_for_the_key",
     "result_of",
     "trace_headers",
-    "worth_recording",
 ]
 
 _log = logging.getLogger("participants")
@@ -67,8 +67,14 @@ def record_of(reply: Reply) -> bytes:
     )
 
 
-def worth_recording(reply: Reply) -> bool:
-    # A retryable failure is not recorded, so that the retry really executes.
+def recorded_for_the_key(reply: Reply) -> bool:
+    """Whether ``reply`` answers every attempt of its key, or only its own command.
+
+    A retryable failure answers its command alone, so that the next attempt
+    really runs; so does an invalid command, which nothing ran, so that a fixed
+    deployment may answer a later one. Either is still recorded for its command:
+    a redelivery of that command gets the same answer again.
+    """
     if isinstance(reply, TaskCompleted):
         return True
     return not reply.retryable and reply.error_type != INVALID_COMMAND

@@ -3,19 +3,22 @@
 Per delivery, in this order, because each step makes the next one safe to repeat:
 
 1. decode the command (undecodable or unknown: dead letter, never a crash);
-2. under a per-key lock, look up the reply recorded for its idempotency key
-   and, if there is one, send it again for this command without running the
-   handler; otherwise take a hold on the key, which fences it from the
+2. under a per-key lock, look up the reply recorded for this very command
+   (its message id) or else for its idempotency key and, if there is one, send
+   it again for this command without running the handler; otherwise take a
+   hold on the key, which fences it from the
    service's other workers and which is renewed while the handler runs, so it
    expires within one ``lease`` when this worker dies. An action whose step's
    compensation has begun is refused (``ALREADY_COMPENSATED``) instead of
    run, and a compensation waits while its action is held: both checks are
    made by the store with taking the key, in one call;
-3. run the handler, then record a success or a non-retryable failure and
-   publish the reply at once (the record does not wait for the publish's
-   confirm, nor the publish for the record); a crash before the record landed
-   can lead to a second run, so the handler's own effect must be idempotent
-   by ``ctx.idempotency_key``;
+3. run the handler, then record a success or a non-retryable failure for the
+   key and publish the reply at once (the record does not wait for the
+   publish's confirm, nor the publish for the record); a crash before the
+   record landed can lead to a second run, so the handler's own effect must be
+   idempotent by ``ctx.idempotency_key``. A retryable failure is recorded for
+   this command alone, before it is published: the key's next attempt runs
+   the handler, a redelivery of this command gets the same failure again;
 4. ack only once both are done; if the publish fails the delivery is requeued
    and the recorded reply answers the redelivery.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import timedelta
 from types import TracebackType
@@ -35,7 +39,7 @@ from typing import final
 
 import msgspec
 
-from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, routes
+from contracts import DEFAULT_CODEC, Codec, Command, ContractError, Reply, TaskFailed, routes
 from coordinator.adapters.memory import SystemClock
 from coordinator.ports import (
     Clock,
@@ -46,6 +50,7 @@ from coordinator.ports import (
     Transport,
     Turn,
 )
+from coordinator.telemetry import NO_METERS, ParticipantMetrics, SagaScope, ServiceTracer
 from participants._errors import Failure, ServiceDefinitionError
 from participants._holds import KeyHolds, KeyLocks
 from participants._outages import OutageRetries, Stopping
@@ -54,9 +59,9 @@ from participants._replies import (
     ReplyMaker,
     Unanswerable,
     record_of,
+    recorded_for_the_key,
     result_of,
     trace_headers,
-    worth_recording,
 )
 from participants._service import Context, Registration, Service
 
@@ -90,6 +95,8 @@ class ParticipantWorker:
         clock: Clock | None = None,
         prefetch: int = 16,
         lease: timedelta = timedelta(seconds=5),
+        tracer: ServiceTracer | None = None,
+        metrics: ParticipantMetrics | None = None,
     ) -> None:
         """Create a worker; `start` begins consuming.
 
@@ -105,9 +112,15 @@ class ParticipantWorker:
                 it is renewed every third of it while the handler runs. If the
                 worker dies, another takes the command over once it expires.
                 Raise it if handlers block the event loop for longer.
+            tracer: Makes a span for each command handled and each reply sent,
+                in the saga's trace (none by default).
+            metrics: Where to count commands, handler durations and dead letters.
         """
         self._service = service
         self._transport = transport
+        # The broker-validated sender of every reply: the user the connection logged in
+        # as (a coordinator that checks senders refuses replies without it).
+        self._user_id = transport.user or None
         self._codec = codec
         self._prefetch = prefetch
         self._subscription: Subscription | None = None
@@ -116,6 +129,8 @@ class ParticipantWorker:
         self._locks = KeyLocks()
         self._holds = KeyHolds(idempotency, self._outages, lease=lease)
         self._replies = ReplyMaker(clock)
+        self._tracer = tracer
+        self._meters = NO_METERS if metrics is None else metrics.service(service.name)
 
     @property
     def queue(self) -> str:
@@ -175,36 +190,47 @@ class ParticipantWorker:
         dead-lettered with a reason. A store outage holds the delivery until
         the store is back; only a stop gives it back to the broker.
         """
+        self._meters.consumed()
         try:
             command = self._codec.decode_command(delivery.body)
         except ContractError as err:
-            await delivery.dead_letter(err.reason, str(err))
+            await self._dead_letter(delivery, err.reason, str(err))
             return
         registration = self._service.handler_for(command.command)
         if registration is None or command.service != self._service.name:
-            await delivery.dead_letter("unknown_command", self._unknown(command))
+            await self._dead_letter(delivery, "unknown_command", self._unknown(command))
             return
-        async with self._locks.hold(command.idempotency_key):
-            await self._answer(delivery, command, registration)
+        with SagaScope(command.saga_id, command.step):
+            if self._tracer is None:
+                async with self._locks.hold(command.idempotency_key):
+                    await self._answer(delivery, command, registration)
+                return
+            with self._tracer.processing(
+                self.queue, delivery.message_id, delivery.headers, command
+            ):
+                async with self._locks.hold(command.idempotency_key):
+                    await self._answer(delivery, command, registration)
 
     async def _answer(
         self, delivery: Delivery, command: Command, registration: Registration
     ) -> None:
         try:
-            turn = await self._holds.wait_for_turn(command.idempotency_key)
+            turn = await self._holds.wait_for_turn(command.idempotency_key, command.message_id)
             match turn:
                 case Turn.TAKEN:
                     await self._run_and_reply(delivery, command, registration)
                 case Turn.COMPENSATED:
+                    self._meters.answered(command.command, "refused")
                     await self._send(delivery, command, self._replies.refused(command))
                 case RecordedReply(body=recorded):
+                    self._meters.answered(command.command, "replayed")
                     await self._send(delivery, command, self._replies.recorded(command, recorded))
         except Unanswerable as exc:
             # Neither a success we can report nor a failure (it may have
             # applied): no reply, so the coordinator's timeout treats the step
             # as unknown and compensates it.
             _log.error("cannot reply to %s: %s", command.message_id, exc)
-            await delivery.dead_letter("invalid_result", str(exc))
+            await self._dead_letter(delivery, "invalid_result", str(exc))
             return
         except Stopping:
             _log.info("stopping: %s goes back to the queue", command.message_id)
@@ -216,6 +242,10 @@ class ParticipantWorker:
             return
         await delivery.ack()
 
+    async def _dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
+        self._meters.dead_lettered(reason)
+        await delivery.dead_letter(reason, detail)
+
     async def _send(self, delivery: Delivery, command: Command, reply: Reply) -> None:
         """Publish a reply given without running the handler (recorded or refused)."""
         await self._publish_reply(delivery, command, reply, self._codec.encode(reply))
@@ -225,16 +255,19 @@ class ParticipantWorker:
     ) -> None:
         """Run the handler while holding its key, then record and publish its reply.
 
-        The record and the publish go out together, neither waiting for the
-        other's round trip, and both are done before the delivery is settled:
-        a requeued command finds its reply recorded. The hold is renewed until
-        the record is done.
+        The record of a reply for the key and its publish go out together,
+        neither waiting for the other's round trip; a reply recorded for this
+        command alone is recorded first. Both are done before the delivery is
+        settled: a requeued command finds its reply recorded. The hold is
+        renewed until the record is done.
         """
         key = command.idempotency_key
         recording_it = f"recording the reply to {command.message_id}"
         renewal = self._holds.keep(key)
         try:
+            started = time.perf_counter()
             reply = await self._execute(registration, command)
+            self._meters.handled(command.command, reply, time.perf_counter() - started)
             body = self._encode_reply(reply)
         except BaseException:
             # Nothing can be sent (the result cannot be, or the task is
@@ -242,11 +275,20 @@ class ParticipantWorker:
             # the store is away requeues the command instead.
             await self._holds.give_back(key, None, renewal, what=recording_it)
             raise
+        if not recorded_for_the_key(reply):
+            # Recorded for this command before it is published: were this process
+            # to die in between, the redelivered command must not run the handler
+            # again, which might now apply and answer this command a second time,
+            # differently (a success nobody compensates once the saga turned back).
+            await self._holds.give_back(
+                key, record_of(reply), renewal, what=recording_it, command=command.message_id
+            )
+            await self._publish_reply(delivery, command, reply, body)
+            return
         # The effect may be applied: never run the handler again for a failed
         # record, keep trying to record it (Redis restarting).
-        record = record_of(reply) if worth_recording(reply) else None
         recording = asyncio.ensure_future(
-            self._holds.give_back(key, record, renewal, what=recording_it)
+            self._holds.give_back(key, record_of(reply), renewal, what=recording_it)
         )
         # Recorded or not yet, publishing is safe to repeat.
         publish_failure = await _failure_of(self._publish_reply(delivery, command, reply, body))
@@ -274,20 +316,36 @@ class ParticipantWorker:
     async def _publish(
         self, delivery: Delivery, command: Command, reply: Reply, body: bytes
     ) -> None:
-        await self._transport.publish(
-            "events",
-            routes.reply_key(command.saga_name, type(reply).__name__),
-            body,
-            message_id=reply.message_id,
-            headers=trace_headers(delivery.headers),
-        )
+        key = routes.reply_key(command.service, command.saga_name, type(reply).__name__)
+        self._meters.sent(key)
+        if self._tracer is None:
+            # Not tracing here: the reply carries on the command's context.
+            await self._transport.publish(
+                "events",
+                key,
+                body,
+                message_id=reply.message_id,
+                headers=trace_headers(delivery.headers),
+                user_id=self._user_id,
+            )
+            return
+        failed = reply.error_type if isinstance(reply, TaskFailed) else None
+        with self._tracer.replying(key, reply.message_id, command.saga_id, failed) as headers:
+            await self._transport.publish(
+                "events",
+                key,
+                body,
+                message_id=reply.message_id,
+                headers=headers,
+                user_id=self._user_id,
+            )
 
     async def _execute(self, registration: Registration, command: Command) -> Reply:
         try:
             payload = msgspec.convert(command.payload, registration.command_type)
         except msgspec.ValidationError as exc:
-            # Nothing ran. Not recorded although not retryable: the same payload
-            # fails the same way, and a fixed deployment should not be refused.
+            # Nothing ran. Recorded for this command alone although not retryable:
+            # a fixed deployment should not refuse a later one.
             return self._replies.failed(
                 command,
                 INVALID_COMMAND,

@@ -39,6 +39,7 @@ from coordinator.ports import (
     Clock,
     ParkedSagas,
 )
+from coordinator.telemetry import Telemetry
 
 __all__ = ["BreakerBoard", "Resume"]
 
@@ -80,6 +81,9 @@ class _Listener(pybreaker.CircuitBreakerListener):
     ) -> None:
         old = old_state.name if old_state is not None else "?"
         _log.info("breaker %s: %s -> %s", cb.name, old, new_state.name)
+        self._board._telemetry.breaker_changed(
+            cb.name or "", old_state.name if old_state is not None else None, new_state.name
+        )
         self._board._changed()
 
 
@@ -95,6 +99,8 @@ class BreakerBoard:
         services: The services to watch from the start (those of the definitions).
         policies: Per-service thresholds; others get ``default``.
         refresh: How often ``run`` ticks.
+        telemetry: Where each breaker's state changes are reported (the metrics), as
+            this replica sees them: its own and those it reads from the store.
     """
 
     def __init__(
@@ -107,8 +113,10 @@ class BreakerBoard:
         policies: Mapping[str, BreakerPolicy] | None = None,
         default: BreakerPolicy | None = None,
         refresh: timedelta = REFRESH,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._store = store
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._parked = parked
         self._clock = clock
         self._policies = dict(policies or {})
@@ -118,12 +126,15 @@ class BreakerBoard:
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._storages: dict[str, SnapshotStorage] = {}
         self._queue: list[tuple[str, BreakerOp]] = []
+        # The outcomes of the tick under way that the store has not answered yet.
+        self._sending: list[tuple[str, BreakerOp]] = []
         # Probes this replica holds, per service: each lets one command out while half-open.
         self._admissions: dict[str, list[datetime]] = {}
         self._down: frozenset[str] = frozenset()
         self._resume: Resume | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         for service in services:
             self._breaker(service)
 
@@ -186,17 +197,23 @@ class BreakerBoard:
         for service in list(self._breakers):
             self._install(await self._store.apply(service, "refresh", self.policy(service)))
         await self.tick()
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="saga-breakers")
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The loop checks the flag too: a cancel that lands inside a Redis call
+            # can be swallowed by the client (asyncio.wait_for on Python 3.11), and
+            # the loop would go on for ever (a coordinator stopped right after start).
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.tick()
             except Exception:  # an outage must not end the loop
@@ -212,9 +229,15 @@ class BreakerBoard:
 
         Returns how many parked sagas it resumed.
         """
-        queue, self._queue = self._queue, []
-        for service, op in queue:
-            self._install(await self._store.apply(service, op, self.policy(service)))
+        self._sending, self._queue = self._queue, []
+        try:
+            while self._sending:
+                service, op = self._sending[0]
+                snap = await self._store.apply(service, op, self.policy(service))
+                del self._sending[0]
+                self._install(snap)
+        finally:
+            self._sending = []
         await self._refresh_all()
         resumed = 0
         for service in list(self._breakers):
@@ -269,6 +292,12 @@ class BreakerBoard:
         return 0
 
     def _install(self, snap: BreakerSnapshot) -> None:
+        if self._unsent(snap.service):
+            # The store answered before it saw an outcome this copy has already counted
+            # (recorded during the round trip): installing it would undo that outcome
+            # here, e.g. close a breaker that just tripped and let the next command
+            # out. The store's answer to that outcome comes within this tick or the next.
+            return
         storage = self._storages.get(snap.service)
         if storage is None:
             self._breaker(snap.service)
@@ -281,6 +310,11 @@ class BreakerBoard:
         self._breakers[snap.service].state  # noqa: B018
         storage.install(snap)
         self._changed()
+
+    def _unsent(self, service: str) -> bool:
+        return any(s == service for s, _ in self._sending) or any(
+            s == service for s, _ in self._queue
+        )
 
     def _breaker(self, service: str) -> pybreaker.CircuitBreaker:
         breaker = self._breakers.get(service)
@@ -296,6 +330,7 @@ class BreakerBoard:
                 name=service,
             )
             self._breakers[service], self._storages[service] = breaker, storage
+            self._telemetry.breaker_changed(service, None, breaker.current_state)
         return breaker
 
     def _changed(self) -> None:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, cast
 
 import typer
 
 from coordinator.cli import (
+    _acl,
+    _api,
     _breakers,
     _control,
     _dead_letters,
     _definitions,
+    _init,
     _operate,
+    _replay,
     _serve,
     _stuck,
 )
@@ -30,8 +35,17 @@ app = typer.Typer(
     help="Run, inspect and test sagas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if not value:
+        return
+    try:
+        typer.echo(f"saga-coordinator {version('saga-coordinator')}")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        typer.echo("saga-coordinator (not installed)")
+    raise typer.Exit()
 
 
 @app.callback()
@@ -40,6 +54,15 @@ def _root(
         bool,
         typer.Option(
             "--debug", envvar="SAGA_DEBUG", help="Show the traceback of an error, not one line."
+        ),
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
         ),
     ] = False,
 ) -> None:
@@ -62,11 +85,15 @@ def demo() -> None:
 
 
 app.add_typer(_definitions.commands)
+app.add_typer(_init.commands)
 app.add_typer(_operate.commands)
+app.add_typer(_replay.commands)
 app.add_typer(_serve.commands)
+app.add_typer(_api.commands)
 app.add_typer(_control.commands)
 app.add_typer(_dead_letters.commands)
 app.add_typer(_stuck.commands)
+app.add_typer(_acl.commands)
 app.add_typer(_breakers.commands)
 
 

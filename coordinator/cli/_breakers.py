@@ -16,12 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.adapters.redis import RedisBreakerStore, RedisSagaStore, connect_redis
+from coordinator.adapters.redis import RedisBreakerStore, RedisSagaStore
 from coordinator.breakers import policies
 from coordinator.cli._options import JsonFlag, NamespaceOpt, settings
 from coordinator.cli._output import print_json
 from coordinator.client import BreakerStatus, Override, breaker_statuses, override_breaker
-from coordinator.service import Settings, wait_for_server
+from coordinator.service import Settings, redis_client, wait_for_server
 
 __all__ = ["commands"]
 
@@ -34,7 +34,7 @@ commands.add_typer(breaker, name="breaker")
 
 @asynccontextmanager
 async def _stores(s: Settings) -> AsyncIterator[tuple[RedisBreakerStore, RedisSagaStore]]:
-    redis = connect_redis(s.redis_url)
+    redis = redis_client(s)
     try:
         await wait_for_server(
             "Redis", s.redis_url, "SAGA_REDIS_URL", redis.ping, patience=timedelta(0)

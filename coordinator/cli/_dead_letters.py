@@ -17,6 +17,7 @@ from typer._click import exceptions as click  # typer carries its own click
 
 from coordinator.cli._options import JsonFlag, NamespaceOpt, settings
 from coordinator.cli._output import console, print_json
+from coordinator.cli._progress import ProgressOpt, progress_of
 from coordinator.client import (
     dead_letter_json,
     list_dead_letters,
@@ -133,15 +134,17 @@ def redrive(
     service: ServiceOpt = None,
     as_json: JsonFlag = False,
     namespace: NamespaceOpt = None,
+    show_progress: ProgressOpt = None,
 ) -> None:
     """Move dead letters back to their queue, to be consumed again (all, or --id)."""
-    moved = _with_dead_letters(
-        namespace,
-        service,
-        lambda dead, queues: redrive_dead_letters(
-            dead, queues, queue=queue, message_ids=message_ids
-        ),
-    )
+    with progress_of("moving dead letters back", show_progress) as report:
+        moved = _with_dead_letters(
+            namespace,
+            service,
+            lambda dead, queues: redrive_dead_letters(
+                dead, queues, queue=queue, message_ids=message_ids, report=report
+            ),
+        )
     if as_json:
         print_json([dead_letter_json(letter) for letter in moved])
         return

@@ -10,8 +10,9 @@ import typer
 from contracts import asyncapi, json_schema
 from coordinator._errors import SagaError
 from coordinator._graph import states_mermaid, to_mermaid
-from coordinator.adapters.rabbitmq import definitions
-from coordinator.cli._options import NamespaceOpt, settings
+from coordinator.adapters.rabbitmq import definitions, user_definitions
+from coordinator.cli._contracts import saga_contract
+from coordinator.cli._options import NamespaceOpt, definition_option, settings
 from coordinator.cli._output import print_topology
 from coordinator.service import load_definition
 
@@ -51,9 +52,28 @@ def contracts(
         bool, typer.Option("--json-schema", help="JSON Schema of every wire message.")
     ] = False,
     asyncapi_: Annotated[bool, typer.Option("--asyncapi", help="AsyncAPI 3.0 document.")] = False,
+    saga: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--saga",
+            help="With --asyncapi: a saga (MODULE:ATTRIBUTE) whose commands, replies and "
+            "signals to document; repeatable.",
+        ),
+    ] = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
-    """Print the wire contracts, for participants written in any language."""
-    document = asyncapi() if asyncapi_ and not json_schema_ else json_schema()
+    """Print the wire contracts, for participants written in any language. The AsyncAPI
+    document's channels are those of SAGA_NAMESPACE (or --namespace)."""
+    if saga and not asyncapi_:
+        raise typer.BadParameter("--saga documents sagas in --asyncapi only", param_hint="'--saga'")
+    if asyncapi_ and not json_schema_:
+        try:
+            sagas = [saga_contract(load_definition(spec)) for spec in saga or []]
+        except SagaError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--saga'") from exc
+        document = asyncapi(settings(namespace).namespace, sagas)
+    else:
+        document = json_schema()
     typer.echo(json.dumps(document, indent=2, sort_keys=False))
 
 
@@ -68,11 +88,36 @@ def topology(
     service: Annotated[
         list[str] | None, typer.Option("--service", help="Participant service; repeatable.")
     ] = None,
+    saga: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--saga",
+            help="A saga (MODULE:ATTRIBUTE) whose participant services to include; repeatable.",
+        ),
+    ] = None,
+    users: Annotated[
+        bool,
+        typer.Option(
+            "--users",
+            help="With --export: also the users (coordinator, operator, one per service) and "
+            "their permissions, without passwords (set them with rabbitmqctl change_password).",
+        ),
+    ] = False,
     namespace: NamespaceOpt = None,
 ) -> None:
     """Show the RabbitMQ topology (queues and what feeds them), or export it as JSON."""
+    if users and not export:
+        raise typer.BadParameter("--users adds to --export only", param_hint="'--users'")
     found = settings(namespace)
-    document = definitions(found.namespace, service or [], delivery_limit=found.delivery_limit)
+    services = set(service or [])
+    for spec in saga or []:
+        services |= {step.service for step in definition_option(spec).steps.values()}
+    document = definitions(found.namespace, services, delivery_limit=found.delivery_limit)
+    if users:
+        try:
+            document |= user_definitions(found.namespace, services)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--service'") from exc
     if export:
         typer.echo(json.dumps(document, indent=2))
     else:

@@ -7,7 +7,9 @@ and an exit code a script can act on:
     1  refused or failed: the operation was understood and did not happen
        (an unknown saga id, a start the coordinator refused, a saga that ended
        other than ``completed`` under ``--wait``, no coordinator answered in time)
-    2  usage: a wrong option, argument, ``--saga`` or setting (``SAGA_*``)
+    2  usage: a wrong option, argument, ``--saga`` or setting (``SAGA_*``), an
+       HTTP port (``--http``) another process holds, or ``saga run`` without a
+       definition version sagas are in flight on
     3  a server (RabbitMQ, Redis) cannot be reached: try again later
     130 interrupted
 
@@ -25,7 +27,13 @@ import typer
 from typer._click import exceptions as click  # typer carries its own click
 from typer.core import TyperGroup
 
-from coordinator._errors import SagaError, ServerUnreachableError
+from coordinator._errors import (
+    SagaError,
+    ServerUnreachableError,
+    SettingsError,
+    UnknownVersionError,
+)
+from coordinator.service import HttpAddressError
 from coordinator.service._startup import reason
 
 __all__ = ["EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "OneLineErrors", "debug"]
@@ -68,8 +76,12 @@ def describe(exc: BaseException) -> tuple[int, str]:
             return 130, "interrupted"
         case pydantic.ValidationError():
             return EXIT_USAGE, _settings_error(exc)
+        case HttpAddressError():
+            return EXIT_USAGE, str(exc)
         case ServerUnreachableError():
             return EXIT_UNREACHABLE, str(exc)
+        case SettingsError() | UnknownVersionError():  # UnknownVersion: `saga run --saga`
+            return EXIT_USAGE, str(exc)
         case SagaError():
             return EXIT_REFUSED, str(exc)
         case ConnectionError() | OSError() | TimeoutError():

@@ -4,13 +4,14 @@ start, list, show, history, signal, cancel."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from coordinator._errors import RequestRefusedError
+from coordinator._errors import RequestRefusedError, SettingsError
 from coordinator.cli._options import (
     AcceptTimeoutOpt,
     JsonFlag,
@@ -21,7 +22,7 @@ from coordinator.cli._options import (
 from coordinator.cli._output import print_history, print_json, print_saga, print_sagas
 from coordinator.client import SagaClient, cancel_checked, signal_checked, start_checked
 from coordinator.core import SagaState
-from coordinator.service import open_client
+from coordinator.service import Payloads, open_client
 
 __all__ = ["commands"]
 
@@ -126,22 +127,58 @@ def list_(
     print_sagas(found, as_json_=as_json)
 
 
+RevealFlag = Annotated[
+    bool,
+    typer.Option(
+        "--reveal",
+        help="Show sensitive data in clear, opened with the keys of SAGA_DATA_KEYS here "
+        "(logged to coordinator.audit); without it, it shows as •••.",
+    ),
+]
+
+
+def _payloads(namespace: str | None, reveal: bool) -> Payloads:
+    payloads = Payloads(settings(namespace).keyring())
+    if reveal and not payloads.can_open:
+        raise SettingsError("--reveal needs the keys: set SAGA_DATA_KEYS or SAGA_DATA_KEYS_FILE")
+    return payloads
+
+
 @commands.command()
-def show(saga_id: str, as_json: JsonFlag = False, namespace: NamespaceOpt = None) -> None:
+def show(
+    saga_id: str,
+    as_json: JsonFlag = False,
+    namespace: NamespaceOpt = None,
+    reveal: RevealFlag = False,
+) -> None:
     """Show one saga: status, steps, data."""
+    payloads = _payloads(namespace, reveal)
     state = _with_client(namespace, lambda c: c.state(saga_id))
     if state is None:
         raise _no_saga(saga_id, namespace)
-    print_saga(state, as_json_=as_json)
+    print_saga(payloads.state(state, who=_operator(), reveal=reveal), as_json_=as_json)
 
 
 @commands.command()
-def history(saga_id: str, as_json: JsonFlag = False, namespace: NamespaceOpt = None) -> None:
+def history(
+    saga_id: str,
+    as_json: JsonFlag = False,
+    namespace: NamespaceOpt = None,
+    reveal: RevealFlag = False,
+) -> None:
     """Show a saga's history: every input and what was decided."""
+    payloads = _payloads(namespace, reveal)
     entries = _with_client(namespace, lambda c: c.history(saga_id))
     if not entries:
         raise _no_saga(saga_id, namespace)
-    print_history(entries, as_json_=as_json)
+    print_history(
+        payloads.history(saga_id, entries, who=_operator(), reveal=reveal), as_json_=as_json
+    )
+
+
+def _operator() -> str:
+    # Who ran the command, for the audit line: the OS user (the CLI has no token).
+    return f"cli:{getpass.getuser()}"
 
 
 @commands.command()

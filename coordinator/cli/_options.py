@@ -9,10 +9,11 @@ import typer
 
 from coordinator._errors import SagaError
 from coordinator.core import SagaDefinition
-from coordinator.service import Settings, load_definition
+from coordinator.service import Settings, http_address, load_definition
 
 __all__ = [
     "AcceptTimeoutOpt",
+    "HttpOpt",
     "JsonFlag",
     "NamespaceOpt",
     "WaitForServersOpt",
@@ -44,14 +45,49 @@ WaitForServersOpt = Annotated[
 ]
 
 
-def settings(namespace: str | None, wait_for_servers: float | None = None) -> Settings:
-    """The settings from the environment (``SAGA_*``), with the command line's overrides."""
+def _http_option(value: str | None) -> str | None:
+    if value is not None and value.strip().lower() != "off":
+        try:
+            http_address(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    return value
+
+
+HttpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http",
+        callback=_http_option,
+        show_default=False,
+        metavar="HOST:PORT",
+        help="Where to serve /metrics, /livez and /readyz (port 0: any free one; off: "
+        "nowhere); overrides SAGA_HTTP.",
+    ),
+]
+
+
+def settings(
+    namespace: str | None,
+    wait_for_servers: float | None = None,
+    *,
+    http: str | None = None,
+    http_default: str | None = None,
+) -> Settings:
+    """The settings from the environment (``SAGA_*``), with the command line's overrides;
+    ``http_default`` is the command's address when neither ``--http`` nor ``SAGA_HTTP``
+    gives one."""
     overrides: dict[str, Any] = {}
     if namespace:
         overrides["namespace"] = namespace
     if wait_for_servers is not None:
         overrides["wait_for_servers"] = timedelta(seconds=wait_for_servers)
-    return Settings(**overrides)
+    if http is not None:
+        overrides["http"] = http
+    found = Settings(**overrides)
+    if found.http is None and http_default is not None:
+        found = found.model_copy(update={"http": http_default})
+    return found
 
 
 def definition_option(spec: str) -> SagaDefinition[Any]:

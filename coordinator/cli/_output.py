@@ -15,6 +15,7 @@ from rich.table import Table
 from coordinator.client import as_json
 from coordinator.core import SagaState
 from coordinator.ports import HistoryEntry
+from coordinator.replay import entry_json, print_timeline
 
 __all__ = ["print_history", "print_json", "print_saga", "print_sagas", "print_topology"]
 
@@ -57,19 +58,12 @@ def print_sagas(found: Sequence[SagaState[Any]], *, as_json_: bool = False) -> N
 
 
 def print_history(entries: Sequence[HistoryEntry], *, as_json_: bool = False) -> None:
+    """A saga's timeline: each entry's time, definition version, revision, input,
+    decision and status; or every field of every entry as JSON."""
     if as_json_:
-        print_json(entries)
+        print_json([entry_json(e) for e in entries])
         return
-    table = Table("at", "rev", "input", "decided", box=None)
-    for e in entries:
-        kind = msgspec.json.decode(e.input).get("type", "?")
-        table.add_row(
-            e.at.isoformat(timespec="milliseconds"),
-            str(e.revision),
-            kind,
-            e.note if e.changed else f"[dim]{e.note}[/dim]",
-        )
-    console.print(table)
+    print_timeline(entries, console, detail=True)
 
 
 def print_topology(document: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from coordinator._errors import SagaError
+from coordinator.cli._api import http_extras
 from coordinator.cli._options import (
+    HttpOpt,
     NamespaceOpt,
     WaitForServersOpt,
     definition_option,
@@ -19,6 +21,11 @@ __all__ = ["commands"]
 
 commands = typer.Typer()
 
+# Next to each other and to OpenTelemetry's own default (9464): a coordinator and
+# a participant on one host do not collide.
+RUN_HTTP = "127.0.0.1:9464"
+PARTICIPANT_HTTP = "127.0.0.1:9465"
+
 
 @commands.command()
 def run(
@@ -27,12 +34,18 @@ def run(
     ],
     namespace: NamespaceOpt = None,
     wait_for_servers: WaitForServersOpt = None,
+    http: HttpOpt = None,
 ) -> None:
-    """Run a coordinator replica: consume events, advance sagas, fire timers."""
+    """Run a coordinator replica: consume events, advance sagas, fire timers.
+
+    Serves /metrics, /livez, /readyz and the REST API (/api) on --http (default
+    127.0.0.1:9464).
+    """
     definitions = [definition_option(spec) for spec in saga]
-    found = settings(namespace, wait_for_servers)
+    found = settings(namespace, wait_for_servers, http=http, http_default=RUN_HTTP)
+    extras = http_extras(found, definitions)
     configure_logging(found.log_level, found.log_format)
-    run_loop(serve_coordinator(definitions, found), found.event_loop)
+    run_loop(serve_coordinator(definitions, found, extras=extras), found.event_loop)
 
 
 @commands.command()
@@ -43,13 +56,17 @@ def participant(
     ],
     namespace: NamespaceOpt = None,
     wait_for_servers: WaitForServersOpt = None,
+    http: HttpOpt = None,
 ) -> None:
-    """Run participant services written with the participants SDK."""
+    """Run participant services written with the participants SDK.
+
+    Serves /metrics, /livez and /readyz on --http (default 127.0.0.1:9465).
+    """
     # The SDK is the other side of the wire: imported only by the command that runs it.
     from participants import serve_participants
 
     found = _services(services)
-    config = settings(namespace, wait_for_servers)
+    config = settings(namespace, wait_for_servers, http=http, http_default=PARTICIPANT_HTTP)
     configure_logging(config.log_level, config.log_format)
     run_loop(serve_participants(found, config), config.event_loop)
 

@@ -26,6 +26,8 @@ from coordinator.client._dead_letters import (
     redrive_dead_letters,
     show_dead_letter,
 )
+from coordinator.client._replay import export_finished, replay_saga, saga_ids
+from coordinator.client._search import SagaFilter, SagaPage, SagaSummary, search_sagas
 from coordinator.client._shapes import (
     DefinitionShape,
     StepShape,
@@ -42,6 +44,9 @@ __all__ = [
     "DefinitionShape",
     "RequestRefusedError",
     "SagaClient",
+    "SagaFilter",
+    "SagaPage",
+    "SagaSummary",
     "StepShape",
     "Stuck",
     "Wait",
@@ -59,6 +64,10 @@ __all__ = [
     "namespace_queues",
     "purge_dead_letters",
     "redrive_dead_letters",
+    "export_finished",
+    "replay_saga",
+    "saga_ids",
+    "search_sagas",
     "shape_of",
     "shapes_of",
     "show_dead_letter",

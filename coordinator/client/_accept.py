@@ -40,12 +40,20 @@ class Client(Protocol):
     async def refusal(self, saga_id: str) -> Refusal | None: ...
 
     async def start(
-        self, name: str, data: dict[str, Any], saga_id: str | None = None, *, sent_at: datetime
+        self,
+        name: str,
+        data: dict[str, Any],
+        saga_id: str | None = None,
+        *,
+        sent_at: datetime,
+        by: str = "",
     ) -> str: ...
 
-    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> str: ...
+    async def signal(
+        self, saga_id: str, name: str, data: dict[str, Any], *, by: str = ""
+    ) -> str: ...
 
-    async def cancel(self, saga_id: str, reason: str) -> str: ...
+    async def cancel(self, saga_id: str, reason: str, *, by: str = "") -> str: ...
 
 
 def _no_coordinator(what: str, namespace: str, timeout: float) -> RequestRefusedError:
@@ -112,8 +120,10 @@ async def start_checked(
     accept_timeout: float,
     data_type: type | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    by: str = "",
 ) -> str:
-    """Start a saga and return its id once it exists.
+    """Start a saga and return its id once it exists (``by``: who asked, kept in
+    its history).
 
     Raises:
         RequestRefusedError: the input does not fit ``data_type`` (checked before
@@ -130,7 +140,7 @@ async def start_checked(
         return await _existing(client, saga_id, data, data_type)
     sent_at = datetime.now(UTC)
     saga_id = await _sent(
-        "start", client.namespace, client.start(name, data, saga_id, sent_at=sent_at)
+        "start", client.namespace, client.start(name, data, saga_id, sent_at=sent_at, by=by)
     )
     deadline = time.monotonic() + accept_timeout
     while True:
@@ -202,20 +212,21 @@ async def signal_checked(
     name: str,
     data: dict[str, Any],
     *,
+    by: str = "",
     accept_timeout: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Send a signal and return once the saga applied it.
+) -> HistoryEntry:
+    """Send a signal and return the history entry it made once the saga applied it.
 
     Raises:
         RequestRefusedError: no such saga, a saga that has ended, a signal the saga
             refused (its history says why), or no answer within ``accept_timeout``.
     """
-    await checked(
+    return await checked(
         client,
         saga_id,
         "signal",
-        lambda: client.signal(saga_id, name, data),
+        lambda: client.signal(saga_id, name, data, by=by),
         accept_timeout,
         sleep,
     )
@@ -226,10 +237,16 @@ async def cancel_checked(
     saga_id: str,
     reason: str,
     *,
+    by: str = "",
     accept_timeout: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Cancel a saga and return once it took the cancel; raises as ``signal_checked``."""
-    await checked(
-        client, saga_id, "cancel", lambda: client.cancel(saga_id, reason), accept_timeout, sleep
+) -> HistoryEntry:
+    """Cancel a saga and return the entry once it took the cancel; raises as ``signal_checked``."""
+    return await checked(
+        client,
+        saga_id,
+        "cancel",
+        lambda: client.cancel(saga_id, reason, by=by),
+        accept_timeout,
+        sleep,
     )

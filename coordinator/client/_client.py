@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, final
 
 import msgspec
+from opentelemetry import propagate
 
 from contracts import (
     DEFAULT_CODEC,
@@ -69,8 +70,19 @@ class SagaClient:
         message: StartSaga | Signal | CancelSaga | RetrySaga | PauseSaga | ResumeSaga,
         routing_key: str,
     ) -> None:
+        # The caller's span, if it has one (a web request, a job), becomes the
+        # parent of the saga's root or the link of the input's processing.
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
         await self._transport.publish(
-            "events", routing_key, self._codec.encode(message), message_id=message.message_id
+            "events",
+            routing_key,
+            self._codec.encode(message),
+            message_id=message.message_id,
+            headers=headers,
+            # Signed by the broker: a coordinator checking senders takes control
+            # messages only from the users allowed to control.
+            user_id=self._transport.user or None,
         )
 
     @property
@@ -88,6 +100,7 @@ class SagaClient:
         saga_id: str | None = None,
         *,
         sent_at: datetime | None = None,
+        by: str = "",
     ) -> str:
         """Publish a start and return the saga id; `start_checked` checks it was taken."""
         saga_id = saga_id or uuid.uuid4().hex
@@ -97,26 +110,32 @@ class SagaClient:
             saga_name=name,
             input=data,
             sent_at=sent_at or datetime.now(UTC),
+            by=by,
         )
         await self._publish(message, routes.start_key(name))
         return saga_id
 
-    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> str:
+    async def signal(self, saga_id: str, name: str, data: dict[str, Any], *, by: str = "") -> str:
         """Publish a signal; returns its message id, which its history entry carries."""
         message = Signal(
             message_id=uuid.uuid4().hex,
             saga_id=saga_id,
             name=name,
             data=data,
+            by=by,
             sent_at=datetime.now(UTC),
         )
         await self._publish(message, routes.SIGNAL_KEY)
         return message.message_id
 
-    async def cancel(self, saga_id: str, reason: str) -> str:
+    async def cancel(self, saga_id: str, reason: str, *, by: str = "") -> str:
         """Publish a cancel; returns its message id, which its history entry carries."""
         message = CancelSaga(
-            message_id=uuid.uuid4().hex, saga_id=saga_id, reason=reason, sent_at=datetime.now(UTC)
+            message_id=uuid.uuid4().hex,
+            saga_id=saga_id,
+            reason=reason,
+            by=by,
+            sent_at=datetime.now(UTC),
         )
         await self._publish(message, routes.CANCEL_KEY)
         return message.message_id

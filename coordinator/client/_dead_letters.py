@@ -15,7 +15,7 @@ consumer that refuses it.
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from contracts import routes
@@ -92,8 +92,12 @@ async def redrive_dead_letters(
     *,
     queue: str | None = None,
     message_ids: Collection[str] | None = None,
+    report: Callable[[int, int], None] | None = None,
 ) -> list[DeadLetter]:
     """Move dead letters back to their queue: those of ``message_ids``, or all.
+
+    ``report(moved, total)`` is called once the total is known and after each
+    queue, for a progress display.
 
     Each queue's dead letters are counted first, and at most that many are
     moved: a letter still bad that comes back to the dead letters while this
@@ -121,9 +125,14 @@ async def redrive_dead_letters(
             f"no dead letter with message id {', '.join(map(repr, missing))}; nothing was moved"
         )
     moved: list[DeadLetter] = []
+    total = sum(len(ids) for _, ids in plan)
+    if report is not None:
+        report(0, total)
     for name, ids in plan:
         chosen = None if wanted is None else set(ids)
         moved += await dead_letters.redrive(name, chosen, limit=len(ids))
+        if report is not None:
+            report(len(moved), total)
     return moved
 
 

@@ -40,10 +40,11 @@ class _Input(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=
 
 
 class Start(_Input, Generic[D], frozen=True, kw_only=True):
-    """Begin a saga with its input data."""
+    """Begin a saga with its input data (``by``: who asked, for the history)."""
 
     saga_id: str
     data: D
+    by: str = ""
 
 
 class StepCompleted(_Input, frozen=True, kw_only=True):
@@ -80,12 +81,14 @@ class SignalReceived(_Input, frozen=True, kw_only=True):
     message_id: str
     name: str
     data: dict[str, object] = msgspec.field(default_factory=dict)
+    by: str = ""
 
 
 class CancelRequested(_Input, frozen=True, kw_only=True):
     """Someone asked to stop the saga; what was done is compensated."""
 
     reason: str = "cancelled by request"
+    by: str = ""
 
 
 class ServiceRecovered(_Input, frozen=True, kw_only=True):

@@ -132,7 +132,13 @@ _REPLY_RULES: tuple[_ReplyRule, ...] = (
     _ReplyRule(
         StepCompleted,
         "action",
-        lambda st, _, undoable: st.status in ("failed", "abandoned") and undoable and not st.owes,
+        # Only for an attempt that was sent: any other answers no command of ours.
+        lambda st, n, undoable: (
+            st.status in ("failed", "abandoned")
+            and undoable
+            and not st.owes
+            and 1 <= n <= st.attempt
+        ),
         take_late_success,
         "duplicate or late reply for {step} (attempt {attempt}) ignored",
     ),

@@ -95,6 +95,11 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             waits for its retry timer (stored as ``backoff``).
         compensation_base: Attempts before the current round of compensation (an
             operator's retry starts a new round; attempt numbers keep growing).
+        finished_at: When the step settled (or its compensation did).
+        dispatched_at: While the step is out (sent, retrying, parked; its action or
+            its compensation), when the first attempt of it was sent: the step's
+            duration in the metrics runs from it to its settling, retries and
+            backoffs included. Cleared when it settles (it would only cost memory).
     """
 
     status: StepStatus = "pending"
@@ -106,6 +111,7 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     compensation_retry_due: bool = msgspec.field(default=False, name="backoff")
     compensation_base: int = 0
     finished_at: datetime | None = None
+    dispatched_at: datetime | None = None
 
 
 class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defaults=True):
@@ -126,6 +132,9 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
         paused_by: Who paused it.
         hold_deadline: The deadline stopped with it (moved on by the pause on resume).
         held: Inputs received while paused that will change the saga on resume.
+        trace: The W3C trace context of the saga's root span, which every later
+            span of the saga joins. Opaque here: the runtime's telemetry sets it
+            at the start, no decision reads or changes it.
     """
 
     TERMINAL: ClassVar[frozenset[SagaStatus]] = frozenset(
@@ -155,6 +164,7 @@ class SagaState(msgspec.Struct, Generic[D], frozen=True, kw_only=True, omit_defa
     paused_by: str = ""
     hold_deadline: bool = False
     held: tuple[Input, ...] = ()
+    trace: str = ""
 
     @property
     def terminal(self) -> bool:

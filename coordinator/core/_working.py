@@ -102,6 +102,9 @@ class _Working(Generic[D]):
     def emit(self, step: StepDef[D], kind: StepKind, attempt: int, payload: msgspec.Struct) -> None:
         """Send one attempt of a step's action or compensation, with its timeout."""
         saga_id = self.old.saga_id
+        st = self.steps[step.name]
+        if attempt == (1 if kind == "action" else st.compensation_base + 1):
+            self.steps[step.name] = msgspec.structs.replace(st, dispatched_at=self.at)
         deadline = self.at + step.timeout if step.timeout is not None else None
         self.effects.append(
             Dispatch(
@@ -133,6 +136,11 @@ class _Working(Generic[D]):
     # -- the result ---------------------------------------------------------
 
     def decision(self, *, started: bool = False) -> Decision[D]:
+        for name, st in self.steps.items():
+            # Kept only while the step is out: a settled step has its ``finished_at``,
+            # and every byte of a finished saga stays in Redis until it expires.
+            if st.dispatched_at is not None and st.status not in _OUT:
+                self.steps[name] = msgspec.structs.replace(st, dispatched_at=None)
         new = msgspec.structs.replace(
             self.old,
             revision=self.old.revision + 1,
@@ -166,6 +174,19 @@ class _Working(Generic[D]):
             refused=self.refused,
             status_before=self.old.status,
         )
+
+
+# A step is out (an attempt sent, in its backoff or parked) in these, its action's or its
+# undo's; the time its first attempt went out is kept while it is.
+_OUT: frozenset[StepStatus] = frozenset(
+    {
+        "dispatched",
+        "retrying",
+        "awaiting_service",
+        "compensating",
+        "compensation_awaiting_service",
+    }
+)
 
 
 def _check_transition(name: str, old: StepStatus, new: StepStatus) -> None:

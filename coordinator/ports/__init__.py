@@ -20,6 +20,7 @@ from coordinator.ports._messaging import (
     Delivery,
     Exchange,
     Handler,
+    Resign,
     Subscription,
     Transport,
 )
@@ -34,6 +35,7 @@ from coordinator.ports._participants import (
 from coordinator.ports._storage import (
     Commit,
     CommitResult,
+    CountedSagas,
     HistoryEntry,
     IdleSagas,
     OutboxEntry,
@@ -41,10 +43,14 @@ from coordinator.ports._storage import (
     ParkedSagas,
     Refusal,
     Refusals,
+    SagaCounts,
     SagaQueries,
     SagaStore,
+    SagaVersions,
+    StartedSagas,
     Stored,
     TimerStore,
+    pinned,
 )
 
 __all__ = [
@@ -57,11 +63,13 @@ __all__ = [
     "Clock",
     "Commit",
     "CommitResult",
+    "CountedSagas",
     "DeadLetter",
     "DeadLetters",
     "Delivery",
     "Exchange",
     "Handler",
+    "Resign",
     "HistoryEntry",
     "IdempotencyStore",
     "IdleSagas",
@@ -72,14 +80,18 @@ __all__ = [
     "RecordedReply",
     "Refusal",
     "Refusals",
+    "SagaCounts",
     "SagaQueries",
     "SagaStore",
+    "SagaVersions",
+    "StartedSagas",
     "Stored",
     "Subscription",
     "TimerStore",
     "Transport",
     "Turn",
     "Worker",
+    "pinned",
 ]
 
 show_as_public(__name__, globals(), __all__)

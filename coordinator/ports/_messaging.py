@@ -16,6 +16,7 @@ __all__ = [
     "Delivery",
     "Exchange",
     "Handler",
+    "Resign",
     "Subscription",
     "Transport",
 ]
@@ -36,6 +37,25 @@ class Delivery(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
     @property
+    def exchange(self) -> str:
+        """The exchange it was published to (without the namespace), e.g. ``events``.
+
+        A dead letter moved back keeps the exchange it was first published to.
+        """
+        ...
+
+    @property
+    def routing_key(self) -> str:
+        """The routing key it was published with (a moved-back dead letter: the first one)."""
+        ...
+
+    @property
+    def user_id(self) -> str | None:
+        """The AMQP ``user_id`` it was published with: the broker has checked that it is
+        the user name of the publishing connection. None when the publisher set none."""
+        ...
+
+    @property
     def delivery_count(self) -> int:
         """1 on first delivery; grows with each redelivery of the same message."""
         ...
@@ -52,6 +72,10 @@ class Delivery(Protocol):
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+Resign = Callable[[str, str, bytes, str, Mapping[str, str]], Mapping[str, str]]
+"""``(exchange, routing_key, body, message_id, headers)`` to the headers a dead letter
+moved back is sent with: signed afresh, when messages are signed."""
+
 
 class Subscription(Protocol):
     async def stop(self) -> None:
@@ -60,6 +84,12 @@ class Subscription(Protocol):
 
 class Transport(Protocol):
     """Publish to a topic exchange; consume from a queue bound to one."""
+
+    @property
+    def user(self) -> str:
+        """The user name the connection authenticated as; ``""`` when not known here
+        (e.g. a certificate login, where the broker takes it from the certificate)."""
+        ...
 
     async def publish(
         self,
@@ -70,12 +100,15 @@ class Transport(Protocol):
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         """Publish and return once the broker has taken responsibility for it.
 
         With ``mandatory`` (commands, replies) a message no queue is bound to
         receive raises; without it (lifecycle events, for whoever listens) it is
-        dropped, as a topic exchange does.
+        dropped, as a topic exchange does. ``user_id`` names the sender; the
+        broker refuses one that is not the connection's `user` (`WrongUserError`),
+        so a consumer can trust it.
         """
 
     async def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:

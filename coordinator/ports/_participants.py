@@ -55,12 +55,21 @@ class IdempotencyStore(Protocol):
     the action's key is held. Both checks are atomic with taking the key. Other
     keys are fenced alone.
 
+    A reply can also be recorded for one command alone (its message id, one
+    attempt of the key): a retryable failure, which the key's next attempt must
+    not see, yet which a redelivery of that same command must get again rather
+    than run the handler a second time and perhaps answer it differently. It
+    sits beside the key's records and is kept as long.
+
     An outage of the backing server raises ``StoreUnavailableError``: the call
     may be made again, unchanged, once it is back.
     """
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
-        """The reply recorded for ``key``; else whose turn it is: ``Turn.TAKEN`` if
+    async def begin(
+        self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+    ) -> RecordedReply | Turn:
+        """The reply recorded for the command ``command`` of ``key``, if given and
+        recorded, or else for ``key``; else whose turn it is: ``Turn.TAKEN`` if
         ``holder`` now holds the key (run the handler; the hold expires after
         ``ttl``), ``Turn.HELD_ELSEWHERE`` if another does (or, for a
         compensation, its action is held), ``Turn.COMPENSATED`` for an action
@@ -68,8 +77,13 @@ class IdempotencyStore(Protocol):
         hold while the handler runs."""
         ...
 
-    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
-        """Record ``reply`` (None: nothing worth recording) and give the key back."""
+    async def finish(
+        self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+    ) -> None:
+        """Record ``reply`` (None: nothing worth recording) and give the key back.
+
+        With ``command``, ``reply`` is recorded for that command of ``key``
+        alone: ``begin`` returns it for that command only."""
 
 
 class Clock(Protocol):

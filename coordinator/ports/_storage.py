@@ -13,6 +13,7 @@ from coordinator.ports._messaging import Exchange
 __all__ = [
     "Commit",
     "CommitResult",
+    "CountedSagas",
     "HistoryEntry",
     "IdleSagas",
     "OutboxEntry",
@@ -20,10 +21,14 @@ __all__ = [
     "ParkedSagas",
     "Refusal",
     "Refusals",
+    "SagaCounts",
     "SagaQueries",
     "SagaStore",
+    "SagaVersions",
+    "StartedSagas",
     "Stored",
     "TimerStore",
+    "pinned",
 ]
 
 
@@ -47,9 +52,12 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One line of a saga's append-only history: what came in, what was decided.
 
-    ``input_id`` is the message id (the dedupe id) of the input, where it has
-    one; ``refused`` says why a signal, cancel or retry was not taken (empty
-    when the input was applied or only recorded).
+    ``at`` is the input's time (the time the decision was made on) and
+    ``version`` the definition version that decided it, so the history alone
+    says when and under which definition each thing happened (``saga replay``
+    re-runs it). ``input_id`` is the message id (the dedupe id) of the input,
+    where it has one; ``refused`` says why a signal, cancel or retry was not
+    taken (empty when the input was applied or only recorded).
     """
 
     at: datetime
@@ -67,11 +75,29 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     entries written before this field existed)."""
     status_after: str | None = None
     """The saga's status after the input (the same when it changed nothing)."""
+    version: int = 0
+    """The version of the definition that decided it (a saga never changes version);
+    0 in entries written before this field existed (versions start at 1)."""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):
     state: bytes
     revision: int
+
+
+class _Pinned(msgspec.Struct):
+    name: str
+    version: int
+
+
+_pinned_decoder = msgspec.json.Decoder(_Pinned)
+
+
+def pinned(state: bytes) -> tuple[str, int]:
+    """The ``(name, version)`` of the definition a stored state runs on, decoded
+    alone (the rest of the state is skipped): which definition reads the rest."""
+    found = _pinned_decoder.decode(state)
+    return found.name, found.version
 
 
 class Commit(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +106,10 @@ class Commit(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         expected_revision: The revision loaded (``-1``: the saga must not exist).
         dedupe_id: Identity of the input; a second commit with it is a duplicate.
+        token: Identity of this commit (fresh for each decision): the very same
+            commit sent again (a client library retrying after a timeout) is
+            answered ``committed``; the same input committed by another replica
+            from the same revision (both fired one due timer) is a ``duplicate``.
         timers_due: Timers to add or move, name to due time.
         timers_cancelled: Timers to remove.
     """
@@ -92,6 +122,7 @@ class Commit(msgspec.Struct, frozen=True, kw_only=True):
     state: bytes
     dedupe_id: str
     history: HistoryEntry
+    token: str = ""
     outbox: Sequence[OutboxEntry] = ()
     timers_due: Mapping[str, datetime] = msgspec.field(default_factory=dict)
     timers_cancelled: Sequence[str] = ()
@@ -158,8 +189,9 @@ class OutboxStore(Protocol):
 
 
 class TimerStore(Protocol):
-    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
-        """``(saga_id, timer)`` pairs whose time has come, oldest first."""
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str, datetime]]:
+        """``(saga_id, timer, due time)`` of the timers whose time has come, oldest first
+        (the due time to the millisecond on Redis, which scores timers in ms)."""
         ...
 
 
@@ -171,6 +203,52 @@ class SagaQueries(Protocol):
     async def find(
         self, *, name: str | None = None, status: str | None = None, limit: int = 100
     ) -> Sequence[str]: ...
+
+    async def finished(
+        self,
+        since: datetime,
+        *,
+        names: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Sequence[tuple[str, datetime]]:
+        """``(saga_id, when it ended)`` of the sagas that ended at ``since`` or later
+        and are still kept (``retention``), oldest first; at most ``limit`` (None: all).
+
+        The time is the store's clock at the saga's last transition. ``names``
+        narrows it to those definitions; None: every definition.
+        """
+        ...
+
+
+class StartedSagas(Protocol):
+    """Sagas by when they started, newest first: the REST API's listing.
+
+    The order, ``(started, saga_id)`` descending, never changes for a saga (a
+    transition does not move it), so paging through it with a cursor meets each
+    saga once while sagas keep changing; sagas started meanwhile are before the
+    first page, not in the ones after.
+    """
+
+    async def started(
+        self, *, before: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> Sequence[tuple[str, datetime]]:
+        """``(saga_id, started)`` of up to ``limit`` sagas ordered below ``before`` (a
+        ``(started, saga_id)`` from a previous page; None: from the newest).
+
+        ``started`` is the store's clock at the saga's first commit, to the
+        millisecond. Sagas no longer kept (retention) are left out.
+        """
+        ...
+
+
+class SagaVersions(Protocol):
+    """Which definition versions the sagas still in flight run on, read at start-up."""
+
+    async def versions_in_flight(self) -> Mapping[tuple[str, int], int]:
+        """How many sagas not yet ended (running or compensating) run on each
+        ``(name, version)``. It reads every such saga: a start-up check, not a
+        hot path."""
+        ...
 
 
 class IdleSagas(Protocol):
@@ -191,4 +269,29 @@ class IdleSagas(Protocol):
         transitions. ``names`` narrows it to those definitions (and spares the
         Redis store looking for their index keys); None: every definition.
         """
+        ...
+
+
+class SagaCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """How many sagas are where, for the metrics' gauges (``CountedSagas.counts``).
+
+    Attributes:
+        by_status: Sagas per definition name and status, for the names and statuses asked.
+        parked: Sagas parked behind each service's open breaker.
+        outbox: Messages committed and not yet marked published, every saga's.
+    """
+
+    by_status: dict[str, dict[str, int]]
+    parked: dict[str, int]
+    outbox: int
+
+
+class CountedSagas(Protocol):
+    """Counts from the store's own indexes: no saga is read to make them."""
+
+    async def counts(
+        self, names: Collection[str], statuses: Collection[str], services: Collection[str]
+    ) -> SagaCounts:
+        """Every ``name`` x ``status`` and every service of ``services`` is in the
+        answer, 0 where nothing is."""
         ...

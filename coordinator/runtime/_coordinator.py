@@ -7,8 +7,9 @@ only after the commit are the commands published (the outbox) and the delivery
 acked, so a crash at any point leaves either nothing done or a committed
 transition whose messages the relay publishes later.
 
-This module is the coordinator's face: its lifecycle, the events queue, and the
-operations an embedding application calls (start, signal, cancel, retry, pause, resume).
+This module is the coordinator's face: its lifecycle and the operations an
+embedding application calls (start, signal, cancel, retry, pause, resume); the
+events queue's messages are taken in ``_inbox``.
 """
 
 from __future__ import annotations
@@ -26,21 +27,16 @@ import msgspec
 from contracts import (
     DEFAULT_CODEC,
     LIFECYCLE_EVENTS,
-    CancelSaga,
     Codec,
-    ContractError,
-    CoordinatorInbound,
-    PauseSaga,
-    ResumeSaga,
-    RetrySaga,
-    Signal,
-    StartSaga,
-    TaskCompleted,
-    TaskFailed,
     routes,
 )
-from coordinator._errors import SagaRefusedError, StoreUnavailableError, UnknownSagaError
-from coordinator.backoff import retry_through_outage
+from coordinator._dsl import sensitive_of
+from coordinator._errors import (
+    SagaRefusedError,
+    SettingsError,
+    UnknownVersionError,
+)
+from coordinator._sealing import Keyring, Sealer
 from coordinator.core import (
     CancelRequested,
     Decision,
@@ -53,18 +49,36 @@ from coordinator.core import (
     SignalReceived,
     TimerFired,
 )
-from coordinator.ports import Clock, Delivery, Refusal, Subscription, Transport
+from coordinator.ports import Clock, DeadLetters, Delivery, Subscription, Transport
 from coordinator.runtime._health import FixedHealth, ServiceHealth
+from coordinator.runtime._inbox import Inbox
 from coordinator.runtime._outbox import OutboxPublisher
 from coordinator.runtime._registry import Registry
+from coordinator.runtime._senders import SenderCheck
 from coordinator.runtime._transition import Store, Transitions
-from coordinator.runtime._translate import MakeInput, input_for, request_name
+from coordinator.runtime._translate import MakeInput
+from coordinator.runtime._versions import check_versions, redrive_loaded
+from coordinator.telemetry import Telemetry
 
-__all__ = ["Coordinator"]
+__all__ = ["Coordinator", "check_keys"]
 
 _log = logging.getLogger("coordinator")
 
 EVENTS_QUEUE = routes.EVENTS_QUEUE
+
+
+def check_keys(definitions: Iterable[SagaDefinition[Any]], keyring: Keyring | None) -> None:
+    """Refuse definitions that mark data sensitive when there is no key to seal it with.
+
+    Raises:
+        SettingsError: naming the sagas and the setting to set.
+    """
+    marked = sorted({f"{d.name!r} v{d.version}" for d in definitions if sensitive_of(d)})
+    if marked and keyring is None:
+        raise SettingsError(
+            f"saga {', '.join(marked)} marks data fields sensitive and no key is configured: "
+            "set SAGA_DATA_KEYS (or SAGA_DATA_KEYS_FILE) to KID:BASE64KEY"
+        )
 
 
 @final
@@ -90,6 +104,17 @@ class Coordinator:
         prefetch: Events handled at once by this replica.
         announce: The lifecycle events published on the ``lifecycle`` exchange
             (all of them by default); the history records every one either way.
+        telemetry: Where spans and metrics go (none by default).
+        dead_letters: The broker's dead letters: at start, those of the events queue
+            dead-lettered ``unknown_version`` for a saga on a version given here
+            are moved back (``_versions``).
+        senders: Who may send replies and control messages (``_senders``); None:
+            anyone (no sender check).
+        keyring: The keys sensitive saga data is sealed with (``coordinator._sealing``);
+            required when a definition marks fields sensitive.
+
+    Raises:
+        SettingsError: a definition marks fields sensitive and no ``keyring`` is given.
     """
 
     def __init__(
@@ -108,7 +133,14 @@ class Coordinator:
         cache_size: int = 10_000,
         prefetch: int = 64,
         announce: Collection[str] = LIFECYCLE_EVENTS,
+        telemetry: Telemetry | None = None,
+        dead_letters: DeadLetters | None = None,
+        keyring: Keyring | None = None,
+        senders: SenderCheck | None = None,
     ) -> None:
+        definitions = list(definitions)
+        check_keys(definitions, keyring)
+        sealer = Sealer(keyring, {(d.name, d.version): sensitive_of(d) for d in definitions})
         unknown = set(announce) - LIFECYCLE_EVENTS
         if unknown:
             raise ValueError(
@@ -121,9 +153,16 @@ class Coordinator:
         self._clock = clock
         self._codec = codec
         self._timer_interval = timer_interval
-        self._store_outage = store_outage
         self._prefetch = prefetch
-        self._outbox = OutboxPublisher(transport, store, clock, relay_after=relay_after)
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
+        self._outbox = OutboxPublisher(
+            transport,
+            store,
+            clock,
+            relay_after=relay_after,
+            telemetry=self._telemetry,
+            sealer=sealer,
+        )
         self._transitions = Transitions(
             self._registry,
             store=store,
@@ -133,6 +172,19 @@ class Coordinator:
             health=breakers if breakers is not None else FixedHealth(services_down),
             announce=announce,
             cache_size=cache_size,
+            telemetry=self._telemetry,
+            sealer=sealer,
+        )
+        self._dead_letters = dead_letters
+        self._inbox = Inbox(
+            self._transitions,
+            store=store,
+            clock=clock,
+            codec=codec,
+            telemetry=self._telemetry,
+            store_outage=store_outage,
+            start_saga=self.start_saga,
+            senders=senders,
         )
         self._subscription: Subscription | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -146,7 +198,12 @@ class Coordinator:
         The command queue of every participant service the definitions use is
         declared first, so commands wait there for a participant that has not
         started yet instead of bouncing as unroutable.
+
+        Raises:
+            UnknownVersionError: sagas are in flight on a definition version this
+                coordinator was not given; nothing was started.
         """
+        await check_versions(self._store, self._registry.versions)
         for service in sorted(self._registry.services):
             await self._transport.declare(
                 routes.commands_queue(service), "commands", routes.commands_binding(service)
@@ -154,6 +211,8 @@ class Coordinator:
         self._subscription = await self._transport.subscribe(
             EVENTS_QUEUE, "events", routes.EVENTS_BINDING, self.handle, prefetch=self._prefetch
         )
+        if self._dead_letters is not None:
+            await redrive_loaded(self._dead_letters, self._store, self._codec, self._registry)
         self._stopping = False
         if loops:
             self._outbox.start()
@@ -189,73 +248,18 @@ class Coordinator:
     # -- inputs -----------------------------------------------------------------------
 
     async def handle(self, delivery: Delivery) -> None:
-        """Handle one message from the events queue, then settle it.
-
-        While the store is unreachable the message is held and retried with
-        backoff (up to ``store_outage``), not returned to the broker, where each
-        failure would spend one of its deliveries.
-        """
-        try:
-            message = self._codec.decode_inbound(delivery.body)
-        except ContractError as exc:
-            await delivery.dead_letter(exc.reason, str(exc))
-            return
-        await retry_through_outage(
-            lambda: self._handle(delivery, message),
-            is_outage=lambda exc: isinstance(exc, StoreUnavailableError),
-            sleep=self._clock.sleep,
-            patience=self._store_outage,
-            before_sleep=lambda retry: _log.warning(
-                "store unavailable; retrying %s in %.2fs",
-                delivery.message_id,
-                retry.upcoming_sleep,
-            ),
-        )
-
-    async def _handle(self, delivery: Delivery, message: CoordinatorInbound) -> None:
-        try:
-            match message:
-                case StartSaga():
-                    await self.start_saga(
-                        message.saga_name, message.saga_id, message.input, message.message_id
-                    )
-                case (
-                    TaskCompleted()
-                    | TaskFailed()
-                    | Signal()
-                    | CancelSaga()
-                    | RetrySaga()
-                    | PauseSaga()
-                    | ResumeSaga()
-                ):
-                    decision = await self._transitions.apply(
-                        message.saga_id, message.message_id, input_for(message)
-                    )
-                    if decision.refused and not isinstance(message, TaskCompleted | TaskFailed):
-                        # The refusal is in the history already; the sender finds the
-                        # message with the same reason among the dead letters.
-                        what = request_name(message)
-                        await delivery.dead_letter(f"{what}_refused", decision.refused)
-                        return
-        except UnknownSagaError as exc:
-            await self._refused(delivery, message, "unknown_saga", str(exc))
-            return
-        except (msgspec.ValidationError, ContractError) as exc:
-            await self._refused(delivery, message, "schema_mismatch", str(exc))
-            return
-        await delivery.ack()
-
-    async def _refused(
-        self, delivery: Delivery, message: CoordinatorInbound, reason: str, detail: str
-    ) -> None:
-        if isinstance(message, StartSaga):
-            # Kept for the client waiting to hear whether its start was taken.
-            refusal = Refusal(reason=reason, detail=detail, sent_at=message.sent_at)
-            await self._store.record_refusal(message.saga_id, refusal)
-        await delivery.dead_letter(reason, detail)
+        """Handle one message from the events queue, then settle it (``_inbox``)."""
+        await self._inbox.handle(delivery)
 
     async def start_saga(
-        self, name: str, saga_id: str, data: object, message_id: str | None = None
+        self,
+        name: str,
+        saga_id: str,
+        data: object,
+        message_id: str | None = None,
+        *,
+        delivery: Delivery | None = None,
+        by: str = "",
     ) -> tuple[SagaState[Any], bool]:
         """Start a saga, idempotently by its id.
 
@@ -269,7 +273,7 @@ class Coordinator:
         definition = self._registry.latest(name)
         value = msgspec.convert(data, definition.data_type, from_attributes=True)
         return await self._transitions.start(
-            definition, saga_id, value, message_id or f"start:{saga_id}"
+            definition, saga_id, value, message_id or f"start:{saga_id}", delivery, by=by
         )
 
     async def signal(
@@ -286,6 +290,7 @@ class Coordinator:
         return await self._taken(
             saga_id,
             message_id,
+            "signal",
             lambda at, down: SignalReceived(
                 message_id=message_id, name=name, data=data, at=at, services_down=down
             ),
@@ -302,6 +307,7 @@ class Coordinator:
         return await self._taken(
             saga_id,
             message_id,
+            "cancel",
             lambda at, down: CancelRequested(reason=reason, at=at, services_down=down),
         )
 
@@ -315,6 +321,7 @@ class Coordinator:
         return await self._taken(
             saga_id,
             message_id,
+            "retry",
             lambda at, down: RetryRequested(by=by, at=at, services_down=down),
         )
 
@@ -330,6 +337,7 @@ class Coordinator:
         return await self._taken(
             saga_id,
             message_id,
+            "pause",
             lambda at, down: PauseRequested(
                 by=by, hold_deadline=hold_deadline, at=at, services_down=down
             ),
@@ -345,22 +353,30 @@ class Coordinator:
         return await self._taken(
             saga_id,
             message_id,
+            "resume",
             lambda at, down: ResumeRequested(by=by, at=at, services_down=down),
         )
 
-    async def _taken(self, saga_id: str, message_id: str, make: MakeInput) -> Decision[Any]:
+    async def _taken(
+        self, saga_id: str, message_id: str, what: str, make: MakeInput
+    ) -> Decision[Any]:
         """Apply an operator's input; a refusal (already in the history) is raised."""
-        decision = await self._transitions.apply(saga_id, message_id, make)
+        decision = await self._transitions.apply(saga_id, message_id, make, what=what)
         if decision.refused:
             raise SagaRefusedError(saga_id, decision.refused)
         return decision
 
     async def fire_due_timers(self, limit: int = 256) -> int:
         """Turn every due timer into a ``TimerFired`` input; returns how many fired."""
-        due = await self._store.due(self._clock.now(), limit)
-        for saga_id, timer in due:
-            await self._transitions.apply(saga_id, f"timer:{timer}", _fired(timer))
-        return len(due)
+        fired = 0
+        for saga_id, timer, at in await self._store.due(self._clock.now(), limit):
+            with contextlib.suppress(UnknownVersionError):  # a replica that has it fires it
+                await self._transitions.apply(
+                    saga_id, f"timer:{timer}", _fired(timer), what="timeout"
+                )
+                self._telemetry.timer_fired(self._clock.now() - at)
+                fired += 1
+        return fired
 
     async def resume_parked(self, service: str, limit: int = 100) -> int:
         """Send ``ServiceRecovered`` to at most ``limit`` sagas parked for ``service``
@@ -375,6 +391,7 @@ class Coordinator:
                 saga_id,
                 f"recovered:{service}:{uuid.uuid4().hex}",
                 lambda at, down: ServiceRecovered(service=service, at=at, services_down=down),
+                what="recovered",
             )
             resumed += 1
         return resumed

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import final
 
+from coordinator._errors import SealedDataError
+from coordinator._sealing import Sealer
 from coordinator.ports import Clock, OutboxEntry, OutboxStore, Transport
+from coordinator.telemetry import Telemetry
 
 __all__ = ["OutboxPublisher"]
 
@@ -29,9 +32,18 @@ _DONE_BATCH_SECONDS = 0.2
 @final
 class OutboxPublisher:
     def __init__(
-        self, transport: Transport, store: OutboxStore, clock: Clock, *, relay_after: timedelta
+        self,
+        transport: Transport,
+        store: OutboxStore,
+        clock: Clock,
+        *,
+        relay_after: timedelta,
+        telemetry: Telemetry,
+        sealer: Sealer | None = None,
     ) -> None:
+        self._sealer = sealer if sealer is not None else Sealer(None, {})
         self._transport = transport
+        self._telemetry = telemetry
         self._store = store
         self._clock = clock
         self._relay_after = relay_after
@@ -72,19 +84,28 @@ class OutboxPublisher:
         """Publish entries left behind; returns how many were found."""
         # The age is the store's to judge, on the clock it stamped the entries with.
         entries = await self._store.pending(self._relay_after, limit)
-        await self.publish(entries)
+        await self.publish([e for e in map(self._opened, entries) if e is not None])
         return len(entries)
+
+    def _opened(self, entry: OutboxEntry) -> OutboxEntry | None:
+        """The entry with its body opened (the store holds sensitive sagas' sealed)."""
+        try:
+            return self._sealer.open_outbox(entry)
+        except SealedDataError as exc:  # left in the outbox: said at every poll until fixed
+            _log.error("outbox entry %s not published: %s", entry.message_id, exc)
+            return None
 
     async def _publish_one(self, entry: OutboxEntry) -> bool:
         try:
-            await self._transport.publish(
-                entry.exchange,
-                entry.routing_key,
-                entry.body,
-                message_id=entry.message_id,
-                headers=entry.headers,
-                mandatory=entry.exchange != "lifecycle",
-            )
+            with self._telemetry.sending(entry) as headers:
+                await self._transport.publish(
+                    entry.exchange,
+                    entry.routing_key,
+                    entry.body,
+                    message_id=entry.message_id,
+                    headers=entry.headers if headers is None else headers,
+                    mandatory=entry.exchange != "lifecycle",
+                )
         except Exception:  # the transition is committed; the relay publishes it later
             _log.warning("publish of %s failed; left in the outbox", entry.message_id)
             return False

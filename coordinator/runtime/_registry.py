@@ -8,17 +8,11 @@ from typing import Any, final
 
 import msgspec
 
-from coordinator._errors import UnknownSagaError
+from coordinator._errors import UnknownSagaError, UnknownVersionError
 from coordinator.core import SagaDefinition, SagaState
+from coordinator.ports import pinned
 
 __all__ = ["Registry", "state_type"]
-
-
-class _StoredVersion(msgspec.Struct):
-    """The ``name`` and ``version`` of a stored state: which definition decodes the rest."""
-
-    name: str
-    version: int
 
 
 @final
@@ -56,16 +50,29 @@ class Registry:
             raise UnknownSagaError(f"no saga definition named {name!r} (known: {known})")
         return found
 
+    @property
+    def versions(self) -> frozenset[tuple[str, int]]:
+        """Every ``(name, version)`` registered."""
+        return frozenset(self._by_version)
+
     def definition(self, name: str, version: int | None = None) -> SagaDefinition[Any]:
         """``name`` at ``version`` (the latest when None).
 
         Raises:
-            UnknownSagaError: no such definition (or version) is registered.
+            UnknownSagaError: no definition is called ``name`` (``version`` None).
+            UnknownVersionError: ``version`` of ``name`` is not registered: a saga
+                on it stays there, for a coordinator that has it.
         """
-        found = self._latest.get(name) if version is None else self._by_version.get((name, version))
+        if version is None:
+            return self.latest(name)
+        found = self._by_version.get((name, version))
         if found is None:
-            raise UnknownSagaError(
-                f"no saga definition {name!r}" + (f" v{version}" if version else "")
+            loaded = sorted(v for n, v in self._by_version if n == name)
+            raise UnknownVersionError(
+                f"saga definition {name!r} v{version} is not loaded here (loaded: "
+                + (", ".join(f"v{v}" for v in loaded) if loaded else "none of that name")
+                + ")",
+                [(name, version)],
             )
         return found
 
@@ -73,14 +80,20 @@ class Registry:
         """A stored state, its data decoded into its definition's data type.
 
         Raises:
-            UnknownSagaError: the state's definition (name and version) is not registered.
+            UnknownVersionError: the state's definition (name and version) is not registered.
         """
         if self._single is not None:
-            state: SagaState[Any] = self._single_decoder.decode(stored)
-            if (state.name, state.version) == (self._single.name, self._single.version):
+            state: SagaState[Any] | None
+            try:
+                state = self._single_decoder.decode(stored)
+            except msgspec.ValidationError:
+                state = None  # another version's data: its version tells
+            if state is not None and (state.name, state.version) == (
+                self._single.name,
+                self._single.version,
+            ):
                 return state
-        found = msgspec.json.decode(stored, type=_StoredVersion)
-        definition = self.definition(found.name, found.version)
+        definition = self.definition(*pinned(stored))
         decoded: SagaState[Any] = msgspec.json.decode(stored, type=state_type(definition))
         return decoded
 

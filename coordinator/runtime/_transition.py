@@ -8,14 +8,16 @@ skips the load; correctness never depends on that copy (see ``apply``).
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol, final
 
 import msgspec
 
 from contracts import Codec
 from coordinator._errors import ConcurrencyError, UnknownSagaError
+from coordinator._sealing import Sealer
 from coordinator.core import (
     NOTHING_DOWN,
     CancelTimer,
@@ -27,6 +29,8 @@ from coordinator.core import (
     SagaState,
     Start,
     StartTimer,
+    StepCompleted,
+    StepFailed,
     TimerFired,
     decide,
     start,
@@ -35,12 +39,14 @@ from coordinator.ports import (
     Clock,
     Commit,
     CommitResult,
+    Delivery,
     OutboxEntry,
     OutboxStore,
     ParkedSagas,
     Refusals,
     SagaQueries,
     SagaStore,
+    SagaVersions,
     TimerStore,
 )
 from coordinator.runtime._health import ServiceHealth, outcome
@@ -52,13 +58,19 @@ from coordinator.runtime._translate import (
     history_entry,
     lifecycle_entry,
 )
+from coordinator.telemetry import SagaScope, Telemetry
 
-__all__ = ["CAS_ATTEMPTS", "Store", "Transitions"]
+__all__ = ["CAS_ATTEMPTS", "Guard", "Store", "Transitions"]
 
 CAS_ATTEMPTS = 20
 
+Guard = Callable[[SagaDefinition[Any]], None]
+"""Raises to refuse an input once the saga's definition is known; the saga is untouched."""
 
-class Store(SagaStore, OutboxStore, TimerStore, SagaQueries, Refusals, ParkedSagas, Protocol):
+
+class Store(
+    SagaStore, OutboxStore, TimerStore, SagaQueries, SagaVersions, Refusals, ParkedSagas, Protocol
+):
     """What the coordinator needs from its storage."""
 
 
@@ -77,8 +89,12 @@ class Transitions:
         health: ServiceHealth,
         announce: Collection[str],
         cache_size: int,
+        telemetry: Telemetry,
+        sealer: Sealer | None = None,
     ) -> None:
         self._registry = registry
+        self._sealer = sealer if sealer is not None else Sealer(None, {})
+        self._telemetry = telemetry
         self._store = store
         self._clock = clock
         self._codec = codec
@@ -90,21 +106,43 @@ class Transitions:
 
     async def load(self, saga_id: str) -> SagaState[Any] | None:
         stored = await self._store.load(saga_id)
-        return None if stored is None else self._registry.decode(stored.state)
+        # A value that does not open raises SealedDataError: loud, never a silent default.
+        return (
+            None if stored is None else self._registry.decode(self._sealer.open_state(stored.state))
+        )
 
     async def start(
-        self, definition: SagaDefinition[Any], saga_id: str, data: object, dedupe_id: str
+        self,
+        definition: SagaDefinition[Any],
+        saga_id: str,
+        data: object,
+        dedupe_id: str,
+        delivery: Delivery | None = None,
+        *,
+        by: str = "",
     ) -> tuple[SagaState[Any], bool]:
         """Create the saga; or, if it exists, return it untouched (and False)."""
         for _ in range(CAS_ATTEMPTS):
             # Commit first (it is refused if the saga exists), load only then: a new
             # saga costs one round trip.
             inp = Start(
-                saga_id=saga_id, data=data, at=self._clock.now(), services_down=self._down()
+                saga_id=saga_id,
+                data=data,
+                at=self._clock.now(),
+                services_down=self._down(),
+                by=by,
             )
             decision = start(definition, inp)
+            if self._telemetry.tracing:
+                trace = self._telemetry.root(
+                    decision.state, None if delivery is None else delivery.headers
+                )
+                decision = msgspec.structs.replace(
+                    decision, state=msgspec.structs.replace(decision.state, trace=trace)
+                )
             self._spend_probes(decision)
-            result = await self._commit(definition, None, inp, decision, dedupe_id)
+            with SagaScope(saga_id), self._telemetry.transition(decision.state, "start", delivery):
+                result = await self._commit(definition, None, inp, decision, dedupe_id)
             if result == "committed":
                 self._remember(decision.state)
                 return decision.state, True
@@ -113,8 +151,19 @@ class Transitions:
                 return existing, False
         raise ConcurrencyError(f"saga {saga_id!r}: could not start it after {CAS_ATTEMPTS} tries")
 
-    async def apply(self, saga_id: str, dedupe_id: str, make: MakeInput) -> Decision[Any]:
+    async def apply(
+        self,
+        saga_id: str,
+        dedupe_id: str,
+        make: MakeInput,
+        *,
+        what: str,
+        delivery: Delivery | None = None,
+        guard: Guard | None = None,
+    ) -> Decision[Any]:
         """Decide the input ``make`` builds (at the time of loading) and commit it.
+
+        ``guard`` sees the saga's definition first and may raise to refuse the input.
 
         A change is committed against the revision it was decided on. A no-op is
         only recorded in the history, and only when decided on the stored state:
@@ -127,12 +176,33 @@ class Transitions:
         """
         state = self._cache.pop(saga_id, None)
         kept = state is not None
+        if state is None:
+            state = await self._load_known(saga_id)
+        # ``what`` names the span: ``reply``, ``signal``, ``timeout``...
+        with SagaScope(saga_id), self._telemetry.transition(state, what, delivery):
+            return await self._apply(state, kept, dedupe_id, make, guard)
+
+    async def _load_known(self, saga_id: str) -> SagaState[Any]:
+        state = await self.load(saga_id)
+        if state is None:
+            raise UnknownSagaError(f"no saga with id {saga_id!r}")
+        return state
+
+    async def _apply(
+        self,
+        state: SagaState[Any] | None,
+        kept: bool,
+        dedupe_id: str,
+        make: MakeInput,
+        guard: Guard | None,
+    ) -> Decision[Any]:
+        saga_id = "" if state is None else state.saga_id
         for _ in range(CAS_ATTEMPTS):
             if state is None:
-                state = await self.load(saga_id)
-                if state is None:
-                    raise UnknownSagaError(f"no saga with id {saga_id!r}")
+                state = await self._load_known(saga_id)
             definition = self._registry.definition(state.name, state.version)
+            if guard is not None:
+                guard(definition)
             inp = make(self._clock.now(), self._down())
             decision = decide(definition, state, inp)
             if decision.changed:
@@ -175,7 +245,12 @@ class Transitions:
         self, state: SagaState[Any], inp: Input, decision: Decision[Any], dedupe_id: str
     ) -> None:
         timer = inp.timer if isinstance(inp, TimerFired) else None
-        entry = history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id))
+        entry = self._sealer.seal_entry(
+            history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)),
+            state.saga_id,
+            state.name,
+            state.version,
+        )
         await self._store.record(state.saga_id, entry, timer=timer)
         self._remember(state)
 
@@ -197,12 +272,16 @@ class Transitions:
                 case Dispatch():
                     outbox.append(command_entry(self._codec, state, effect, dedupe_id, now))
                 case Notify() if effect.event in self._announce:
-                    outbox.append(lifecycle_entry(self._codec, state, effect, now))
+                    outbox.append(lifecycle_entry(self._codec, state, effect, now, self._sealer))
                 case StartTimer():
                     due[effect.timer] = effect.due
                 case CancelTimer():
                     due.pop(effect.timer, None)
                     cancelled.append(effect.timer)
+        # Sealed on the way to the store; the outbox published right after the commit
+        # is the clear one (participants need the values their commands carry).
+        seal = self._sealer
+        key = (state.saga_id, state.name, state.version)
         result = await self._store.commit(
             Commit(
                 saga_id=state.saga_id,
@@ -210,17 +289,21 @@ class Transitions:
                 status=state.status,
                 expected_revision=before.revision if before is not None else -1,
                 revision=state.revision,
-                state=msgspec.json.encode(state),
+                state=seal.seal_state(msgspec.json.encode(state), *key),
                 dedupe_id=dedupe_id,
-                history=history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)),
-                outbox=outbox,
+                token=uuid.uuid4().hex,
+                history=seal.seal_entry(
+                    history_entry(state.revision, inp, decision, _input_id(inp, dedupe_id)), *key
+                ),
+                outbox=[seal.seal_outbox(e, state.name, state.version) for e in outbox],
                 timers_due=due,
                 timers_cancelled=cancelled,
                 parked=_parked(definition, state),
             )
         )
         if result == "committed":
-            await self._outbox.publish(outbox)
+            with self._telemetry.decided(definition, before, inp, decision):
+                await self._outbox.publish(outbox)
         return result
 
 
@@ -236,4 +319,7 @@ _PARKED = frozenset({"awaiting_service", "compensation_awaiting_service"})
 
 def _input_id(inp: Input | Start[Any], dedupe_id: str) -> str:
     # A due timer is no message: its dedupe id is made up here, not sent by anyone.
-    return "" if isinstance(inp, TimerFired) else dedupe_id
+    if isinstance(inp, TimerFired):
+        return ""
+    # A reply's dedupe id adds its outcome (``dedupe_id``); the history names the message.
+    return inp.message_id if isinstance(inp, StepCompleted | StepFailed) else dedupe_id

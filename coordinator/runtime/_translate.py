@@ -22,6 +22,7 @@ from contracts import (
     TaskFailed,
     routes,
 )
+from coordinator._sealing import Sealer
 from coordinator.core import (
     CancelRequested,
     Decision,
@@ -42,6 +43,7 @@ from coordinator.ports import HistoryEntry, OutboxEntry
 __all__ = [
     "SagaRequest",
     "command_entry",
+    "dedupe_id",
     "history_entry",
     "input_for",
     "lifecycle_entry",
@@ -60,6 +62,27 @@ _REQUEST_NAMES: dict[type[SagaRequest], str] = {
     PauseSaga: "pause",
     ResumeSaga: "resume",
 }
+
+
+def what_of(message: TaskCompleted | TaskFailed | SagaRequest) -> str:
+    """A short name of what a message asks, for spans: ``reply``, ``signal``, ``cancel``..."""
+    return "reply" if isinstance(message, TaskCompleted | TaskFailed) else request_name(message)
+
+
+def dedupe_id(message: TaskCompleted | TaskFailed | SagaRequest) -> str:
+    """The id the store refuses a second commit of: the message id, and for a reply its outcome.
+
+    A reply's id is fixed by its command (``routes.reply_id``), yet one command can
+    be answered twice with different outcomes by a participant that does not
+    record a retryable failure for its command (the SDK does; one written without
+    it, or an earlier SDK, may not): a command redelivered after it died before
+    acking it runs again, and may apply. That success is news, not a copy of the
+    failure. Copies of one outcome keep one id; what a stale copy of either could
+    still do, the core's reply rules refuse.
+    """
+    if isinstance(message, TaskCompleted | TaskFailed):
+        return f"{message.message_id}:{type(message).__name__}"
+    return message.message_id
 
 
 def request_name(message: SagaRequest) -> str:
@@ -93,11 +116,12 @@ def command_entry(
         routing_key=command.routing_key,
         body=codec.encode(command),
         created_at=now,
+        headers=_trace(state),
     )
 
 
 def lifecycle_entry(
-    codec: Codec, state: SagaState[Any], effect: Notify, now: datetime
+    codec: Codec, state: SagaState[Any], effect: Notify, now: datetime, sealer: Sealer
 ) -> OutboxEntry:
     message_id = f"{state.saga_id}:{effect.event}:{state.revision}"
     event = SagaLifecycle(
@@ -107,7 +131,10 @@ def lifecycle_entry(
         saga_version=state.version,
         event=effect.event,
         reason=effect.reason,
-        data=msgspec.to_builtins(state.data),
+        # Observers get sensitive fields sealed: those holding the keys open them.
+        data=sealer.sealed_data(
+            msgspec.to_builtins(state.data), state.saga_id, state.name, state.version
+        ),
         sent_at=now,
     )
     return OutboxEntry(
@@ -117,7 +144,15 @@ def lifecycle_entry(
         routing_key=routes.lifecycle_key(state.name, effect.event),
         body=codec.encode(event),
         created_at=now,
+        headers=_trace(state),
     )
+
+
+def _trace(state: SagaState[Any]) -> dict[str, str]:
+    # The saga's root context: the parent of the send span of a message the relay
+    # publishes later, on any replica (right after the commit, the transition's
+    # span is the parent and replaces it).
+    return {"traceparent": state.trace} if state.trace else {}
 
 
 def input_for(message: TaskCompleted | TaskFailed | SagaRequest) -> MakeInput:
@@ -150,12 +185,13 @@ def input_for(message: TaskCompleted | TaskFailed | SagaRequest) -> MakeInput:
                 message_id=message.message_id,
                 name=message.name,
                 data=message.data,
+                by=message.by,
                 at=at,
                 services_down=down,
             )
         case CancelSaga():
             return lambda at, down: CancelRequested(
-                reason=message.reason, at=at, services_down=down
+                reason=message.reason, by=message.by, at=at, services_down=down
             )
         case RetrySaga():
             return lambda at, down: RetryRequested(by=message.by, at=at, services_down=down)
@@ -181,4 +217,5 @@ def history_entry(
         refused=decision.refused,
         status_before=decision.status_before,
         status_after=decision.state.status,
+        version=decision.state.version,
     )

@@ -5,7 +5,8 @@ Orchestrators start servers and processes in any order, so ``saga run`` and
 where (the URL without its password), and retry with capped backoff (tenacity)
 until it answers or the patience (``SAGA_WAIT_FOR_SERVERS``) runs out. A server
 that answers but refuses us (a wrong password, a topology mismatch) is not
-waited for: that needs a fix, not time.
+waited for: that needs a fix, not time; nor is one whose TLS does not match ours
+(``_tls.diagnose_tls``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import errno
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -25,7 +27,8 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ResponseEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinator._errors import SagaError, ServerUnreachableError
+from coordinator._errors import SagaError, ServerUnreachableError, SettingsError
+from coordinator.service._tls import diagnose_tls
 
 __all__ = ["mask_url", "wait_for_server"]
 
@@ -93,6 +96,7 @@ async def wait_for_server(
     patience: timedelta | None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     attempt_timeout: timedelta = ATTEMPT_TIMEOUT,
+    tls: ssl.SSLContext | None = None,
 ) -> T:
     """Run ``attempt`` (connect, ping) until it succeeds, waiting for ``server``.
 
@@ -103,6 +107,8 @@ async def wait_for_server(
         patience: How long to keep trying; ``None`` forever, zero one attempt.
         sleep: The pause between attempts (injected: tests do not wait).
         attempt_timeout: How long one attempt may hang before it counts as failed.
+        tls: The TLS context ``attempt`` connects with, to tell a refusal of it
+            from a server going away.
 
     Raises:
         ServerUnreachableError: ``server`` did not answer within ``patience``.
@@ -112,17 +118,31 @@ async def wait_for_server(
     def waiting(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         pause = state.next_action.sleep if state.next_action else 0.0
+        # The attempt count and the time so far make each line a progress report,
+        # readable alike on a terminal and in a log shipper's JSON.
         _log.warning(
-            "waiting for %s at %s (%s); next try in %.1f s",
+            "waiting for %s at %s (%s); attempt %d, %.0f s so far; next try in %.1f s",
             server,
             shown,
             reason(exc) if exc else "?",
+            state.attempt_number,
+            state.seconds_since_start or 0.0,
             pause,
         )
 
     async def bounded() -> T:
-        async with asyncio.timeout(attempt_timeout.total_seconds()):
-            return await attempt()
+        try:
+            async with asyncio.timeout(attempt_timeout.total_seconds()):
+                return await attempt()
+        except Exception as exc:
+            # A TLS mismatch looks like a server that hangs up: say which
+            # setting to fix rather than wait for it forever.
+            if isinstance(exc, SagaError) or _refused_us(exc):
+                raise
+            problem = await diagnose_tls(server, url, exc, tls)
+            if problem is not None:
+                raise SettingsError(problem) from exc
+            raise
 
     stop: tenacity.stop.stop_base = tenacity.stop_never
     if patience is not None:

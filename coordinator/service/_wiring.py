@@ -17,28 +17,87 @@ from typing import Any, final
 
 import msgspec
 
-from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
-from coordinator.adapters.redis import RedisSagaStore, connect_redis
+from coordinator._errors import SettingsError
+from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport, user_of
+from coordinator.adapters.redis import RedisSagaStore
+from coordinator.adapters.signing import Keyring, KeyringError, SigningTransport
 from coordinator.client import DefinitionShape, SagaClient, namespace_queues, shapes_of
 from coordinator.core import SagaDefinition
-from coordinator.ports import DeadLetters, Exchange, Handler, Subscription
+from coordinator.ports import DeadLetters, Exchange, Handler, Resign, Subscription, Transport
 from coordinator.service._settings import Settings
 from coordinator.service._startup import wait_for_server
+from coordinator.service._tls import redis_client, tls_context
 
 __all__ = [
     "Operator",
     "connect_rabbit",
+    "check_signers",
     "connect_servers",
     "open_client",
     "open_operator",
     "record_deployment",
     "recorded_deployment",
+    "keyring_of",
     "recorded_shapes",
+    "resigner",
+    "signed",
 ]
+
+
+def keyring_of(settings: Settings) -> Keyring | None:
+    """The keys ``SAGA_SIGNING_KEYS`` holds; None when signing is off.
+
+    Raises:
+        SettingsError: They cannot be used (one line, never a secret).
+    """
+    value = settings.signing_keys.get_secret_value()
+    if not value.strip():
+        return None
+    try:
+        return Keyring.load(value)
+    except KeyringError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def signed(transport: Transport, settings: Settings, *, max_age: timedelta) -> Transport:
+    """``transport``, signing and verifying when ``SAGA_SIGNING_KEYS`` is set.
+
+    ``max_age`` is how long the receiver remembers message ids: the oldest
+    signature it accepts (the coordinator's ``retention``, a participant's
+    ``idempotency_ttl``).
+
+    Raises:
+        SettingsError: The keys cannot be used.
+    """
+    keyring = keyring_of(settings)
+    if keyring is None:
+        return transport
+    return SigningTransport(transport, keyring, max_age=max_age)
+
+
+def check_signers(transport: Transport, sends: Iterable[tuple[str, str]]) -> None:
+    """Refuse to start a process that would sign some of its messages with no key.
+
+    ``sends`` are ``(exchange, routing key)`` pairs standing for what the
+    process publishes. Without this, the first such message would fail at
+    publish time, long after the start, e.g. in the outbox relay.
+
+    Raises:
+        SettingsError: No active key may sign one of them (one line).
+    """
+    if isinstance(transport, SigningTransport):
+        for exchange, key in sends:
+            transport.sign(exchange, key, b"", "start-check")
+
+
+def resigner(transport: Transport) -> Resign | None:
+    """What re-signs a dead letter moved back, when ``transport`` signs."""
+    return transport.sign if isinstance(transport, SigningTransport) else None
 
 
 async def connect_rabbit(settings: Settings) -> RabbitTransport:
     """The broker of ``settings``, waited for as ``SAGA_WAIT_FOR_SERVERS`` says."""
+    context = tls_context(settings, "amqp")  # refuses verification off before any wait
     return await wait_for_server(
         "RabbitMQ",
         settings.amqp_url,
@@ -49,8 +108,10 @@ async def connect_rabbit(settings: Settings) -> RabbitTransport:
             delivery_limit=settings.delivery_limit,
             reconnect_interval=settings.reconnect_interval,
             heartbeat=settings.heartbeat,
+            ssl_context=context,
         ),
         patience=settings.wait_for_servers,
+        tls=context,
     )
 
 
@@ -60,7 +121,7 @@ async def connect_servers(
     """Both servers, each waited for; ``probe`` is the first Redis call to make."""
     transport = await connect_rabbit(settings)
     stack.push_async_callback(transport.close)
-    redis = connect_redis(settings.redis_url)
+    redis = redis_client(settings)
     stack.push_async_callback(redis.aclose)
     await wait_for_server(
         "Redis",
@@ -68,6 +129,7 @@ async def connect_servers(
         "SAGA_REDIS_URL",
         lambda: probe(redis),
         patience=settings.wait_for_servers,
+        tls=tls_context(settings, "redis"),
     )
     return transport, redis
 
@@ -80,7 +142,8 @@ async def open_client(settings: Settings) -> AsyncIterator[SagaClient]:
         ServerUnreachableError: Redis does not answer (RabbitMQ: at the first publish).
     """
     once = settings.model_copy(update={"wait_for_servers": timedelta(0)})
-    redis = connect_redis(settings.redis_url)
+    keyring_of(settings)  # refused before anything connects
+    redis = redis_client(settings)
     try:
         await wait_for_server(
             "Redis", settings.redis_url, "SAGA_REDIS_URL", redis.ping, patience=timedelta(0)
@@ -93,7 +156,8 @@ async def open_client(settings: Settings) -> AsyncIterator[SagaClient]:
                 buckets=settings.buckets,
                 retention=settings.retention,
             )
-            yield SagaClient(transport, store, namespace=settings.namespace)
+            messaging = signed(transport, settings, max_age=settings.retention)
+            yield SagaClient(messaging, store, namespace=settings.namespace)
         finally:
             await transport.close()
     finally:
@@ -115,6 +179,10 @@ class _ConnectedOnFirstUse:
                 self._transport = await connect_rabbit(self._settings)
         return self._transport
 
+    @property
+    def user(self) -> str:
+        return user_of(self._settings.amqp_url)
+
     async def publish(
         self,
         exchange: Exchange,
@@ -124,10 +192,17 @@ class _ConnectedOnFirstUse:
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         transport = await self._connected()
         await transport.publish(
-            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
+            exchange,
+            routing_key,
+            body,
+            message_id=message_id,
+            headers=headers,
+            mandatory=mandatory,
+            user_id=user_id,
         )
 
     async def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:
@@ -255,7 +330,8 @@ async def open_operator(
             RabbitMQ) does not answer.
     """
     once = settings.model_copy(update={"wait_for_servers": timedelta(0)})
-    redis = connect_redis(settings.redis_url)
+    keyring_of(settings)  # refused before anything connects
+    redis = redis_client(settings)
     try:
         await wait_for_server(
             "Redis", settings.redis_url, "SAGA_REDIS_URL", redis.ping, patience=timedelta(0)
@@ -269,9 +345,12 @@ async def open_operator(
             retention=settings.retention,
         )
         transport = _ConnectedOnFirstUse(once)
+        # A dead letter moved back is signed again, with this process's keys:
+        # the operator's tools run with the trust root's keyring.
+        resign = resigner(signed(transport, settings, max_age=settings.retention))
 
         async def dead_letters() -> DeadLetters:
-            return RabbitDeadLetters(await transport._connected())
+            return RabbitDeadLetters(await transport._connected(), resign=resign)
 
         try:
             queues = namespace_queues({*recorded, *services})

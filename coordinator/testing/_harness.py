@@ -9,6 +9,7 @@ of saga time passes in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, final
@@ -16,8 +17,11 @@ from typing import Any, final
 import msgspec
 
 from contracts import LIFECYCLE_EVENTS
+from coordinator._dsl import sensitive_of
+from coordinator._sealing import Keyring
 from coordinator.adapters.memory import (
     MemoryBreakerStore,
+    MemoryDeadLetters,
     MemoryIdempotencyStore,
     MemorySagaStore,
     MemoryTransport,
@@ -27,6 +31,7 @@ from coordinator.breakers import BreakerBoard, policies
 from coordinator.core import SagaDefinition, SagaState
 from coordinator.ports import HistoryEntry, ParticipantService
 from coordinator.runtime import Coordinator
+from coordinator.telemetry import Telemetry
 
 __all__ = ["Harness"]
 
@@ -57,8 +62,15 @@ class Harness:
         delivery_limit: int = 5,
         announce: Collection[str] = LIFECYCLE_EVENTS,
         breakers: bool = True,
+        telemetry: Telemetry | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         definitions = list(definitions)
+        if keyring is None and any(sensitive_of(d) for d in definitions):
+            # Sensitive fields are sealed in the harness too (with a key of its own),
+            # so a test sees what the store would hold.
+            keyring = Keyring({"harness": os.urandom(32)}, "harness")
+        self.keyring = keyring
         self.clock = clock or VirtualClock()
         self.transport = MemoryTransport(delivery_limit=delivery_limit)
         self.store = MemorySagaStore(clock=self.clock)
@@ -74,6 +86,7 @@ class Harness:
             services=by_service,
             policies=by_service,
             default=default,
+            telemetry=telemetry,
         )
         self._breakers_on = breakers
         self.coordinator = Coordinator(
@@ -83,6 +96,9 @@ class Harness:
             clock=self.clock,
             breakers=_Health(self),
             announce=announce,
+            telemetry=telemetry,
+            dead_letters=MemoryDeadLetters(self.transport),
+            keyring=keyring,
         )
         self.breakers.on_recovery(self.coordinator.resume_parked)
         self.workers = [

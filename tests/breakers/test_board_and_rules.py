@@ -3,6 +3,8 @@ pybreaker, and the board's view (services down, probes, the queue to the store).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pybreaker
@@ -161,3 +163,43 @@ async def test_successes_of_a_healthy_service_cost_no_round_trip() -> None:
     for _ in range(100):
         b.record("pay", True)
     assert b._queue == []
+
+
+class _SlowSnapshots(MemoryBreakerStore):
+    """A store whose snapshot answers only when the test lets it: the snapshot was taken
+    before the outcomes the test records while it waits."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(clock=clock)
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+        self.answer.set()
+
+    async def snapshot(self, services: Collection[str]) -> Mapping[str, BreakerSnapshot]:
+        taken = await super().snapshot(services)
+        self.asked.set()
+        await self.answer.wait()
+        return taken
+
+
+async def test_a_refresh_taken_before_a_trip_does_not_close_the_breaker_again() -> None:
+    # The race of a real replica: the refresh's round trip is in flight when the third
+    # failure trips the breaker here; the stale answer must not let the next command out.
+    clock = VirtualClock()
+    store = _SlowSnapshots(clock)
+    b = board(clock, store)
+    for _ in range(2):
+        b.record("pay", False)
+    await b.tick()  # the store counts two failures
+    store.asked.clear()
+    store.answer.clear()
+    refresh = asyncio.create_task(b.tick())
+    await store.asked.wait()
+    b.record("pay", False)  # the third, while the refresh is on its way
+    assert b.services_down() == {"pay"}
+    store.answer.set()
+    await refresh
+    assert b.services_down() == {"pay"}  # the stale snapshot said closed, 2 failures
+    await b.tick()  # the failure reaches the store, which opens it too
+    assert (await store.snapshot(["pay"]))["pay"].state == "open"
+    assert b.services_down() == {"pay"}

@@ -27,6 +27,7 @@ def saga(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         "SAGA_NAMESPACE": namespace(),
         "SAGA_AMQP_URL": AMQP_URL,
         "SAGA_REDIS_URL": REDIS_URL,
+        "SAGA_HTTP": "127.0.0.1:0",  # saga run binds its port first: never a taken one
         **env,
     }
     return subprocess.run(

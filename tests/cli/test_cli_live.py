@@ -31,6 +31,7 @@ class Deployment:
             "SAGA_AMQP_URL": AMQP_URL,
             "SAGA_REDIS_URL": REDIS_URL,
             "SAGA_TIMER_INTERVAL": "0.1",
+            "SAGA_HTTP": "127.0.0.1:0",  # a free port each: the processes share the host
             "ORDERS_LEDGER": str(tmp / "ledger.sqlite3"),
         }
         self.tmp = tmp

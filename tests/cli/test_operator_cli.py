@@ -166,3 +166,17 @@ def test_a_signal_no_coordinator_recorded_is_shown_as_unknown() -> None:
 def test_a_paused_saga_says_who_must_resume_it() -> None:
     line = describe_wait(Wait(what="resume", by="alice"))
     assert line == "an operator to resume it (paused by alice since ?)"
+
+
+def test_redrive_shows_progress_on_stderr_when_asked_or_on_a_terminal(space: Namespace) -> None:
+    quiet = space.saga("dead-letters", "redrive", "--id", "e-0")  # stderr is no terminal here
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    shown = space.saga("dead-letters", "redrive", "--progress")
+    assert shown.returncode == 0, shown.stderr
+    # A counter line when the total is known, then one after each queue.
+    assert shown.stderr.splitlines() == [
+        "moving dead letters back: 0/2",
+        "moving dead letters back: 1/2",
+        "moving dead letters back: 2/2",
+    ]
+    assert "2 dead letter(s) moved back" in shown.stdout

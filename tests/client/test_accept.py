@@ -69,17 +69,23 @@ class Stub:
         return self.refused
 
     async def start(
-        self, name: str, data: dict[str, Any], saga_id: str | None = None, *, sent_at: datetime
+        self,
+        name: str,
+        data: dict[str, Any],
+        saga_id: str | None = None,
+        *,
+        sent_at: datetime,
+        by: str = "",
     ) -> str:
         self.sent.append(("start", name))
         self.sent_at = sent_at
         return saga_id or "generated"
 
-    async def signal(self, saga_id: str, name: str, data: dict[str, Any]) -> str:
+    async def signal(self, saga_id: str, name: str, data: dict[str, Any], *, by: str = "") -> str:
         self.sent.append(("signal", name))
         return f"m{len(self.sent)}"
 
-    async def cancel(self, saga_id: str, reason: str) -> str:
+    async def cancel(self, saga_id: str, reason: str, *, by: str = "") -> str:
         self.sent.append(("cancel", reason))
         return f"m{len(self.sent)}"
 

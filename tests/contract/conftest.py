@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import final
 
 import pytest
+from broker_users import broker_user
 from servers import connect_rabbit, namespace
 
 from coordinator.adapters.memory import MemoryDeadLetters, MemoryTransport
@@ -31,6 +34,9 @@ class MemoryBroker:
     async def peer(self) -> Transport:
         return self.transport
 
+    async def as_user(self, user: str) -> Transport:
+        return self.transport.as_user(user)
+
     async def close(self) -> None:
         await self.transport.close()
 
@@ -43,6 +49,7 @@ class RabbitBroker:
         self.transport = transport
         self.dead_letters = RabbitDeadLetters(transport)
         self._peers: list[RabbitTransport] = []
+        self._users = AsyncExitStack()
 
     @classmethod
     async def connect(cls) -> RabbitBroker:
@@ -55,6 +62,20 @@ class RabbitBroker:
         self._peers.append(peer)
         return peer
 
+    async def as_user(self, user: str) -> Transport:
+        """A peer logged in as a throwaway user ``{namespace}.{user}``."""
+        url = await self._users.enter_async_context(
+            broker_user(f"{self.transport.namespace}.{user}")
+        )
+        peer = await RabbitTransport.connect(
+            url,
+            namespace=self.transport.namespace,
+            delivery_limit=CONTRACT_DELIVERY_LIMIT,
+            connect_timeout=timedelta(seconds=3),
+        )
+        self._peers.append(peer)
+        return peer
+
     async def close(self) -> None:
         queues: set[str] = set()
         for peer in self._peers:
@@ -62,6 +83,7 @@ class RabbitBroker:
             await peer.close()
         await self.transport.delete_namespace(queues)
         await self.transport.close()
+        await self._users.aclose()
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
@@ -86,6 +108,12 @@ def dead_letters(broker: MemoryBroker | RabbitBroker) -> DeadLetters:
 @pytest.fixture
 def peer(broker: MemoryBroker | RabbitBroker) -> Peer:
     return broker.peer
+
+
+@pytest.fixture
+def as_user(broker: MemoryBroker | RabbitBroker) -> Callable[[str], Awaitable[Transport]]:
+    """Another client of the same broker logged in as another user."""
+    return broker.as_user
 
 
 @pytest.fixture

@@ -145,6 +145,8 @@ async def test_redrive_moves_them_back_to_their_queue_as_new(
     ]
     assert [d.headers["k"] for d in again] == ["v0", "v1"]
     assert not any("x-death-reason" in d.headers for d in again)
+    # It answers to where it was first published, not the way it came back.
+    assert {(d.exchange, d.routing_key) for d in again} == {("commands", "svc.Do")}
     assert await dead_letters.list("q") == []
 
 

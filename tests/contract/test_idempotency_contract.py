@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 from servers import connect_redis, drop_namespace
 
 from coordinator import StoreUnavailableError
@@ -41,7 +42,7 @@ async def test_the_first_worker_holds_the_key_and_its_reply_is_returned(store: A
 
 
 async def test_finishing_without_a_reply_lets_the_next_worker_run_it(store: Any) -> None:
-    """A retryable failure is not recorded: the retry must really run."""
+    """Nothing to record (a handler cancelled): the next worker runs it."""
     assert await store.begin("k", "w1", MINUTE) is Turn.TAKEN
     await store.finish("k", "w1", None)
     assert await store.begin("k", "w2", MINUTE) is Turn.TAKEN
@@ -123,6 +124,43 @@ async def test_an_action_that_failed_retryably_is_refused_after_its_compensation
     assert await store.begin(ACTION, "w1", MINUTE) is Turn.COMPENSATED
 
 
+# -- a reply recorded for one command (one attempt of a key) ---------------------------
+
+
+async def test_a_reply_recorded_for_one_command_answers_that_command_alone(
+    store: Any,
+) -> None:
+    """A retryable failure: a redelivery of its command gets it again, instead of a
+    second run that might answer that command differently; the key's next
+    command (another attempt) runs."""
+    failed = b'{"error_type":"Timeout","retryable":true}'
+    assert await store.begin(ACTION, "w1", MINUTE, command="a-1") is Turn.TAKEN
+    await store.finish(ACTION, "w1", failed, command="a-1")
+    assert await store.begin(ACTION, "w2", MINUTE, command="a-1") == RecordedReply(failed)
+    assert await store.begin(ACTION, "w2", MINUTE, command="a-2") is Turn.TAKEN
+    await store.finish(ACTION, "w2", b"done")
+    # The first command keeps its answer; the key's reply answers the others.
+    assert await store.begin(ACTION, "w3", MINUTE, command="a-1") == RecordedReply(failed)
+    assert await store.begin(ACTION, "w3", MINUTE, command="a-3") == RecordedReply(b"done")
+    assert await store.begin(ACTION, "w3", MINUTE) == RecordedReply(b"done")
+
+
+async def test_a_reply_recorded_for_a_command_comes_before_the_compensation_fence(
+    store: Any,
+) -> None:
+    failed = b'{"error_type":"Timeout","retryable":true}'
+    assert await store.begin(ACTION, "w1", MINUTE, command="a-1") is Turn.TAKEN
+    await store.finish(ACTION, "w1", failed, command="a-1")
+    assert await store.begin(COMPENSATION, "w2", MINUTE, command="c-1") is Turn.TAKEN
+    assert await store.begin(ACTION, "w1", MINUTE, command="a-1") == RecordedReply(failed)
+    assert await store.begin(ACTION, "w1", MINUTE, command="a-2") is Turn.COMPENSATED
+    # Keys of no step have their commands' replies too.
+    assert await store.begin("k", "w1", MINUTE, command="k-1") is Turn.TAKEN
+    await store.finish("k", "w1", b"failed", command="k-1")
+    assert await store.begin("k", "w2", MINUTE, command="k-1") == RecordedReply(b"failed")
+    assert await store.begin("k", "w2", MINUTE, command="k-2") is Turn.TAKEN
+
+
 async def test_redis_keys_of_a_step_share_one_hash_tag(ns: str) -> None:
     client = await connect_redis()
     try:
@@ -137,6 +175,16 @@ async def test_redis_keys_of_a_step_share_one_hash_tag(ns: str) -> None:
             f"{ns}:tomb:{{o-1:ship}}",
         ]
         assert 0 < await client.ttl(f"{ns}:tomb:{{o-1:ship}}") <= 90
+        # A reply recorded for one command sits in the step's slot, kept as long.
+        assert await store.begin("o-1:pay:action", "w", MINUTE, command="o-1:pay:1") is Turn.TAKEN
+        await store.finish("o-1:pay:action", "w", b"failed", command="o-1:pay:1")
+        [recorded] = [k.decode() async for k in client.scan_iter(match=f"{ns}:command:*")]
+        assert recorded == f"{ns}:command:{{o-1:pay}}:action:o-1:pay:1"
+        assert key_slot(recorded.encode()) == key_slot(f"{ns}:reply:{{o-1:pay}}:action".encode())
+        assert 0 < await client.ttl(recorded) <= 90
+        assert [k async for k in client.scan_iter(match=f"{ns}:*{{o-1:pay}}*")] == [
+            recorded.encode()
+        ], "the key's own reply is not recorded, its claim is given back"
     finally:
         await drop_namespace(client, ns)
         await client.aclose()

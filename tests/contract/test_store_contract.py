@@ -102,7 +102,7 @@ async def test_applied_input_is_a_duplicate(store: Any) -> None:
 async def test_retrying_the_commit_that_succeeded_reports_committed(store: Any) -> None:
     """What redis-py does after a timeout: the same command again."""
     await store.commit(commit())
-    again = commit(expected=0, dedupe="reply-1", outbox=[outbox("s1", "m1")])
+    again = commit(expected=0, dedupe="reply-1", outbox=[outbox("s1", "m1")], token="t1")
     assert await store.commit(again) == "committed"
     if isinstance(store, MemorySagaStore):
         return  # memory commits cannot time out halfway
@@ -110,6 +110,17 @@ async def test_retrying_the_commit_that_succeeded_reports_committed(store: Any) 
     assert (await store.load("s1")).revision == 1
     assert len(await store.history("s1")) == 2
     assert await store.outbox_size() == 1
+
+
+async def test_the_same_input_from_another_replica_is_a_duplicate(store: Any) -> None:
+    """Two replicas fire one due timer from the same revision: they decide alike,
+    but only the first commit is committed; the second must not publish its copy."""
+    await store.commit(commit())
+    first = commit(expected=0, dedupe="timer:retry:a:2", token="replica-a")
+    second = commit(expected=0, dedupe="timer:retry:a:2", token="replica-b")
+    assert await store.commit(first) == "committed"
+    assert await store.commit(second) == "duplicate"
+    assert len(await store.history("s1")) == 2
 
 
 async def test_history_keeps_order_and_records(store: Any) -> None:
@@ -173,14 +184,16 @@ async def test_timers_due_in_order_and_cancelled(store: Any) -> None:
     await store.commit(commit(timers_due=due))
     await store.commit(commit("s2", timers_due={"retry:b:action:2": T0 + timedelta(seconds=5)}))
     assert await store.due(T0, 10) == []
-    # Earliest due first (s2's at +5 s before s1's at +10 s), whatever the commit order.
+    # Earliest due first (s2's at +5 s before s1's at +10 s), whatever the commit order,
+    # each with its due time (for the timer lag in the metrics).
+    retry = ("s2", "retry:b:action:2", T0 + timedelta(seconds=5))
     assert await store.due(T0 + timedelta(seconds=10), 10) == [
-        ("s2", "retry:b:action:2"),
-        ("s1", "timeout:a:action:1"),
+        retry,
+        ("s1", "timeout:a:action:1", T0 + timedelta(seconds=10)),
     ]
-    assert await store.due(T0 + timedelta(seconds=10), 1) == [("s2", "retry:b:action:2")]
+    assert await store.due(T0 + timedelta(seconds=10), 1) == [retry]
     await store.commit(commit(expected=0, dedupe="d1", timers_cancelled=["timeout:a:action:1"]))
-    assert await store.due(T0 + timedelta(minutes=1), 10) == [("s2", "retry:b:action:2")]
+    assert await store.due(T0 + timedelta(minutes=1), 10) == [retry]
     await store.record("s2", entry(), timer="retry:b:action:2")
     assert await store.due(T0 + timedelta(minutes=1), 10) == []
     assert await store.timer_count() == 1  # the deadline
@@ -194,6 +207,29 @@ async def test_find_by_name_and_status(store: Any) -> None:
     assert await store.find(status="completed") == ["b"]
     assert await store.find(status="running") == ["a"]
     assert await store.find(name="other") == []
+
+
+async def test_counts_by_status_parked_and_outbox(store: Any) -> None:
+    """The metrics' gauges: counts from the indexes, 0 for what has nothing."""
+    await store.commit(commit("a"))
+    await store.commit(commit("b", parked=["payments"], outbox=[outbox("b", "m1")]))
+    await store.commit(commit("c", status="compensating", outbox=[outbox("c", "m2")]))
+    await store.commit(commit("d"))
+    await store.commit(commit("d", expected=0, dedupe="d1", status="completed"))
+    counts = await store.counts(
+        ["order", "other"], ["running", "compensating"], ["payments", "shipping"]
+    )
+    assert counts.by_status == {
+        "order": {"running": 2, "compensating": 1},
+        "other": {"running": 0, "compensating": 0},
+    }
+    assert counts.parked == {"payments": 1, "shipping": 0}
+    assert counts.outbox == 2
+    await store.commit(commit("b", expected=0, dedupe="d1", status="compensating"))
+    await store.done(await store.pending(timedelta(0), 10))
+    counts = await store.counts(["order"], ["running", "compensating"], ["payments"])
+    assert counts.by_status == {"order": {"running": 1, "compensating": 2}}
+    assert (counts.parked, counts.outbox) == ({"payments": 0}, 0)
 
 
 async def test_redis_finished_sagas_expire_after_retention(redis_client: Redis, ns: str) -> None:
@@ -297,3 +333,72 @@ async def test_a_refused_commit_writes_nothing(store: Any, ns: str, refused: str
     result = await store.commit(attempt)
     assert result == ("duplicate" if refused == "duplicate" else "conflict")
     assert await _everything(store, ns) == before
+
+
+def pinned(saga_id: str, name: str, version: int, status: str = "running") -> bytes:
+    """A stored state as the runtime writes it (the store reads its name and version)."""
+    state = {"saga_id": saga_id, "name": name, "version": version, "status": status}
+    return msgspec.json.encode({**state, "revision": 0, "data": {}, "steps": {}})
+
+
+async def test_versions_in_flight_count_the_sagas_not_ended_by_name_and_version(
+    store: Any,
+) -> None:
+    assert await store.versions_in_flight() == {}
+    for saga_id, name, version, status in [
+        ("a", "order", 1, "running"),
+        ("b", "order", 1, "compensating"),
+        ("c", "order", 2, "running"),
+        ("d", "refund", 1, "running"),
+        ("e", "order", 3, "completed"),  # ended: its version may go
+        ("f", "order", 4, "failed"),
+    ]:
+        state = pinned(saga_id, name, version, status)
+        made = commit(saga_id, status=status)
+        assert await store.commit(msgspec.structs.replace(made, name=name, state=state)) == (
+            "committed"
+        )
+    assert await store.versions_in_flight() == {("order", 1): 2, ("order", 2): 1, ("refund", 1): 1}
+    # A saga that ends leaves the count.
+    ended = commit("c", expected=0, dedupe="d1", status="completed")
+    await store.commit(msgspec.structs.replace(ended, state=pinned("c", "order", 2, "completed")))
+    assert await store.versions_in_flight() == {("order", 1): 2, ("refund", 1): 1}
+
+
+async def test_finished_lists_the_ended_sagas_since_a_time_oldest_first(store: Any) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    await store.commit(commit("running"))
+    for saga_id, status in [("a", "completed"), ("b", "compensated"), ("c", "cancelled")]:
+        await store.commit(commit(saga_id))
+        await store.commit(commit(saga_id, expected=0, dedupe="end", status=status))
+    await store.commit(msgspec.structs.replace(commit("other"), name="refund"))
+    await store.commit(
+        msgspec.structs.replace(
+            commit("other", expected=0, dedupe="end", status="failed"), name="refund"
+        )
+    )
+    found = await store.finished(before)
+    assert sorted(saga_id for saga_id, _ in found) == ["a", "b", "c", "other"]
+    times = [at for _, at in found]
+    assert times == sorted(times) and all(at >= before for at in times)
+    assert sorted(s for s, _ in await store.finished(before, names={"order"})) == ["a", "b", "c"]
+    assert len(await store.finished(before, limit=2)) == 2
+    assert await store.finished(datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+async def test_started_pages_newest_first_and_a_transition_does_not_move_a_saga(
+    store: Any,
+) -> None:
+    for saga_id in ("a", "b", "c", "d", "e"):
+        await store.commit(commit(saga_id))
+    everything = await store.started(limit=10)
+    ids = [saga_id for saga_id, _at in everything]
+    assert sorted(ids) == ["a", "b", "c", "d", "e"]
+    order = [(at, saga_id) for saga_id, at in everything]
+    assert order == sorted(order, reverse=True)  # newest first, ties by id
+    # A transition of the first saga listed keeps its place.
+    await store.commit(commit(ids[0], expected=0, dedupe="d1", status="completed"))
+    first = await store.started(limit=2)
+    rest = await store.started(before=(first[-1][1], first[-1][0]), limit=10)
+    assert [s for s, _ in first] + [s for s, _ in rest] == ids
+    assert await store.started(before=(rest[-1][1], rest[-1][0]), limit=10) == []

@@ -94,6 +94,14 @@ async def test_headers_and_message_id_survive(transport: Transport) -> None:
     assert dict(delivery.headers) == headers
 
 
+async def test_a_delivery_says_where_it_was_published(transport: Transport) -> None:
+    inbox = Inbox()
+    await transport.subscribe("q", "events", "#", inbox)
+    await transport.publish("events", "reply.svc.s-1.TaskCompleted", b"{}", message_id="m-1")
+    [delivery] = await inbox.wait_for(1)
+    assert (delivery.exchange, delivery.routing_key) == ("events", "reply.svc.s-1.TaskCompleted")
+
+
 async def test_topic_patterns_route_by_words(transport: Transport) -> None:
     inboxes = {name: Inbox() for name in ("one_word", "any", "suffix", "prefix")}
     await transport.subscribe("one_word", "events", "order.*", inboxes["one_word"])

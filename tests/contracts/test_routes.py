@@ -6,6 +6,8 @@ carry: a test that fails here is a wire change, not a refactoring.
 
 from __future__ import annotations
 
+import pytest
+
 from contracts import asyncapi, routes
 from coordinator.adapters.memory._topic import topic_matches
 from coordinator.adapters.rabbitmq import definitions
@@ -17,14 +19,14 @@ def test_the_names_on_the_wire_are_unchanged() -> None:
     assert routes.commands_queue("inventory") == "inventory.commands"
     assert routes.commands_binding("inventory") == "inventory.*"
     assert routes.command_key("inventory", "Reserve") == "inventory.Reserve"
-    assert routes.reply_key("orders", "TaskCompleted") == "orders.TaskCompleted"
-    assert routes.reply_key("orders", "TaskFailed") == "orders.TaskFailed"
-    assert routes.start_key("orders") == "orders.StartSaga"
-    assert (routes.SIGNAL_KEY, routes.CANCEL_KEY) == ("signal.Signal", "cancel.CancelSaga")
+    assert routes.reply_key("pay", "orders", "TaskCompleted") == "reply.pay.orders.TaskCompleted"
+    assert routes.reply_key("pay", "orders", "TaskFailed") == "reply.pay.orders.TaskFailed"
+    assert routes.start_key("orders") == "control.start.orders"
+    assert (routes.SIGNAL_KEY, routes.CANCEL_KEY) == ("control.signal", "control.cancel")
     assert (routes.RETRY_KEY, routes.PAUSE_KEY, routes.RESUME_KEY) == (
-        "retry.RetrySaga",
-        "pause.PauseSaga",
-        "resume.ResumeSaga",
+        "control.retry",
+        "control.pause",
+        "control.resume",
     )
     assert routes.lifecycle_key("orders", "completed") == "orders.completed"
     assert routes.reply_id("o1:reserve:action:1") == "o1:reserve:action:1:reply"
@@ -39,6 +41,36 @@ def test_the_names_on_the_wire_are_unchanged() -> None:
         routes.ORIGINAL_EXCHANGE_HEADER,
         routes.ORIGINAL_ROUTING_KEY_HEADER,
     ) == ("x-original-queue", "x-original-exchange", "x-original-routing-key")
+    assert routes.ORIGINAL_USER_ID_HEADER == "x-original-user-id"
+
+
+@pytest.mark.parametrize(
+    ("key", "route"),
+    [
+        (
+            "reply.pay.order.place.TaskFailed",
+            routes.EventsRoute("TaskFailed", "order.place", "pay"),
+        ),
+        ("control.start.order.place", routes.EventsRoute("StartSaga", "order.place")),
+        ("control.cancel", routes.EventsRoute("CancelSaga")),
+        ("control.resume", routes.EventsRoute("ResumeSaga")),
+        # The keys before reply./control., still read for one release.
+        (
+            "order.place.TaskCompleted",
+            routes.EventsRoute("TaskCompleted", "order.place", legacy=True),
+        ),
+        ("orders.StartSaga", routes.EventsRoute("StartSaga", "orders", legacy=True)),
+        ("signal.Signal", routes.EventsRoute("Signal", legacy=True)),
+        ("pause.PauseSaga", routes.EventsRoute("PauseSaga", legacy=True)),
+        ("control.bogus", None),
+        ("control.start", None),
+        ("control.cancel.extra", None),
+        ("cancel.Signal", None),
+        ("orders", None),
+    ],
+)
+def test_events_keys_say_what_they_carry(key: str, route: routes.EventsRoute | None) -> None:
+    assert routes.events_route(key) == route
 
 
 def test_the_asyncapi_channels_are_the_exchanges() -> None:
@@ -80,8 +112,8 @@ def test_each_routing_key_reaches_the_queue_named_for_it() -> None:
     assert topic_matches(routes.commands_binding("inventory"), command)
     assert not topic_matches(routes.commands_binding("payments"), command)
     for key in (
-        routes.reply_key("orders", "TaskCompleted"),
-        routes.reply_key("orders", "TaskFailed"),
+        routes.reply_key("pay", "orders", "TaskCompleted"),
+        routes.reply_key("pay", "orders", "TaskFailed"),
         routes.start_key("orders"),
         routes.SIGNAL_KEY,
         routes.CANCEL_KEY,

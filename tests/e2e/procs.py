@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from servers import AMQP_URL, REDIS_URL, namespace, unavailable
 
 from coordinator import Settings
 from coordinator.adapters.rabbitmq import RabbitDeadLetters, RabbitTransport
+from coordinator.adapters.redis import connect_redis
 from coordinator.ports import DeadLetter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,8 +271,11 @@ class Deployment:
         saga: str = "coordinator.examples.orders:saga",
         step_timeout: float | None = None,
         step_attempts: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``env`` is added to every process's environment. ``saga`` is the
+        """``env`` is added to every process's environment; ``ssl_context`` is the
+        test's own, for ``amqps://`` and ``rediss://`` URLs (the processes take
+        theirs from ``SAGA_TLS_*`` in ``env``). ``saga`` is the
         definition the coordinators run: the example's, or ``PATIENT_SAGA`` for a
         test whose outages may outlast its 10 s steps. ``step_timeout`` and
         ``step_attempts`` run them on `tolerant.saga` instead: the example saga
@@ -279,6 +284,7 @@ class Deployment:
         self.ns = namespace()
         self.amqp_url = amqp_url
         self.redis_url = redis_url
+        self.ssl_context = ssl_context
         self.timer_interval = timer_interval
         self.ledger_path = tmp / "ledger.sqlite3"
         base = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
@@ -288,6 +294,8 @@ class Deployment:
             "SAGA_AMQP_URL": amqp_url,
             "SAGA_REDIS_URL": redis_url,
             "SAGA_TIMER_INTERVAL": str(timer_interval),
+            # /metrics and the probes on a free port each: the processes share the host.
+            "SAGA_HTTP": "127.0.0.1:0",
             "ORDERS_LEDGER": str(self.ledger_path),
             "PYTHONUNBUFFERED": "1",
             # patient_orders (PATIENT_SAGA) and tolerant live next to this file.
@@ -342,9 +350,11 @@ class Deployment:
         amqp_url: str | None = None,
         redis_url: str | None = None,
         env: dict[str, str] | None = None,
+        sagas: Sequence[str] = (),
     ) -> Proc:
-        """A replica; the URLs (a proxy's) and ``env`` are for this process only."""
-        argv = [SAGA, "run", "--saga", self.saga]
+        """A replica; the URLs (a proxy's), ``env`` and ``sagas`` (the definitions it
+        runs, ``self.saga`` by default) are for this process only."""
+        argv = [SAGA, "run", *(a for s in sagas or [self.saga] for a in ("--saga", s))]
         return self._proc("coordinator", argv, amqp_url=amqp_url, redis_url=redis_url, env=env)
 
     def participant(
@@ -369,7 +379,8 @@ class Deployment:
 
     async def consumers(self) -> dict[str, int] | None:
         """Consumers per queue of the namespace (None for a queue not declared yet)."""
-        states = await queue_states(self.amqp_url, [f"{self.ns}.{q}" for q in QUEUES])
+        names = [f"{self.ns}.{q}" for q in QUEUES]
+        states = await queue_states(self.amqp_url, names, ssl_context=self.ssl_context)
         return {q: (s[1] if s else 0) for q, s in zip(QUEUES, states.values(), strict=True)}
 
     async def wait_ready(
@@ -396,7 +407,9 @@ class Deployment:
     async def claims(self) -> list[str]:
         """Idempotency keys a participant holds right now (its handler is running)."""
         prefix = f"{self.ns}:claim:"
-        keys = await redis_keys(self.redis_url, self.ns, match=f"{prefix}*")
+        keys = await redis_keys(
+            self.redis_url, self.ns, match=f"{prefix}*", ssl_context=self.ssl_context
+        )
         # ``{saga:step}:kind``: the hash tag dropped, the idempotency key is left.
         return sorted(k.decode().removeprefix(prefix).translate(_NO_BRACES) for k in keys)
 
@@ -446,7 +459,9 @@ class Deployment:
 
     async def dead_letters(self) -> dict[str, list[DeadLetter]]:
         """The dead letters of every queue of the namespace (left in place)."""
-        transport = await RabbitTransport.connect(self.amqp_url, namespace=self.ns)
+        transport = await RabbitTransport.connect(
+            self.amqp_url, namespace=self.ns, ssl_context=self.ssl_context
+        )
         try:
             dead = RabbitDeadLetters(transport)
             return {q: list(await dead.list(q, limit=1000)) for q in QUEUES}
@@ -457,11 +472,13 @@ class Deployment:
         """Delete the namespace: its Redis keys, its queues and exchanges."""
         errors: list[str] = []
         try:
-            await drop_redis_keys(self.redis_url, self.ns)
+            await drop_redis_keys(self.redis_url, self.ns, ssl_context=self.ssl_context)
         except Exception as exc:
             errors.append(f"redis: {exc!r}")
         try:
-            transport = await RabbitTransport.connect(self.amqp_url, namespace=self.ns)
+            transport = await RabbitTransport.connect(
+                self.amqp_url, namespace=self.ns, ssl_context=self.ssl_context
+            )
             try:
                 await transport.delete_namespace(queues=QUEUES)
             finally:
@@ -472,10 +489,12 @@ class Deployment:
             print(f"cleanup of namespace {self.ns} incomplete: {errors}")
 
 
-async def queue_states(amqp_url: str, names: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+async def queue_states(
+    amqp_url: str, names: Iterable[str], *, ssl_context: ssl.SSLContext | None = None
+) -> dict[str, tuple[int, int] | None]:
     """``(ready messages, consumers)`` per queue, None for a queue that does not exist."""
     found: dict[str, tuple[int, int] | None] = {}
-    connection = await aio_pika.connect(amqp_url, timeout=5)
+    connection = await aio_pika.connect(amqp_url, timeout=5, ssl_context=ssl_context)
     async with connection:
         for name in names:
             channel = await connection.channel()
@@ -490,16 +509,24 @@ async def queue_states(amqp_url: str, names: Iterable[str]) -> dict[str, tuple[i
     return found
 
 
-def redis_client(url: str) -> Any:
+def redis_client(url: str, ssl_context: ssl.SSLContext | None = None) -> Any:
     if url.startswith("redis+cluster://"):
         return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"))
+    if ssl_context is not None:
+        return connect_redis(url, ssl_context)
     return Redis.from_url(url)
 
 
-async def redis_keys(url: str, ns: str, *, match: str | None = None) -> list[bytes]:
+async def redis_keys(
+    url: str,
+    ns: str,
+    *,
+    match: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[bytes]:
     """The keys of namespace ``ns`` (or those matching ``match``), on every primary."""
     pattern = match or f"{ns}:*"
-    client = redis_client(url)
+    client = redis_client(url, ssl_context)
     try:
         if isinstance(client, RedisCluster):
             keys: list[bytes] = []
@@ -512,9 +539,9 @@ async def redis_keys(url: str, ns: str, *, match: str | None = None) -> list[byt
         await client.aclose()
 
 
-async def drop_redis_keys(url: str, ns: str) -> None:
-    keys = await redis_keys(url, ns)
-    client = redis_client(url)
+async def drop_redis_keys(url: str, ns: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    keys = await redis_keys(url, ns, ssl_context=ssl_context)
+    client = redis_client(url, ssl_context)
     try:
         for key in keys:  # one by one: on a cluster they live on different slots
             await client.delete(key)

@@ -14,11 +14,19 @@ from coordinator.service import open_client
 
 @pytest.mark.timeout(300)
 async def test_replica_killed_repeatedly(deploy: Callable[..., Deployment]) -> None:
-    """Three replicas; one is SIGKILLed every 1.5 s and started again (round
-    robin, so two are always up), and the participant process is SIGKILLed
+    """Three replicas; one is SIGKILLed every 1.5 s or more and started again
+    (round robin, each once the one restarted before it consumes again, so two
+    are always up), and the participant process is SIGKILLed
     once mid-run, between two handlers, and restarted. No saga is lost or
-    stuck, none ends otherwise than its input says, no effect is applied twice."""
-    d = deploy()
+    stuck, none ends otherwise than its input says, no effect is applied twice.
+
+    The coordinators run the order saga with two-minute step timeouts
+    (PATIENT_SAGA): on a loaded machine the participant's freeze, kill and
+    restart kept it away for over 10 s, and the commands it had answered
+    without acking were answered again only then, so single-attempt points
+    steps timed out, as the example's 10 s rightly says they must.
+    """
+    d = deploy(saga=PATIENT_SAGA)
     replicas = [d.coordinator() for _ in range(3)]
     d.participant()
     await d.wait_ready(coordinators=3, participants=1)
@@ -35,6 +43,15 @@ async def test_replica_killed_repeatedly(deploy: Callable[..., Deployment]) -> N
             turn = 0
             while not done.is_set() and len(kills) < 40:
                 await asyncio.sleep(1.5)
+                # Two must be up at every kill: the replica restarted last must be
+                # consuming again first. On a loaded machine a restart takes longer
+                # than the pace, and killing it again before it served left no
+                # replica up for longer than the saga's step timeout (10 s), so
+                # steps timed out that this test says must complete. The 1.5 s is
+                # kept as the least time between two kills.
+                await d.wait_ready(coordinators=len(replicas), participants=0)
+                if done.is_set():
+                    break
                 victim: Proc = replicas[turn % len(replicas)]
                 turn += 1
                 victim.kill()

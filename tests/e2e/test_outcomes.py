@@ -74,6 +74,9 @@ async def test_sigterm_drains(deploy: Callable[..., Deployment]) -> None:
             if code is None:
                 victim.kill()  # hung: the assertion below reports it
             d.coordinator()
+            # The replacement is drained in its turn: it must have started (and have
+            # its SIGTERM handler) by then, which a loaded machine can take seconds for.
+            await d.wait_ready(coordinators=2, participants=1)
         await starting
         took = await run.wait_all(timeout=180)
         print(f"{len(orders)} sagas ended in {took:.1f} s; stopped: {stopped}")

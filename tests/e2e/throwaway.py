@@ -11,17 +11,59 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import aio_pika
+import trustme
 from procs import Proc, free_port, poll, port_open
 from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError
+
+from coordinator.adapters.redis import connect_redis
 
 # The wrapper in /usr/sbin switches to the rabbitmq user; this one runs as we are.
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+class Certs:
+    """A CA of the test's own, a server certificate for ``localhost`` only (so
+    ``127.0.0.1`` is a wrong hostname), and a client certificate, as PEM files.
+
+    RSA keys: Erlang's ssl and OpenSSL agree on them everywhere.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.authority = trustme.CA(key_type=trustme.KeyType.RSA)
+        server = self.authority.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+        client = self.authority.issue_cert(
+            "client.test", common_name="guest", key_type=trustme.KeyType.RSA
+        )
+        self.ca = directory / "ca.pem"
+        self.authority.cert_pem.write_to_path(str(self.ca))
+        self.server_cert, self.server_key = directory / "server.pem", directory / "server.key"
+        server.cert_chain_pems[0].write_to_path(str(self.server_cert))
+        server.private_key_pem.write_to_path(str(self.server_key))
+        self.client_cert, self.client_key = directory / "client.pem", directory / "client.key"
+        client.cert_chain_pems[0].write_to_path(str(self.client_cert))
+        client.private_key_pem.write_to_path(str(self.client_key))
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+    def env(self) -> dict[str, str]:
+        """The settings that point the coordinator at these files."""
+        return {
+            "tls_ca_file": str(self.ca),
+            "tls_cert_file": str(self.client_cert),
+            "tls_key_file": str(self.client_key),
+        }
 
 
 class RabbitServer:
@@ -34,7 +76,8 @@ class RabbitServer:
     survive.
     """
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, tls: Certs | None = None) -> None:
+        self.tls = tls
         self.dir = tmp / "rabbitmq"
         self.port = free_port(plus=(20000,))
         self.dist_port = self.port + 20000
@@ -44,9 +87,21 @@ class RabbitServer:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "enabled_plugins").write_text("[].\n")
         (self.dir / "rabbitmq-env.conf").write_text("")
-        (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
-        )
+        if tls is None:
+            conf = f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
+        else:  # TLS only, client certificates required (security.md §4.2)
+            conf = (
+                "listeners.tcp = none\n"
+                f"listeners.ssl.default = 127.0.0.1:{self.port}\n"
+                f"ssl_options.cacertfile = {tls.ca}\n"
+                f"ssl_options.certfile = {tls.server_cert}\n"
+                f"ssl_options.keyfile = {tls.server_key}\n"
+                "ssl_options.verify = verify_peer\n"
+                "ssl_options.fail_if_no_peer_cert = true\n"
+                "ssl_options.versions.1 = tlsv1.3\n"
+                "ssl_options.versions.2 = tlsv1.2\n"
+            )
+        (self.dir / "rabbitmq.conf").write_text(conf + "loopback_users = none\n")
         # A cookie of its own: the node never talks to the system's broker.
         (home / ".erlang.cookie").write_text(uuid.uuid4().hex.upper())
         (home / ".erlang.cookie").chmod(0o400)
@@ -69,7 +124,11 @@ class RabbitServer:
         self.proc = Proc(
             "rabbitmq", [RABBITMQ_SERVER], env=env, log_dir=tmp, cwd=self.dir, group=True
         )
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self.url = (
+            f"amqp://guest:guest@127.0.0.1:{self.port}/"
+            if tls is None
+            else f"amqps://guest:guest@localhost:{self.port}/"
+        )
 
     @staticmethod
     def available() -> str | None:
@@ -96,7 +155,8 @@ class RabbitServer:
             raise AssertionError(f"rabbitmq-server exited: {self.proc.tail(30)}")
         if not port_open(self.port):
             return None
-        connection = await aio_pika.connect(self.url, timeout=3)
+        context = self.tls.client_context() if self.tls else None
+        connection = await aio_pika.connect(self.url, timeout=3, ssl_context=context)
         await connection.close()
         return True
 
@@ -112,28 +172,51 @@ class RabbitServer:
         Through rabbitmqctl, since AMQP tells only the ready ones, and a stopped
         consumer's prefetched commands are unacknowledged.
         """
+        out = await self.ctl("list_queues", "name", "messages", "--formatter", "json")
+        return {q["name"]: int(q["messages"]) for q in json.loads(out)}
+
+    async def ctl(self, *args: str) -> str:
+        """``rabbitmqctl ARGS`` against this node; its output (it must succeed)."""
         ctl = await asyncio.create_subprocess_exec(
             str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")),
-            *("-q", "-n", self.node, "list_queues", "name", "messages", "--formatter", "json"),
+            *("-q", "-n", self.node, *args),
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await ctl.communicate()
-        assert ctl.returncode == 0, f"rabbitmqctl list_queues: {err.decode()}"
-        return {q["name"]: int(q["messages"]) for q in json.loads(out)}
+        assert ctl.returncode == 0, f"rabbitmqctl {args[0]}: {err.decode()}{out.decode()}"
+        return out.decode()
 
 
 class RedisServer:
     """A redis-server of its own: AOF with fsync on every write, in its own directory."""
 
-    def __init__(self, tmp: Path, name: str = "redis", *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        name: str = "redis",
+        *,
+        cluster: bool = False,
+        tls: Certs | None = None,
+        aclfile: Path | None = None,
+    ) -> None:
+        self.tls = tls
         self.dir = tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(plus=(10000,) if cluster else ())
+        port = ["--port", str(self.port)]
+        if tls is not None:  # TLS only, client certificates required (the default)
+            port = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(tls.server_cert),
+                "--tls-key-file", str(tls.server_key),
+                "--tls-ca-cert-file", str(tls.ca),
+            ]  # fmt: skip
         argv = [
             shutil.which("redis-server") or "redis-server",
-            "--port", str(self.port),
+            *port,
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
             "--appendonly", "yes",
@@ -143,8 +226,14 @@ class RedisServer:
         ]  # fmt: skip
         if cluster:
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        if aclfile is not None:
+            argv += ["--aclfile", str(aclfile)]
         self.proc = Proc(name, argv, env=dict(os.environ), log_dir=tmp, cwd=self.dir)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = (
+            f"redis://127.0.0.1:{self.port}/0"
+            if tls is None
+            else f"rediss://localhost:{self.port}/0"
+        )
 
     async def start(self, timeout: float = 30) -> None:
         self.proc.start()
@@ -152,14 +241,24 @@ class RedisServer:
         async def ping() -> bool | None:
             if not self.proc.alive:
                 raise AssertionError(f"redis-server exited: {self.proc.tail(20)}")
-            client = Redis.from_url(self.url)
+            client = self.client()
             try:
                 # A restarted server answers LOADING until its AOF is read back.
                 return True if await client.ping() else None
+            except (AuthenticationError, NoPermissionError):
+                return True  # it answers: the ACL file turned the default user off
             finally:
                 await client.aclose()
 
         await poll(f"redis on {self.port}", ping, timeout=timeout, interval=0.1)
+
+    def client(self, username: str | None = None, password: str | None = None) -> Redis:
+        """A client of this server (over TLS with the client certificate if TLS)."""
+        client = Redis.from_url(self.url, username=username, password=password)
+        if self.tls is not None:
+            client = connect_redis(self.url, self.tls.client_context())
+            client.connection_pool.connection_kwargs.update(username=username, password=password)
+        return client
 
     def kill(self) -> None:
         self.proc.kill()

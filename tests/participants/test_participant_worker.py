@@ -191,7 +191,7 @@ async def test_a_command_is_answered_with_its_result(harness: Harness) -> None:
     )
     [published] = [p for p in harness.memory.published if p.exchange == "events"]
     assert (published.routing_key, published.message_id) == (
-        "place_order.TaskCompleted",
+        "reply.inventory.place_order.TaskCompleted",
         reply.message_id,
     )
     assert harness.inventory.effects == [("A-1", 2)]
@@ -230,7 +230,7 @@ async def test_a_non_retryable_failure_is_recorded_and_replayed(harness: Harness
         "A-1 is out of stock",
         False,
     )
-    assert harness.memory.published[-1].routing_key == "place_order.TaskFailed"
+    assert harness.memory.published[-1].routing_key == "reply.inventory.place_order.TaskFailed"
     assert f"{SAGA}:reserve:action" in harness.store
 
     harness.inventory.stock["A-1"] = 1000  # would succeed now, but the answer is given
@@ -269,7 +269,7 @@ async def test_a_failure_subclass_names_the_error(harness: Harness) -> None:
     )
 
 
-async def test_a_retryable_failure_is_not_recorded(harness: Harness) -> None:
+async def test_a_retryable_failure_is_not_recorded_for_the_key(harness: Harness) -> None:
     harness.inventory.transient_faults = 1
     first = await harness.ask(command())
     assert isinstance(first, TaskFailed)
@@ -285,6 +285,30 @@ async def test_a_retryable_failure_is_not_recorded(harness: Harness) -> None:
     assert retry.attempt == 2
     assert len(harness.inventory.calls) == 2
     assert harness.inventory.effects == [("A-1", 2)]
+
+
+async def test_a_redelivered_command_gets_its_retryable_failure_again(harness: Harness) -> None:
+    """The worker died after publishing a retryable failure and before acking the
+    command, so the broker delivers that command again. Run again, the handler
+    would now apply and answer the same command with a success, which nobody
+    compensates if the saga has turned back meanwhile; the command gets its
+    failure again instead. The next attempt (another command, the same key) runs."""
+    harness.inventory.transient_faults = 1
+    first = await harness.ask(command())
+    assert isinstance(first, TaskFailed)
+    assert first.retryable
+
+    again = await harness.ask(command())
+    assert again == first
+    assert harness.memory.published[-1].routing_key == "reply.inventory.place_order.TaskFailed"
+    assert len(harness.inventory.calls) == 1
+    assert harness.inventory.effects == []
+
+    retry = await harness.ask(command(attempt=2))
+    assert isinstance(retry, TaskCompleted)
+    assert len(harness.inventory.calls) == 2
+    assert harness.inventory.effects == [("A-1", 2)]
+    assert await harness.ask(command()) == first, "attempt 1 keeps its answer"
 
 
 async def test_a_duplicate_command_gets_the_recorded_reply(harness: Harness) -> None:
@@ -401,6 +425,7 @@ async def test_a_payload_of_the_wrong_shape_is_an_invalid_command(harness: Harne
     assert "$.qty" in reply.error_message
     assert harness.inventory.calls == []
     assert len(harness.store) == 0  # nothing ran; a fixed deployment may answer differently
+    assert await harness.ask(command(payload={"sku": "A-1", "qty": "two"})) == reply
 
 
 async def test_trace_headers_travel_to_the_reply(harness: Harness) -> None:
@@ -439,6 +464,7 @@ class FailingOnce:
     def __init__(self, inner: MemoryTransport) -> None:
         self.inner = inner
         self.failed = 0
+        self.user = inner.user
 
     async def publish(
         self,
@@ -449,12 +475,19 @@ class FailingOnce:
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         if exchange == "events" and not self.failed:
             self.failed += 1
             raise ConnectionError("connection reset by peer")
         await self.inner.publish(
-            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
+            exchange,
+            routing_key,
+            body,
+            message_id=message_id,
+            headers=headers,
+            mandatory=mandatory,
+            user_id=user_id,
         )
 
     async def subscribe(
@@ -504,6 +537,9 @@ class RecordingDelivery:
     log: list[str]
     headers: Mapping[str, str] = field(default_factory=dict)
     delivery_count: int = 1
+    exchange: str = "commands"
+    routing_key: str = "inventory.Reserve"
+    user_id: str | None = None
 
     async def ack(self) -> None:
         self.log.append("ack")
@@ -521,14 +557,18 @@ class RecordingStore:
         self.log = log
         self.record_takes = record_takes
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
-        return await self.inner.begin(key, holder, ttl)
+    async def begin(
+        self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+    ) -> RecordedReply | Turn:
+        return await self.inner.begin(key, holder, ttl, command=command)
 
-    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+    async def finish(
+        self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+    ) -> None:
         await asyncio.sleep(self.record_takes)
         if reply is not None:
             self.log.append("record")
-        await self.inner.finish(key, holder, reply)
+        await self.inner.finish(key, holder, reply, command=command)
 
 
 class RecordingTransport(FailingOnce):
@@ -546,24 +586,36 @@ class RecordingTransport(FailingOnce):
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         self.log.append("publish")
         await super().publish(
-            exchange, routing_key, body, message_id=message_id, headers=headers, mandatory=mandatory
+            exchange,
+            routing_key,
+            body,
+            message_id=message_id,
+            headers=headers,
+            mandatory=mandatory,
+            user_id=user_id,
         )
+
+
+async def logged_worker(inventory: Inventory, log: list[str]) -> ParticipantWorker:
+    """A worker whose publishes, records (each taking 50 ms) and acks are logged in order."""
+    memory = MemoryTransport()
+    await memory.declare("replies", "events", "#")
+    return ParticipantWorker(
+        inventory.service(),
+        transport=RecordingTransport(memory, log),
+        idempotency=RecordingStore(log, record_takes=0.05),
+    )
 
 
 async def test_record_and_publish_go_out_together_and_the_ack_waits_for_both(
     inventory: Inventory,
 ) -> None:
     log: list[str] = []
-    memory = MemoryTransport()
-    await memory.declare("replies", "events", "#")
-    worker = ParticipantWorker(
-        inventory.service(),
-        transport=RecordingTransport(memory, log),
-        idempotency=RecordingStore(log, record_takes=0.05),
-    )
+    worker = await logged_worker(inventory, log)
     await worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(command()), log))
     # The publish did not wait for the slow record; the ack waited for it.
     assert log == ["publish", "record", "ack"]
@@ -573,15 +625,31 @@ async def test_record_and_publish_go_out_together_and_the_ack_waits_for_both(
     assert log == ["publish", "ack"]  # answered from the record
 
 
+async def test_a_retryable_failure_is_recorded_for_its_command_before_it_is_published(
+    inventory: Inventory,
+) -> None:
+    """Published first, a failure could be followed by a crash before its record
+    landed, and the redelivered command would run the handler again."""
+    log: list[str] = []
+    worker = await logged_worker(inventory, log)
+    inventory.transient_faults = 1
+    await worker.handle(RecordingDelivery(DEFAULT_CODEC.encode(command()), log))
+    assert log == ["record", "publish", "ack"]
+
+
 async def test_a_store_error_that_is_not_an_outage_requeues(inventory: Inventory) -> None:
     """Only ``StoreUnavailableError`` (what the adapters raise for an outage) holds
     the delivery; anything else a store raises is a fault of its own."""
 
     class BrokenStore:
-        async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
+        async def begin(
+            self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+        ) -> RecordedReply | Turn:
             raise ConnectionError("redis is down")
 
-        async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        async def finish(
+            self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+        ) -> None:
             raise AssertionError("unreachable")
 
     log: list[str] = []

@@ -186,6 +186,7 @@ def test_public_names() -> None:
         "INVALID_COMMAND",
         "CommandHandler",
         "Context",
+        "EndToEndKeys",
         "Failure",
         "ParticipantWorker",
         "Registration",

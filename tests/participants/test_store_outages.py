@@ -172,12 +172,16 @@ async def test_stopping_during_an_outage_gives_the_delivery_back() -> None:
     inventory = Inventory()
 
     class Down:
-        async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
+        async def begin(
+            self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+        ) -> RecordedReply | Turn:
             from coordinator._errors import StoreUnavailableError
 
             raise StoreUnavailableError("Redis is unavailable")
 
-        async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+        async def finish(
+            self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+        ) -> None:
             raise AssertionError("unreachable")
 
     memory = MemoryTransport()
@@ -207,14 +211,18 @@ class FrozenBeforeBegin:
         self.thaw = asyncio.Event()
         self.frozen = asyncio.Event()
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> object:
+    async def begin(
+        self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+    ) -> object:
         if not self.thaw.is_set():
             self.frozen.set()
             await self.thaw.wait()
-        return await self.inner.begin(key, holder, ttl)
+        return await self.inner.begin(key, holder, ttl, command=command)
 
-    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
-        await self.inner.finish(key, holder, reply)
+    async def finish(
+        self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+    ) -> None:
+        await self.inner.finish(key, holder, reply, command=command)
 
 
 def replies_of(memory: MemoryTransport) -> list[TaskCompleted | TaskFailed]:
@@ -310,13 +318,17 @@ async def test_a_hold_that_cannot_be_renewed_for_a_lease_says_so(
             self.inner = MemoryIdempotencyStore()
             self.down = False
 
-        async def begin(self, key: str, holder: str, ttl: timedelta) -> object:
+        async def begin(
+            self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+        ) -> object:
             if self.down:
                 raise StoreUnavailableError("Redis is unavailable")
-            return await self.inner.begin(key, holder, ttl)
+            return await self.inner.begin(key, holder, ttl, command=command)
 
-        async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
-            await self.inner.finish(key, holder, reply)
+        async def finish(
+            self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+        ) -> None:
+            await self.inner.finish(key, holder, reply, command=command)
 
     inventory = Inventory()
     inventory.gate = asyncio.Event()

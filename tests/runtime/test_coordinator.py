@@ -156,9 +156,10 @@ async def test_redelivered_reply_is_applied_once() -> None:
         ]
         assert [e.changed for e in lines] == [True, False, False]
         # The store refuses a second commit of one input by its dedupe id (the store
-        # contract); the runtime's part is to use the message id as that id.
+        # contract); the runtime's part is to use the message id and, for a reply,
+        # its outcome as that id (test_reply_outcomes says why the outcome).
         [taken] = [c for c in commits if c.revision == waiting.revision + 1]
-        assert taken.dedupe_id == reply.message_id
+        assert taken.dedupe_id == f"{reply.message_id}:TaskCompleted"
         state = await h.run_until_done("d1")
         assert state.status == "completed"
         revisions = [e.revision for e in await h.history("d1") if e.changed]

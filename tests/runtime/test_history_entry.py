@@ -23,8 +23,8 @@ class Do(msgspec.Struct):
     n: int
 
 
-def _saga() -> SagaDefinition[Data]:
-    builder: Saga[Data] = Saga("hist", data=Data)
+def _saga(version: int = 1) -> SagaDefinition[Data]:
+    builder: Saga[Data] = Saga("hist", data=Data, version=version)
     return builder.define(
         builder.step("a", service="s", send=lambda d: Do(n=d.n), undo=lambda d: Do(n=-d.n))
     )
@@ -60,7 +60,28 @@ def test_an_entry_written_before_the_fields_existed_still_decodes() -> None:
     entry = msgspec.json.decode(old, type=HistoryEntry)
     assert entry.status_before is None
     assert entry.status_after is None
+    assert entry.version == 0  # before versions were recorded
     # And a new one round-trips with them.
     new = msgspec.structs.replace(entry, status_before="running", status_after="completed")
     again = msgspec.json.decode(msgspec.json.encode(new), type=HistoryEntry)
     assert (again.status_before, again.status_after) == ("running", "completed")
+
+
+def test_entries_carry_the_time_and_version_of_their_decision() -> None:
+    defn = _saga(version=3)
+    at = T0 + timedelta(minutes=5)
+    first = start(defn, StartInput(saga_id="h1", data=Data(), at=at))
+    entry = history_entry(0, StartInput(saga_id="h1", data=Data(), at=at), first)
+    assert (entry.at, entry.version) == (at, 3)
+    # Unchanged entries too: the saga's version decided it.
+    late = decide(
+        defn,
+        first.state,
+        StepCompleted(message_id="r9", step="a", kind="action", attempt=7, at=at),
+    )
+    assert not late.changed
+    entry = history_entry(
+        0, StepCompleted(message_id="r9", step="a", kind="action", attempt=7, at=at), late
+    )
+    again = msgspec.json.decode(msgspec.json.encode(entry), type=HistoryEntry)
+    assert again.version == 3

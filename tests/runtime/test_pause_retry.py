@@ -93,7 +93,12 @@ async def reply(h: Harness, command: Command, *, ok: bool = True, retryable: boo
             retryable=retryable,
         )
     )
-    await send(h, message, routes.reply_key(command.saga_name, type(message).__name__), "r")
+    await send(
+        h,
+        message,
+        routes.reply_key(command.service, command.saga_name, type(message).__name__),
+        "r",
+    )
 
 
 def pause(saga_id: str, *, hold: bool = False) -> PauseSaga:

@@ -41,7 +41,7 @@ def run(**env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_console_lines_keep_the_message_as_written() -> None:
-    done = run()
+    done = run(SAGA_LOG_FORMAT="console")
     assert done.stdout == "stdout stays clean\n"
     assert "coordinator running in namespace 'ns' on asyncio" in done.stderr
     assert "not at INFO" not in done.stderr
@@ -72,3 +72,36 @@ def test_an_unknown_level_or_format_is_a_settings_error(monkeypatch: pytest.Monk
     monkeypatch.setenv("SAGA_LOG_FORMAT", "xml")
     with pytest.raises(ValidationError, match="log_format"):
         Settings()
+
+
+TRACED = """
+import logging
+from opentelemetry.sdk.trace import TracerProvider
+from coordinator.service import configure_logging
+from coordinator.telemetry import SagaScope
+configure_logging("INFO")
+tracer = TracerProvider().get_tracer("test")
+with tracer.start_as_current_span("work") as span, SagaScope("order-7", "payment"):
+    context = span.get_span_context()
+    print(format(context.trace_id, "032x"), format(context.span_id, "016x"))
+    logging.getLogger("coordinator").info("inside")
+logging.getLogger("coordinator").info("outside")
+"""
+
+
+def test_lines_are_json_off_a_terminal_and_carry_the_trace_and_the_saga() -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
+    done = subprocess.run(
+        [sys.executable, "-c", TRACED],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    trace_id, span_id = done.stdout.split()
+    records = {r["event"]: r for r in map(json.loads, done.stderr.splitlines())}
+    inside = records["inside"]
+    assert (inside["trace_id"], inside["span_id"]) == (trace_id, span_id)
+    assert (inside["saga_id"], inside["step"]) == ("order-7", "payment")
+    assert not {"trace_id", "span_id", "saga_id", "step"} & set(records["outside"])

@@ -121,6 +121,7 @@ async def test_both_processes_wait_for_the_servers_and_run_when_they_answer(
         "SAGA_AMQP_URL": AMQP_URL,
         "SAGA_REDIS_URL": late_redis,
         "SAGA_TIMER_INTERVAL": "0.1",
+        "SAGA_HTTP": "127.0.0.1:0",  # a free port each: the processes share the host
         "ORDERS_LEDGER": str(tmp_path / "ledger.sqlite3"),
     }
     procs = Procs(tmp_path, env)

@@ -54,6 +54,8 @@ async def test_retries_with_capped_backoff_until_it_answers(
         "waiting for RabbitMQ at amqp://guest:***@rabbit:5672/ (connection refused)"
     )
     assert all("secret" not in line for line in lines)
+    # Each line counts: the progress of the wait.
+    assert [int(line.split("; attempt ")[1].split(",")[0]) for line in lines] == list(range(1, 12))
 
 
 async def test_patience_zero_fails_at_once_with_one_clear_message() -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import cast, final
 
 from contracts import routes
 from coordinator.adapters.memory._queues import Published
 from coordinator.adapters.memory._transport import MemoryTransport
-from coordinator.ports import DeadLetter, Exchange
+from coordinator.ports import DeadLetter, Exchange, Resign
 
 __all__ = ["MemoryDeadLetters"]
 
@@ -21,8 +21,10 @@ class MemoryDeadLetters:
     It reads and changes ``transport.dead_letters``, the list tests assert on.
     """
 
-    def __init__(self, transport: MemoryTransport) -> None:
+    def __init__(self, transport: MemoryTransport, *, resign: Resign | None = None) -> None:
+        """Dead letters of ``transport``; ``resign`` signs those moved back."""
         self._transport = transport
+        self._resign = resign
 
     async def list(
         self, queue: str, limit: int = 100, *, remove: bool = False
@@ -38,16 +40,22 @@ class MemoryDeadLetters:
         letters = self._of(queue, message_ids, limit)
         self._take(letters)
         for letter in letters:
-            headers = {
+            headers: Mapping[str, str] = {
                 k: v for k, v in letter.headers.items() if k not in routes.DEAD_LETTER_HEADERS
             }
+            if self._resign is not None:
+                headers = self._resign(
+                    letter.exchange, letter.routing_key, letter.body, letter.message_id, headers
+                )
             published = Published(
                 # Only a published message is ever parked, so this is one of the three.
                 exchange=cast(Exchange, letter.exchange),
                 routing_key=letter.routing_key,
                 body=letter.body,
                 message_id=letter.message_id,
-                headers=MappingProxyType(headers),
+                headers=MappingProxyType(dict(headers)),
+                # Moved by this connection, under its name, as on RabbitMQ.
+                user_id=self._transport.user,
             )
             self._transport._put_back(queue, published)
         return letters

@@ -17,17 +17,24 @@ _OTHER = {"action": "compensation", "compensation": "action"}
 class MemoryIdempotencyStore:
     """Implements ``IdempotencyStore``: the reply recorded under each idempotency key.
 
-    A later ``put`` under the same key replaces the reply, as a Redis ``SET`` would.
-    Tombstones are kept for as long as the store lives.
+    A later ``finish`` under the same key replaces the reply, as a Redis ``SET`` would.
+    Tombstones, and the replies recorded for one command, are kept for as long
+    as the store lives.
     """
 
     def __init__(self) -> None:
         self._replies: dict[str, bytes] = {}
+        self._command_replies: dict[tuple[str, str], bytes] = {}
         self._claims: dict[str, tuple[str, float]] = {}
         self._tombstones: set[str] = set()
 
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
-        recorded = self._replies.get(key)
+    async def begin(
+        self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+    ) -> RecordedReply | Turn:
+        # The command's own answer comes first: it was given to that command.
+        recorded = self._command_replies.get((key, command)) if command is not None else None
+        if recorded is None:
+            recorded = self._replies.get(key)
         if recorded is not None:
             return RecordedReply(recorded)
         now = time.monotonic()
@@ -45,8 +52,12 @@ class MemoryIdempotencyStore:
             self._tombstones.add(step)
         return Turn.TAKEN
 
-    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
-        if reply is not None:
+    async def finish(
+        self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+    ) -> None:
+        if reply is not None and command is not None:
+            self._command_replies[key, command] = reply
+        elif reply is not None:
             self._replies[key] = reply
         if self._claims.get(key, ("", 0.0))[0] == holder:
             del self._claims[key]

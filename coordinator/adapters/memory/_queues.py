@@ -35,6 +35,7 @@ class Published:
     body: bytes
     message_id: str
     headers: Mapping[str, str]
+    user_id: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -72,6 +73,9 @@ class MemoryDelivery:
     headers: Mapping[str, str]
     delivery_count: int
     message_id: str
+    exchange: str
+    routing_key: str
+    user_id: str | None
     settled: bool = False
     _consumer: Consumer
     _message: Message
@@ -118,6 +122,9 @@ class Consumer:
             headers=published.headers,
             delivery_count=message.delivery_count,
             message_id=published.message_id,
+            exchange=published.exchange,
+            routing_key=published.routing_key,
+            user_id=published.user_id,
             _consumer=self,
             _message=message,
         )

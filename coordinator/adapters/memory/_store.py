@@ -6,13 +6,15 @@ is atomic, which is what the Lua script gives the Redis store.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import final
 
 import msgspec
 
 from coordinator.adapters.memory._clock import SystemClock
+from coordinator.core import SagaState
 from coordinator.ports import (
     Clock,
     Commit,
@@ -20,7 +22,9 @@ from coordinator.ports import (
     HistoryEntry,
     OutboxEntry,
     Refusal,
+    SagaCounts,
     Stored,
+    pinned,
 )
 
 __all__ = ["MemorySagaStore"]
@@ -29,8 +33,8 @@ __all__ = ["MemorySagaStore"]
 @final
 class MemorySagaStore:
     """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
-    ``IdleSagas``, ``ParkedSagas`` and ``Refusals`` (kept until the store is dropped:
-    a test's lifetime).
+    ``SagaVersions``, ``IdleSagas``, ``ParkedSagas``, ``CountedSagas`` and
+    ``Refusals`` (kept until the store is dropped: a test's lifetime).
 
     Args:
         clock: The store's own clock, as Redis ``TIME`` is the Redis store's: outbox
@@ -47,6 +51,7 @@ class MemorySagaStore:
         self._timers: dict[tuple[str, str], datetime] = {}
         self._refusals: dict[str, Refusal] = {}
         self._changed: dict[str, datetime] = {}
+        self._started: dict[str, datetime] = {}
         # The parked index: service -> saga id -> when it parked (insertion order).
         self._parked: dict[str, dict[str, datetime]] = {}
         self._parked_on: dict[str, frozenset[str]] = {}
@@ -64,6 +69,9 @@ class MemorySagaStore:
         self._states[saga_id] = Stored(state=commit.state, revision=commit.revision)
         self._index[saga_id] = (commit.name, commit.status)
         self._changed[saga_id] = self._clock.now()
+        if current is None:  # to the millisecond, as Redis scores it
+            at = self._changed[saga_id]
+            self._started[saga_id] = at.replace(microsecond=at.microsecond // 1000 * 1000)
         self._seen.setdefault(saga_id, set()).add(commit.dedupe_id)
         self._history.setdefault(saga_id, []).append(commit.history)
         now = self._clock.now()
@@ -111,12 +119,30 @@ class MemorySagaStore:
         for entry in entries:
             self._outbox.pop((entry.saga_id, entry.message_id), None)
 
-    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str, datetime]]:
         ready = sorted((due, key) for key, due in self._timers.items() if due <= now)
-        return [key for _due, key in ready[:limit]]
+        return [(saga_id, timer, due) for due, (saga_id, timer) in ready[:limit]]
+
+    async def counts(
+        self, names: Collection[str], statuses: Collection[str], services: Collection[str]
+    ) -> SagaCounts:
+        by_status = {name: dict.fromkeys(statuses, 0) for name in names}
+        for name, status in self._index.values():
+            if name in by_status and status in by_status[name]:
+                by_status[name][status] += 1
+        parked = {service: len(self._parked.get(service, {})) for service in services}
+        return SagaCounts(by_status=by_status, parked=parked, outbox=len(self._outbox))
 
     async def history(self, saga_id: str) -> Sequence[HistoryEntry]:
         return list(self._history.get(saga_id, ()))
+
+    async def started(
+        self, *, before: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> Sequence[tuple[str, datetime]]:
+        rows = sorted(((at, sid) for sid, at in self._started.items()), reverse=True)
+        if before is not None:
+            rows = [row for row in rows if row < before]
+        return [(sid, at) for at, sid in rows[:limit]]
 
     async def find(
         self, *, name: str | None = None, status: str | None = None, limit: int = 100
@@ -127,6 +153,29 @@ class MemorySagaStore:
             if (name is None or n == name) and (status is None or s == status)
         ]
         return found[:limit]
+
+    async def finished(
+        self,
+        since: datetime,
+        *,
+        names: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Sequence[tuple[str, datetime]]:
+        found = sorted(
+            (changed, saga_id)
+            for saga_id, changed in self._changed.items()
+            if changed >= since
+            and self._index[saga_id][1] in SagaState.TERMINAL
+            and (names is None or self._index[saga_id][0] in names)
+        )
+        return [(saga_id, changed) for changed, saga_id in found[:limit]]
+
+    async def versions_in_flight(self) -> Mapping[tuple[str, int], int]:
+        return Counter(
+            pinned(self._states[saga_id].state)
+            for saga_id, (_name, status) in self._index.items()
+            if status not in SagaState.TERMINAL
+        )
 
     async def idle(
         self,

@@ -8,7 +8,9 @@ a silent drop); competing consumers, round robin, each bounded by its
 ``prefetch``; and redelivery with ``delivery_count + 1`` of a message whose
 handler raised, requeued it or returned without settling it, up to
 ``delivery_limit`` deliveries, then the dead letters with reason
-``delivery_limit`` (a quorum queue's ``x-delivery-limit``).
+``delivery_limit`` (a quorum queue's ``x-delivery-limit``); and the validated
+``user_id``: a connection (`MemoryTransport.as_user`) may publish only its own
+user name, else `WrongUserError`, as RabbitMQ closes the channel.
 
 Every state change runs without awaiting in between, so the bookkeeping behind
 `MemoryTransport.drain` is exact: no polling, no sleeps. The queues, their
@@ -27,12 +29,12 @@ from types import MappingProxyType
 from typing import final
 
 from contracts import routes
-from coordinator._errors import UnroutableError
+from coordinator._errors import UnroutableError, WrongUserError
 from coordinator.adapters.memory._queues import Consumer, Message, Published, Queue
 from coordinator.adapters.memory._topic import topic_matches
 from coordinator.ports import DeadLetter, Exchange, Handler, Subscription
 
-__all__ = ["MemoryTransport", "Published"]
+__all__ = ["MemoryConnection", "MemoryTransport", "Published"]
 
 _log = logging.getLogger("coordinator.adapters.memory")
 
@@ -54,12 +56,14 @@ class MemoryTransport:
         handler_errors: Exceptions handlers raised (each also caused a redelivery).
     """
 
-    def __init__(self, *, delivery_limit: int = 5) -> None:
+    def __init__(self, *, delivery_limit: int = 5, user: str = "guest") -> None:
         """Create a transport with no queues.
 
         Args:
             delivery_limit: Deliveries of one message before it is dead-lettered
                 with reason ``delivery_limit`` instead of delivered again.
+            user: The user this connection is logged in as; `as_user` opens
+                others on the same broker.
 
         Raises:
             ValueError: If ``delivery_limit`` is below 1.
@@ -67,6 +71,7 @@ class MemoryTransport:
         if delivery_limit < 1:
             raise ValueError(f"delivery_limit must be at least 1, got {delivery_limit}")
         self.delivery_limit = delivery_limit
+        self.user = user
         self.dead_letters: list[DeadLetter] = []
         self.published: list[Published] = []
         self.handler_errors: list[Exception] = []
@@ -86,16 +91,39 @@ class MemoryTransport:
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         """Route a message to every queue bound to match it (once per queue).
 
         Raises:
             UnroutableError: If no queue is bound to receive it and ``mandatory``.
+            WrongUserError: If ``user_id`` is set and not this connection's `user`.
             ValueError: If ``exchange`` is not one of the three exchanges.
             RuntimeError: If the transport is closed.
         """
+        await self._publish_as(
+            self.user, exchange, routing_key, body, message_id, headers, mandatory, user_id
+        )
+
+    def as_user(self, user: str) -> MemoryConnection:
+        """Another connection to this broker, logged in as ``user``."""
+        return MemoryConnection(self, user)
+
+    async def _publish_as(
+        self,
+        user: str,
+        exchange: Exchange,
+        routing_key: str,
+        body: bytes,
+        message_id: str,
+        headers: Mapping[str, str] | None,
+        mandatory: bool,
+        user_id: str | None,
+    ) -> None:
         self._check_open()
         routes.check_exchange(exchange)
+        if user_id is not None and user_id != user:
+            raise WrongUserError(user_id, user)
         if self._publish_faults:
             raise self._publish_faults.popleft()
         targets = [
@@ -113,6 +141,7 @@ class MemoryTransport:
             body=body,
             message_id=message_id,
             headers=MappingProxyType(dict(headers or {})),
+            user_id=user_id,
         )
         self.published.append(published)
         for queue in targets:
@@ -237,7 +266,8 @@ class MemoryTransport:
     def _dead_letter(self, queue: Queue, message: Message, reason: str, detail: str) -> None:
         published = message.published
         headers = {
-            **published.headers,
+            **{k: v for k, v in published.headers.items() if k != routes.ORIGINAL_USER_ID_HEADER},
+            **_sender(published.user_id),
             routes.DEAD_LETTER_REASON_HEADER: reason,
             routes.DEAD_LETTER_DETAIL_HEADER: detail,
             routes.DEAD_LETTER_AT_HEADER: datetime.now(UTC).isoformat(),
@@ -279,3 +309,41 @@ class MemoryTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
+
+
+def _sender(user_id: str | None) -> dict[str, str]:
+    # The property is the parker's to set, not the sender's: kept as a header instead.
+    return {routes.ORIGINAL_USER_ID_HEADER: user_id} if user_id else {}
+
+
+@final
+class MemoryConnection:
+    """A connection to a `MemoryTransport` logged in as another user: what it
+    publishes goes to the same broker, and its ``user_id`` is checked against ``user``."""
+
+    def __init__(self, broker: MemoryTransport, user: str) -> None:
+        self.broker = broker
+        self.user = user
+
+    async def publish(
+        self,
+        exchange: Exchange,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: Mapping[str, str] | None = None,
+        mandatory: bool = True,
+        user_id: str | None = None,
+    ) -> None:
+        await self.broker._publish_as(
+            self.user, exchange, routing_key, body, message_id, headers, mandatory, user_id
+        )
+
+    async def declare(self, queue: str, exchange: Exchange, pattern: str) -> None:
+        await self.broker.declare(queue, exchange, pattern)
+
+    async def subscribe(
+        self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
+    ) -> Subscription:
+        return await self.broker.subscribe(queue, exchange, pattern, handler, prefetch=prefetch)

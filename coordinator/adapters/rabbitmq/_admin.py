@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, HeadersType
 from contracts import routes
 from coordinator.adapters.rabbitmq._delivery import string_headers
 from coordinator.adapters.rabbitmq._topology import DEFAULT_EXCHANGE, dead_queue_name, queue_name
-from coordinator.ports import DeadLetter
+from coordinator.ports import DeadLetter, Resign
 
 if TYPE_CHECKING:
     from coordinator.adapters.rabbitmq._transport import RabbitTransport
@@ -39,8 +39,10 @@ class RabbitDeadLetters:
         await dead_letters.redrive("inventory.commands", ["m-1"])
     """
 
-    def __init__(self, transport: RabbitTransport) -> None:
+    def __init__(self, transport: RabbitTransport, *, resign: Resign | None = None) -> None:
+        """Dead letters on ``transport``'s broker; ``resign`` signs those moved back."""
         self._transport = transport
+        self._resign = resign
 
     async def list(
         self, queue: str, limit: int = 100, *, remove: bool = False
@@ -104,13 +106,21 @@ class RabbitDeadLetters:
                 letter = read_dead_letter(message, queue, self._transport.namespace)
                 if message_ids is not None and letter.message_id not in message_ids:
                     continue  # not acked: back in place when the channel closes
+                headers: Mapping[str, str] = _moved_back(letter)
+                if self._resign is not None:
+                    headers = self._resign(
+                        letter.exchange, letter.routing_key, letter.body, letter.message_id, headers
+                    )
                 await publisher.publish(
                     DEFAULT_EXCHANGE,
                     queue_name(self._transport.namespace, queue),
                     letter.body,
                     message_id=letter.message_id,
-                    headers=_moved_back(letter),
+                    headers=headers,
                     mandatory=True,
+                    # Moved under the mover's name: who checks senders sees who redrove it.
+                    user_id=self._transport.user or None,
+                    user=self._transport.user,
                 )
                 await message.ack()
                 moved.append(letter)

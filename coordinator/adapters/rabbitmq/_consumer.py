@@ -24,6 +24,13 @@ __all__ = ["Consumer"]
 
 _log = logging.getLogger("coordinator.adapters.rabbitmq")
 
+# aio-pika waits for Basic.CancelOk and Channel.CloseOk without a limit. A broker
+# that never answers (a connection dying under the frame) would hold a stop, and
+# with it a drain after SIGTERM, until the process is killed. Past this wait the
+# stop goes on: closing the channel, or losing the connection, returns what the
+# channel still holds, which is what the cancel was for.
+_BROKER_ANSWER_SECONDS = 10.0
+
 
 @final
 class Consumer:
@@ -38,6 +45,7 @@ class Consumer:
         handler: Handler,
         delivery_limit: int,
         max_message_size: int | None,
+        namespace: str,
         park: Park,
     ) -> None:
         self.name = name
@@ -46,6 +54,7 @@ class Consumer:
         self._handler = handler
         self._delivery_limit = delivery_limit
         self._max_message_size = max_message_size
+        self._namespace = namespace
         self._park = park
         self._tag: ConsumerTag | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -60,6 +69,10 @@ class Consumer:
     def in_flight(self) -> int:
         """Handlers running now."""
         return len(self._tasks)
+
+    @property
+    def channel_open(self) -> bool:
+        return not self._channel.is_closed
 
     async def stop(self) -> None:
         """Cancel the consumer, wait for the handlers in flight, close the channel.
@@ -87,14 +100,16 @@ class Consumer:
         if self._tag is None:
             return
         try:
-            await self._queue.cancel(self._tag)
-        except CHANNEL_ERRORS as exc:
+            async with asyncio.timeout(_BROKER_ANSWER_SECONDS):
+                await self._queue.cancel(self._tag)
+        except (*CHANNEL_ERRORS, TimeoutError) as exc:
             _log.warning("cancelling the consumer of %r failed: %r", self.name, exc)
 
     async def _close_channel(self) -> None:
         try:
-            await self._channel.close()
-        except CHANNEL_ERRORS as exc:
+            async with asyncio.timeout(_BROKER_ANSWER_SECONDS):
+                await self._channel.close()
+        except (*CHANNEL_ERRORS, TimeoutError) as exc:
             _log.warning("closing the channel of %r failed: %r", self.name, exc)
 
     def _on_message(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
@@ -104,6 +119,7 @@ class Consumer:
         delivery = RabbitDelivery.wrap(
             message,
             queue=self.name,
+            namespace=self._namespace,
             delivery_limit=self._delivery_limit,
             park=self._park,
             acks=self._acks,

@@ -25,7 +25,7 @@ from contracts import routes
 from coordinator.adapters.rabbitmq._acks import ChannelAcks
 from coordinator.adapters.rabbitmq._errors import CHANNEL_ERRORS
 
-__all__ = ["Park", "RabbitDelivery", "delivery_count", "string_headers"]
+__all__ = ["Park", "RabbitDelivery", "delivery_count", "published_as", "string_headers"]
 
 _log = logging.getLogger("coordinator.adapters.rabbitmq")
 
@@ -56,6 +56,22 @@ def string_headers(raw: HeadersType | None) -> dict[str, str]:
     return headers
 
 
+def published_as(
+    message: AbstractIncomingMessage, headers: Mapping[str, str], namespace: str
+) -> tuple[str, str]:
+    """The exchange (without the namespace) and routing key ``message`` was published with.
+
+    A dead letter moved back came by the default exchange (``""``) and says
+    where it was first published in its headers: that is what it answers to.
+    """
+    if not message.exchange:
+        return (
+            headers.get(routes.ORIGINAL_EXCHANGE_HEADER, ""),
+            headers.get(routes.ORIGINAL_ROUTING_KEY_HEADER, message.routing_key or ""),
+        )
+    return message.exchange.removeprefix(routes.address(namespace, "")), message.routing_key or ""
+
+
 def delivery_count(raw: HeadersType | None) -> int:
     """1 on first delivery: a quorum queue's ``x-delivery-count`` counts earlier returns."""
     value = (raw or {}).get("x-delivery-count")
@@ -72,6 +88,9 @@ class RabbitDelivery:
     headers: Mapping[str, str]
     delivery_count: int
     queue: str
+    exchange: str
+    routing_key: str
+    user_id: str | None
     settled: bool = False
     _message: AbstractIncomingMessage
     _delivery_limit: int
@@ -84,17 +103,23 @@ class RabbitDelivery:
         message: AbstractIncomingMessage,
         *,
         queue: str,
+        namespace: str,
         delivery_limit: int,
         park: Park,
         acks: ChannelAcks,
     ) -> RabbitDelivery:
         acks.delivered(message)
+        headers = string_headers(message.headers)
+        exchange, routing_key = published_as(message, headers, namespace)
         return cls(
             message_id=message.message_id or "",
             body=message.body,
-            headers=MappingProxyType(string_headers(message.headers)),
+            headers=MappingProxyType(headers),
             delivery_count=delivery_count(message.headers),
             queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
+            user_id=message.user_id or None,
             _message=message,
             _delivery_limit=delivery_limit,
             _park=park,
@@ -119,7 +144,9 @@ class RabbitDelivery:
         """
         self._settle()
         headers = {
-            **self.headers,
+            **{k: v for k, v in self.headers.items() if k != routes.ORIGINAL_USER_ID_HEADER},
+            # The property is the parker's to set, not the sender's: kept as a header.
+            **({routes.ORIGINAL_USER_ID_HEADER: self.user_id} if self.user_id else {}),
             routes.DEAD_LETTER_REASON_HEADER: reason,
             routes.DEAD_LETTER_DETAIL_HEADER: detail[:MAX_DETAIL],
             routes.DEAD_LETTER_AT_HEADER: dt.datetime.now(dt.UTC).isoformat(),

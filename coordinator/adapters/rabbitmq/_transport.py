@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -30,6 +31,7 @@ from typing import Self, final
 
 import aio_pika
 import aiormq
+import yarl
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pamqp.common import FieldTable
 
@@ -48,7 +50,7 @@ from coordinator.adapters.rabbitmq._topology import (
 )
 from coordinator.ports import Exchange, Handler, Subscription
 
-__all__ = ["RabbitTransport"]
+__all__ = ["RabbitTransport", "user_of"]
 
 _log = logging.getLogger("coordinator.adapters.rabbitmq")
 
@@ -74,9 +76,11 @@ class RabbitTransport:
         delivery_limit: int,
         max_message_size: int | None,
         publish_timeout: timedelta,
+        user: str = "guest",
     ) -> None:
         """Use `connect`, which declares the exchanges first."""
         self.namespace = namespace
+        self._user = user
         self.delivery_limit = delivery_limit
         self.max_message_size = max_message_size
         self.publish_timeout = publish_timeout
@@ -108,6 +112,7 @@ class RabbitTransport:
         connect_timeout: timedelta = timedelta(seconds=10),
         reconnect_interval: timedelta = timedelta(seconds=1),
         heartbeat: timedelta = timedelta(seconds=10),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> RabbitTransport:
         """Connect (robustly) and declare the exchanges of ``namespace``.
 
@@ -130,6 +135,9 @@ class RabbitTransport:
                 only then requeues its unacknowledged deliveries, so this bounds
                 how long a frozen process keeps its prefetch (aio-pika's default
                 of 60 s kept it for two minutes or more).
+            ssl_context: The TLS context of an ``amqps://`` URL, used as given
+                (aiormq would otherwise build one from the URL's ``cafile``,
+                ``certfile`` and ``no_verify_ssl`` options).
 
         Raises:
             ValueError: If a limit is out of range or the namespace empty.
@@ -148,6 +156,7 @@ class RabbitTransport:
             reconnect_interval=reconnect_interval.total_seconds(),
             heartbeat=max(1, round(heartbeat.total_seconds())),
             client_properties={"connection_name": f"saga-coordinator {namespace}"},
+            ssl_context=ssl_context,
         )
         try:
             publisher = await Publisher.open(connection, namespace, publish_timeout)
@@ -161,6 +170,7 @@ class RabbitTransport:
             delivery_limit=delivery_limit,
             max_message_size=max_message_size,
             publish_timeout=publish_timeout,
+            user=user_of(url),
         )
 
     async def __aenter__(self) -> Self:
@@ -185,14 +195,18 @@ class RabbitTransport:
         message_id: str,
         headers: Mapping[str, str] | None = None,
         mandatory: bool = True,
+        user_id: str | None = None,
     ) -> None:
         """Publish persistently and wait for the broker's confirm.
+
+        The broker checks ``user_id`` against the user this connection logged in as.
 
         Raises:
             UnroutableError: If no queue is bound to receive it and ``mandatory``.
             PublishFailedError: If the broker nacked it, did not confirm it
                 within ``publish_timeout``, or the connection was lost.
             ContractError: If ``body`` is over ``max_message_size`` (reason ``too_large``).
+            WrongUserError: If ``user_id`` is not the connection's user.
             ValueError: If ``exchange`` is not one of the three exchanges.
             RuntimeError: If the transport is closed.
         """
@@ -211,7 +225,15 @@ class RabbitTransport:
             message_id=message_id,
             headers=headers or {},
             mandatory=mandatory,
+            user_id=user_id,
+            user=self.user,
         )
+
+    @property
+    def user(self) -> str:
+        """The user name in the URL (aio-pika's ``guest`` when it has none); ``""`` with a
+        certificate login (``auth=external``), where the broker reads it off the certificate."""
+        return self._user
 
     async def subscribe(
         self, queue: str, exchange: Exchange, pattern: str, handler: Handler, *, prefetch: int = 64
@@ -241,6 +263,7 @@ class RabbitTransport:
                 handler=handler,
                 delivery_limit=self.delivery_limit,
                 max_message_size=self.max_message_size,
+                namespace=self.namespace,
                 park=self._park,
             )
             await consumer.start()
@@ -263,6 +286,22 @@ class RabbitTransport:
         routes.check_exchange(exchange)
         async with self._channel() as channel:
             await self._declare_on(channel, queue, exchange, pattern)
+
+    def problem(self) -> str:
+        """Why no message can be published or consumed now, or ``""``: for ``/readyz``.
+
+        While the connection is lost aio-pika reconnects, then reopens the channels.
+        """
+        if self._closed:
+            return "the transport is closed"
+        if self._connection.is_closed or not self._connection.connected.is_set():
+            return "not connected (reconnecting)"
+        if not self._publisher.channel_open:
+            return "the publishing channel is closed"
+        for consumer in self._consumers:
+            if not consumer.channel_open:
+                return f"the channel consuming {consumer.name} is closed"
+        return ""
 
     @property
     def queues(self) -> frozenset[str]:
@@ -363,6 +402,16 @@ class RabbitTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
+
+
+def user_of(url: str) -> str:
+    """The user an AMQP URL logs in as (aio-pika's ``guest`` when it names none); ``""``
+    with a certificate login (``auth=external``), where the broker reads it off the
+    certificate."""
+    parsed = yarl.URL(url)
+    if parsed.query.get("auth", "").lower() == "external":
+        return ""
+    return parsed.user or "guest"
 
 
 def _table(arguments: Mapping[str, str | int]) -> FieldTable:

@@ -2,6 +2,7 @@
 participants' reply store, and a clock that follows Redis ``TIME``."""
 
 from contracts._public import show_as_public
+from coordinator.adapters.redis._acl import acl_users
 from coordinator.adapters.redis._breakers import RedisBreakerStore
 from coordinator.adapters.redis._clock import RedisClock
 from coordinator.adapters.redis._connect import connect_redis
@@ -13,6 +14,7 @@ __all__ = [
     "RedisClock",
     "RedisIdempotencyStore",
     "RedisSagaStore",
+    "acl_users",
     "connect_redis",
 ]
 

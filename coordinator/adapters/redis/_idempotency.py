@@ -17,14 +17,17 @@ __all__ = ["RedisIdempotencyStore"]
 
 
 # KEYS: reply, claim, tombstone, the other kind's claim, the reply under the
-# key shape of earlier versions (or the reply again). ARGV: holder, ttl_ms, kind
-# (a: action, c: compensation, anything else: a key of no step), tombstone_ttl_s.
-# Returns the reply, 1 (ours now), 0 (someone else's: wait), or 2 (an action whose
-# step's compensation has begun: refuse it). Everything is checked in the script
-# that takes the key, so no action starts between a compensation's check and its
-# tombstone: the two kinds of a step share a hash tag, hence a slot.
+# key shape of earlier versions (or the reply again), the command's own reply (or
+# the reply again). ARGV: holder, ttl_ms, kind (a: action, c: compensation,
+# anything else: a key of no step), tombstone_ttl_s. Returns the reply, 1 (ours
+# now), 0 (someone else's: wait), or 2 (an action whose step's compensation has
+# begun: refuse it). Everything is checked in the script that takes the key, so
+# no action starts between a compensation's check and its tombstone: the two
+# kinds of a step share a hash tag, hence a slot. The command's own reply comes
+# first: whatever the key's later attempts got, that command was answered so.
 _BEGIN = """
-local reply = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[5])
+local reply = redis.call('GET', KEYS[6]) or redis.call('GET', KEYS[1])
+  or redis.call('GET', KEYS[5])
 if reply then return reply end
 local kind = ARGV[3]
 if kind == 'a' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
@@ -60,6 +63,9 @@ class RedisIdempotencyStore:
         ns:reply:{<saga>:<step>}:<kind>   the recorded reply, for ``ttl``
         ns:claim:{<saga>:<step>}:<kind>   the worker holding it, for its lease
         ns:tomb:{<saga>:<step>}           the step's compensation has begun, for ``ttl``
+        ns:command:{<saga>:<step>}:<kind>:<command id>
+                                          the reply recorded for that command alone
+                                          (a retryable failure), for ``ttl``
 
     Earlier versions kept replies under ``ns:reply:{<saga>:<step>:<kind>}``;
     on a single Redis those are still read (a deployment upgraded mid-saga
@@ -79,8 +85,10 @@ class RedisIdempotencyStore:
         self._ttl = int(ttl.total_seconds())
 
     @outage_is_unavailable
-    async def begin(self, key: str, holder: str, ttl: timedelta) -> RecordedReply | Turn:
-        keys, kind = self._keys(key)
+    async def begin(
+        self, key: str, holder: str, ttl: timedelta, *, command: str | None = None
+    ) -> RecordedReply | Turn:
+        keys, kind = self._keys(key, command)
         found = await self._batch.run(
             self._begin, keys, [holder, int(ttl.total_seconds() * 1000), kind, self._ttl]
         )
@@ -89,12 +97,17 @@ class RedisIdempotencyStore:
         return _TURNS[found]
 
     @outage_is_unavailable
-    async def finish(self, key: str, holder: str, reply: bytes | None) -> None:
+    async def finish(
+        self, key: str, holder: str, reply: bytes | None, *, command: str | None = None
+    ) -> None:
         has_reply = 1 if reply is not None else 0
         args: list[str | int | bytes] = [holder, self._ttl, reply or b"", has_reply]
-        await self._batch.run(self._finish, self._keys(key)[0][:2], args)
+        keys = self._keys(key, command)[0]
+        # A command's own reply is recorded where its key's reply would be.
+        recorded = keys[5] if command is not None else keys[0]
+        await self._batch.run(self._finish, [recorded, keys[1]], args)
 
-    def _keys(self, key: str) -> tuple[list[str], str]:
+    def _keys(self, key: str, command: str | None) -> tuple[list[str], str]:
         step, _, kind = key.rpartition(":")
         flag = _KIND_FLAG.get(kind)
         ns = self._ns
@@ -110,4 +123,5 @@ class RedisIdempotencyStore:
             f"{ns}:tomb:{tag}",
             f"{ns}:claim:{tag}{other}",
             f"{ns}:reply:{{{key}}}" if self._legacy and suffix else reply,
+            f"{ns}:command:{tag}{suffix}:{command}" if command is not None else reply,
         ], flag or ""

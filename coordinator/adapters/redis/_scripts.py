@@ -7,7 +7,7 @@ on a Redis Cluster too.
 
 from __future__ import annotations
 
-# KEYS: state hash, history list, timers zset, outbox hash, outbox zset
+# KEYS: state hash, history list, timers zset, outbox hash, outbox zset, started zset
 # ARGV: expected_rev, new_rev, state, dedupe_id, name, status, history entry,
 #       index prefix, saga_id, retention_s, terminal (0/1), n_outbox, n_due, n_cancel,
 #       parked services ("\n"-separated, '' for none), parked index prefix,
@@ -19,6 +19,10 @@ from __future__ import annotations
 # the saga stops waiting, and recovery finds the parked sagas of a service without
 # scanning every saga.
 #
+# The started index (a zset of saga ids by their first commit) is written once, by
+# the commit that creates the saga: listing newest first by it is stable while
+# sagas change, unlike the status index, which moves a saga on every transition.
+#
 # The outbox and index scores are Redis TIME, read here: one clock for every
 # replica, so the relay (which judges age by the same TIME) never takes a fresh
 # entry for an old one because its writer's clock ran behind. Redis 7 replicates
@@ -27,8 +31,10 @@ from __future__ import annotations
 # corrected locally): they say when, not when written, and replay needs them.
 #
 # Idempotent: redis-py retries a command that timed out, and the first try may
-# have committed. The dedupe id of the last commit is kept on the saga, so a
-# retry of the very commit that succeeded answers "committed" again. The ids of
+# have committed. The token of the last commit is kept on the saga, so a retry
+# of the very commit that succeeded answers "committed" again; the same input
+# decided by another replica from the same revision (a due timer both fired)
+# has another token and is a "duplicate": it must not publish its copy. The ids of
 # the inputs applied are fields ``d:<id>`` of the saga's hash: a small hash is
 # stored compactly, a set of strings is not (Redis 7.0).
 COMMIT = """
@@ -38,7 +44,7 @@ local expected, new_rev, dedupe_id = tonumber(ARGV[1]), ARGV[2], ARGV[4]
 local seen = 'd:' .. dedupe_id
 local current = redis.call('HMGET', state_key, 'rev', 'last', 'status', 'name', seen, 'parked')
 if current[5] then
-  if current[1] == new_rev and current[2] == dedupe_id then return 'committed' end
+  if current[1] == new_rev and current[2] == ARGV[17] then return 'committed' end
   return 'duplicate'
 end
 local rev = current[1] and tonumber(current[1]) or -1
@@ -47,9 +53,9 @@ local saga_id, prefix = ARGV[9], ARGV[8]
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', state_key, 'state', ARGV[3], 'rev', new_rev, 'name', ARGV[5],
-           'status', ARGV[6], 'last', dedupe_id, seen, '')
+           'status', ARGV[6], 'last', ARGV[17], seen, '')
 redis.call('RPUSH', hist_key, ARGV[7])
-local i = 17
+local i = 18
 for _ = 1, tonumber(ARGV[12]) do
   redis.call('HSET', outbox_key, ARGV[i], ARGV[i + 1])
   redis.call('ZADD', outbox_z, now_ms, ARGV[i])
@@ -67,6 +73,7 @@ if current[3] ~= ARGV[6] then
   if current[3] then redis.call('ZREM', prefix .. current[4] .. ':' .. current[3], saga_id) end
 end
 redis.call('ZADD', prefix .. ARGV[5] .. ':' .. ARGV[6], now_ms, saga_id)
+if rev == -1 and KEYS[6] then redis.call('ZADD', KEYS[6], now_ms, saga_id) end
 local old_parked, new_parked = current[6] or '', ARGV[15]
 if old_parked ~= new_parked then
   local before, after = {}, {}
@@ -123,4 +130,14 @@ RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return 1
+"""
+
+# KEYS: state hashes of one bucket; returns the ``state`` field of each (false
+# for a saga gone since its id was read). One script reads a batch of states:
+# at start-up a coordinator reads every saga in flight (its version), and a
+# pipeline of single reads costs redis-py several times more per state.
+STATES = """
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = redis.call('HGET', key, 'state') end
+return found
 """

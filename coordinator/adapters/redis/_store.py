@@ -9,6 +9,7 @@ Layout, for namespace ``ns`` and a saga in bucket ``N`` (a hash of its id)::
     ns:{ns.bN}:timers       zset: "<timer>|<id>" scored by due time (ms)
     ns:{ns.bN}:outbox       hash + ns:{ns.bN}:outbox:z zset scored by commit time
     ns:{ns.bN}:i:<name>:<status>  zset: saga ids by last change, for listing
+    ns:{ns.bN}:started      zset: saga ids by their first commit, for listing newest first
     ns:{ns.bN}:p:<service>  zset: saga ids parked behind the service's open breaker,
                             by when they parked (the hash's ``parked`` field says which)
 
@@ -24,25 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, final
+from typing import Any, final, get_args
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from coordinator.adapters.redis._batch import Batcher, LuaScript
-from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD
+from coordinator.adapters.redis._scripts import COMMIT, PENDING, RECORD, STATES
+from coordinator.adapters.redis._started import started_page
 from coordinator.adapters.redis._transient import outage_is_unavailable
-from coordinator.core import SagaState
+from coordinator.core import SagaState, SagaStatus
 from coordinator.ports import (
     Commit,
     CommitResult,
     HistoryEntry,
     OutboxEntry,
     Refusal,
+    SagaCounts,
     Stored,
+    pinned,
 )
 
 __all__ = ["RedisSagaStore"]
@@ -52,6 +57,11 @@ _entry_encoder = msgspec.msgpack.Encoder()
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxEntry)
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
 _refusal_decoder = msgspec.json.Decoder(Refusal)
+
+# The statuses of a saga that has not ended (running, compensating).
+_IN_FLIGHT = sorted(set(get_args(SagaStatus)) - SagaState.TERMINAL)
+# States read per round trip when looking for the versions in flight.
+_VERSIONS_BATCH = 500
 # Long enough for any client still waiting for the answer to its start.
 REFUSAL_TTL = timedelta(hours=1)
 
@@ -65,8 +75,9 @@ def _ms(when: datetime) -> int:
 @final
 class RedisSagaStore:
     """Implements ``SagaStore``, ``OutboxStore``, ``TimerStore``, ``SagaQueries``,
-    ``IdleSagas``, ``ParkedSagas`` (``ns:{ns.bN}:p:<service>``) and ``Refusals``
-    (``ns:refused:<id>``, a plain key with a TTL of an hour).
+    ``SagaVersions``, ``StartedSagas``, ``IdleSagas``, ``ParkedSagas`` (``ns:{ns.bN}:p:<service>``),
+    ``CountedSagas`` and ``Refusals`` (``ns:refused:<id>``, a plain key with a TTL
+    of an hour).
 
     Args:
         redis: A ``redis.asyncio`` client (standalone or cluster), bytes responses.
@@ -95,6 +106,7 @@ class RedisSagaStore:
         self._commit = LuaScript(redis, COMMIT)
         self._record = LuaScript(redis, RECORD)
         self._pending = LuaScript(redis, PENDING)
+        self._states = LuaScript(redis, STATES)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -147,13 +159,15 @@ class RedisSagaStore:
             len(commit.timers_cancelled),
             "\n".join(sorted(commit.parked)),
             f"{self._bucket(saga_id)}:p:",
+            commit.token or commit.dedupe_id,
         ]
         for entry in commit.outbox:
             args += [f"{saga_id}{_SEP}{entry.message_id}", _entry_encoder.encode(entry)]
         for timer, due in commit.timers_due.items():
             args += [f"{timer}{_SEP}{saga_id}", _ms(due)]
         args += [f"{timer}{_SEP}{saga_id}" for timer in commit.timers_cancelled]
-        result = await self._batch.run(self._commit, self._keys(saga_id), args)
+        keys = [*self._keys(saga_id), f"{self._bucket(saga_id)}:started"]
+        result = await self._batch.run(self._commit, keys, args)
         text = result.decode() if isinstance(result, bytes) else str(result)
         assert text in ("committed", "conflict", "duplicate"), text
         return text  # type: ignore[return-value]
@@ -205,7 +219,7 @@ class RedisSagaStore:
     # -- TimerStore ---------------------------------------------------------------------
 
     @outage_is_unavailable
-    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    async def due(self, now: datetime, limit: int) -> Sequence[tuple[str, str, datetime]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in self._prefixes():
                 pipe.zrangebyscore(
@@ -220,7 +234,10 @@ class RedisSagaStore:
                 timer, _, saga_id = member.decode().partition(_SEP)
                 found.append((score, saga_id, timer))
         found.sort()
-        return [(saga_id, timer) for _score, saga_id, timer in found[:limit]]
+        return [
+            (saga_id, timer, datetime.fromtimestamp(score / 1000, UTC))
+            for score, saga_id, timer in found[:limit]
+        ]
 
     # -- SagaQueries --------------------------------------------------------------------
 
@@ -242,6 +259,60 @@ class RedisSagaStore:
         scored.sort(reverse=True)
         return [saga_id for _score, saga_id in scored[:limit]]
 
+    @outage_is_unavailable
+    async def finished(
+        self,
+        since: datetime,
+        *,
+        names: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Sequence[tuple[str, datetime]]:
+        # The index of finished sagas is scored by their last transition (Redis TIME)
+        # and expires with them: what it holds is what retention still keeps.
+        keys = await self._index_keys(SagaState.TERMINAL, names)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _bucket, key in keys:
+                if limit is None:
+                    pipe.zrangebyscore(key, _ms(since), "+inf", withscores=True)
+                else:
+                    pipe.zrangebyscore(key, _ms(since), "+inf", start=0, num=limit, withscores=True)
+            by_key = await pipe.execute()
+        found = sorted((score, saga_id.decode()) for rows in by_key for saga_id, score in rows)
+        return [
+            (saga_id, datetime.fromtimestamp(score / 1000, UTC)) for score, saga_id in found[:limit]
+        ]
+
+    @outage_is_unavailable
+    async def started(
+        self, *, before: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> Sequence[tuple[str, datetime]]:
+        return await started_page(self._redis, self._prefixes(), before, limit)
+
+    # -- SagaVersions -------------------------------------------------------------------
+
+    @outage_is_unavailable
+    async def versions_in_flight(self) -> Mapping[tuple[str, int], int]:
+        # No index says which version a saga runs: the status index lists the
+        # sagas in flight, and each one's state says it (its name and version
+        # alone are decoded). Read once, at a coordinator's start, a batch of
+        # states per script (about 20k sagas in flight in 0.3 s on a laptop);
+        # the commit of every transition stays as it is.
+        by_bucket: dict[str, list[str]] = {}
+        for p, key in await self._index_keys(_IN_FLIGHT, None):
+            ids = await self._redis.zrange(key, 0, -1)
+            by_bucket.setdefault(p, []).extend(f"{p}:s:{sid.decode()}" for sid in ids)
+        batches = [
+            keys[start : start + _VERSIONS_BATCH]
+            for keys in by_bucket.values()
+            for start in range(0, len(keys), _VERSIONS_BATCH)
+        ]
+        found: Counter[tuple[str, int]] = Counter()
+        for batch in batches:  # one at a time: only a batch of states is in memory
+            for raw in await self._batch.run(self._states, batch, []):
+                if raw:  # it ended, and expired, since the index was read
+                    found[pinned(raw)] += 1
+        return found
+
     # -- IdleSagas ----------------------------------------------------------------------
 
     @outage_is_unavailable
@@ -260,7 +331,7 @@ class RedisSagaStore:
         cutoff = int(seconds) * 1000 + int(micros) // 1000 - int(older_than.total_seconds() * 1000)
         keys = await self._index_keys(statuses, names)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for _bucket, key in keys:
                 pipe.zrangebyscore(key, "-inf", cutoff, start=0, num=limit, withscores=True)
             by_key = await pipe.execute()
         found = sorted((score, saga_id.decode()) for rows in by_key for saga_id, score in rows)
@@ -270,23 +341,29 @@ class RedisSagaStore:
 
     async def _index_keys(
         self, statuses: Collection[str], names: Collection[str] | None
-    ) -> list[str]:
+    ) -> list[tuple[str, str]]:
+        """The index keys of ``statuses`` (and ``names``), each with its bucket's prefix."""
         if names is not None:
             # Named: the keys are known, nothing is looked for.
             return [
-                f"{p}:i:{name}:{status}"
+                (p, f"{p}:i:{name}:{status}")
                 for p in self._prefixes()
                 for name in sorted(names)
                 for status in sorted(statuses)
             ]
-        # Unnamed: the index keys are found by name (SCAN walks key names on the
-        # server, a few hundred per round trip; it reads no saga), as ``find`` does.
-        keys: list[str] = []
-        for p in self._prefixes():
-            for status in sorted(statuses):
-                async for key in self._redis.scan_iter(match=f"{p}:i:*:{status}", count=500):
-                    keys.append(key.decode())
-        return keys
+        # Unnamed: the index keys are found by name, in one walk of the key names
+        # (SCAN, a thousand per round trip on the server; it reads no saga) for
+        # every bucket and status at once: each walk covers the whole keyspace.
+        prefixes = {f"{p}:i:": p for p in self._prefixes()}
+        keys: list[tuple[str, str]] = []
+        pattern = f"{self._ns}:{{{self._ns}.b*}}:i:*"
+        async for raw in self._redis.scan_iter(match=pattern, count=1000):
+            key = raw.decode()
+            head, _, status = key.rpartition(":")
+            bucket = prefixes.get(head[: head.index(":i:") + 3] if ":i:" in head else "")
+            if bucket is not None and status in statuses:
+                keys.append((bucket, key))
+        return sorted(keys)
 
     # -- ParkedSagas --------------------------------------------------------------------
 
@@ -306,6 +383,35 @@ class RedisSagaStore:
                 pipe.zcard(f"{p}:p:{service}")
             counts = await pipe.execute()
         return sum(int(c) for c in counts)
+
+    # -- CountedSagas -------------------------------------------------------------------
+
+    @outage_is_unavailable
+    async def counts(
+        self, names: Collection[str], statuses: Collection[str], services: Collection[str]
+    ) -> SagaCounts:
+        # The sizes of the index keys, in one round trip: no saga is read, and
+        # the names are given, so no key is looked for.
+        pairs = [(name, status) for name in sorted(names) for status in sorted(statuses)]
+        parked = sorted(services)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in self._prefixes():
+                for name, status in pairs:
+                    pipe.zcard(f"{p}:i:{name}:{status}")
+                for service in parked:
+                    pipe.zcard(f"{p}:p:{service}")
+                pipe.hlen(f"{p}:outbox")
+            replies = iter(await pipe.execute())
+        by_status = {name: dict.fromkeys(statuses, 0) for name in names}
+        waiting = dict.fromkeys(parked, 0)
+        outbox = 0
+        for _bucket in range(self._buckets):
+            for name, status in pairs:
+                by_status[name][status] += int(next(replies))
+            for service in parked:
+                waiting[service] += int(next(replies))
+            outbox += int(next(replies))
+        return SagaCounts(by_status=by_status, parked=waiting, outbox=outbox)
 
     # -- Refusals ----------------------------------------------------------------------
 

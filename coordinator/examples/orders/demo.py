@@ -24,10 +24,10 @@ from coordinator.examples.orders._outage import (
     OutageRun,
     payments_outage,
 )
-from coordinator.examples.orders._timeline import print_timeline
 from coordinator.examples.orders.messages import Approval, Line
 from coordinator.examples.orders.saga import APPROVAL_THRESHOLD_CENTS
 from coordinator.ports import HistoryEntry
+from coordinator.replay import print_timeline
 from coordinator.testing import Harness
 
 __all__ = ["run_demo"]

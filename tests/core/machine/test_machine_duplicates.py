@@ -131,3 +131,24 @@ def test_any_input_on_a_terminal_saga_changes_nothing() -> None:
         assert not d.changed, inp
         assert d.state is state
         assert d.effects == ()
+
+
+def test_a_late_success_counts_only_for_an_attempt_that_was_sent() -> None:
+    """A success after the step failed is taken (it applied after all: its undo is owed),
+    but only for an attempt the coordinator sent: any other answers no command of ours,
+    however it got past the dedupe (a forged reply, or a copy whose dedupe id expired)."""
+    s = saga()
+    retry = Retry(attempts=2, backoff=timedelta(seconds=1), jitter=0.0)
+    run = Run(s.define(step(s, "reserve"), step(s, "charge", retry=retry)))
+    run.ok("reserve")
+    run.fail("charge", 1, t=2)
+    run.fire("retry:charge:action:2", t=3)
+    run.fail("charge", 2, t=4)
+    assert run.status("charge") == "failed"
+    state = run.state
+    for never_sent in (0, 3, 7):
+        d = run.ok("charge", never_sent, t=5)
+        assert not d.changed and d.state is state, never_sent
+        assert "ignored" in d.note
+    late = run.ok("charge", 2, t=6)
+    assert late.changed and run.status("charge") == "succeeded"
