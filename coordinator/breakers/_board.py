@@ -30,6 +30,7 @@ from typing import final
 
 import pybreaker
 
+from coordinator._tasks import stop_task
 from coordinator.breakers._storage import SnapshotStorage
 from coordinator.ports import (
     BreakerOp,
@@ -202,14 +203,9 @@ class BreakerBoard:
 
     async def stop(self) -> None:
         if self._task is not None:
-            # The loop checks the flag too: a cancel that lands inside a Redis call
-            # can be swallowed by the client (asyncio.wait_for on Python 3.11), and
-            # the loop would go on for ever (a coordinator stopped right after start).
             self._stopping = True
             self._wake.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def run(self) -> None:

@@ -37,6 +37,7 @@ from coordinator._errors import (
     UnknownVersionError,
 )
 from coordinator._sealing import Keyring, Sealer
+from coordinator._tasks import stop_task
 from coordinator.core import (
     CancelRequested,
     Decision,
@@ -226,14 +227,9 @@ class Coordinator:
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
-        # The loops also check this flag: a cancel that lands inside a Redis call
-        # can be swallowed by the client (asyncio.wait_for on Python 3.11).
-        self._stopping = True
+        self._stopping = True  # no new round starts, cancelled or not
         for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._loops = []
         await self._outbox.stop()
 

@@ -10,7 +10,6 @@ published twice is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,6 +17,7 @@ from typing import final
 
 from coordinator._errors import SealedDataError
 from coordinator._sealing import Sealer
+from coordinator._tasks import stop_task
 from coordinator.ports import Clock, OutboxEntry, OutboxStore, Transport
 from coordinator.telemetry import Telemetry
 
@@ -57,9 +57,7 @@ class OutboxPublisher:
     async def stop(self) -> None:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await stop_task(flusher)
         await self._flush()
 
     async def publish(self, entries: Sequence[OutboxEntry]) -> None:

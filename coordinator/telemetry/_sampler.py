@@ -10,12 +10,12 @@ them to the metrics, whose callbacks report the last counts read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection
 from datetime import timedelta
 from typing import Final, final
 
+from coordinator._tasks import stop_task
 from coordinator.ports import CountedSagas
 from coordinator.telemetry._metrics import SagaMetrics
 
@@ -66,9 +66,7 @@ class StoreSampler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _run(self) -> None:

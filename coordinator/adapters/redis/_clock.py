@@ -11,6 +11,8 @@ from typing import Any, final
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from coordinator._tasks import stop_task
+
 __all__ = ["RedisClock"]
 
 _log = logging.getLogger("coordinator.redis")
@@ -37,8 +39,7 @@ class RedisClock:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_task(self._task)
 
     async def sync(self) -> None:
         before = time.time()
