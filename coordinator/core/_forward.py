@@ -11,6 +11,7 @@ from coordinator.core._backward import (
     compensate_next,
     fail,
     pivot_keeps_retrying,
+    resolving_pivot,
     resume_after_pivot,
     stop_forward,
 )
@@ -151,11 +152,13 @@ def signal_refusal(w: _Working[D], inp: SignalReceived) -> str:
         known = sorted({wait.signal for wait in w.defn.waits.values()})
         expected = ", ".join(repr(k) for k in known) if known else "none"
         return f"saga {w.defn.key} has no wait for signal {inp.name!r} (it waits for: {expected})"
-    # While compensating every wait may come back (a pivot that still succeeds).
+    # While compensating the abandoned waits come back only if the pivot, still out,
+    # succeeds and sends the saga forward again. With no pivot out nothing will read
+    # the signal: refused, also when an operator's retry revives a failed saga (which
+    # refused it), so that a copy of it is judged as the first one was.
+    comes_back = w.status == "compensating" and any(resolving_pivot(w, n) for n in w.defn.steps)
     open_: tuple[StepStatus, ...] = (
-        ("pending", "waiting", "abandoned")
-        if w.status == "compensating"
-        else ("pending", "waiting")
+        ("pending", "waiting", "abandoned") if comes_back else ("pending", "waiting")
     )
     reachable = [wait for wait in waits if w.steps[wait.name].status in open_]
     if not reachable:

@@ -202,3 +202,23 @@ def test_an_operator_retry_resumes_where_it_stopped_and_undoes_nothing_twice() -
     assert run.state.status == "compensated"
     undos = [x.step for x in run.all_dispatches if x.kind == "compensation"]
     assert undos == ["c", "b", "b", "a"]  # c once, b's failed attempt and its retry, a once
+
+
+def test_a_signal_refused_by_a_failed_saga_is_refused_again_after_a_retry() -> None:
+    # A copy of a message must get the answer the first one got. The retry revives
+    # the compensation, but with no pivot out nothing will read the signal.
+    s = saga(compensation_retry=Retry(attempts=1, backoff=timedelta(seconds=1)))
+    defn = s.define(step(s, "a"), step(s, "b"), s.wait_for("approval"))
+    run = Run(defn)
+    run.ok("a", t=1)
+    run.fail("b", retryable=False, t=2)
+    run.fail("a", 1, kind="compensation", t=3)
+    assert run.state.status == "failed"
+    first = run.signal("approval", t=4, mid="sig-1")
+    assert not first.changed and "takes no more signals" in first.refused
+    assert run.feed(RetryRequested(at=at(5))).changed
+    assert run.state.status == "compensating"
+    again = run.signal("approval", t=6, mid="sig-1")
+    assert not again.changed, again.note
+    assert "too late" in again.refused and "'approval' is abandoned" in again.refused
+    assert run.state.signals == {}
