@@ -237,11 +237,41 @@ def _narrowed(
     return {"allOf": [envelope, {"type": "object", "properties": properties}]}
 
 
+# What a message may carry besides its body, for a participant written without the SDK.
+_HEADERS: Final = {
+    "type": "object",
+    "properties": {
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the span that sent it; a receiver that "
+            "continues it (OpenTelemetry's propagators do) joins the saga's trace.",
+        },
+        "tracestate": {"type": "string", "description": "W3C trace state, with traceparent."},
+        routes.SIG_HEADER: {
+            "type": "string",
+            "description": "Signed deployments only: space-separated v1,<kid>,<base64 "
+            "HMAC-SHA256> entries (several during a key rotation). The HMAC is over "
+            'b"saga-sig/v1\\n" + the compact JSON array [kid, message_id, x-sig-ts, '
+            "exchange without the namespace, routing key, content type] + "
+            'b"\\n" + the body. A message without a valid one is dead-lettered '
+            "(missing_signature, unknown_key, bad_signature).",
+        },
+        routes.SIG_TS_HEADER: {
+            "type": "integer",
+            "description": "Signed deployments only: when it was signed, Unix seconds. "
+            "Dead-lettered future_timestamp when ahead of the receiver's clock, stale "
+            "when older than the time it remembers message ids.",
+        },
+    },
+}
+
+
 def _message(name: str, summary_: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "summary": summary_,
         "contentType": "application/json",
+        "headers": _HEADERS,
         "payload": payload,
     }
 

@@ -47,6 +47,8 @@ __all__ = [
     "RESUME_KEY",
     "RETRY_KEY",
     "SIGNAL_KEY",
+    "SIG_HEADER",
+    "SIG_TS_HEADER",
     "DEAD_LETTER_HEADERS",
     "EventsRoute",
     "ORIGINAL_USER_ID_HEADER",
@@ -118,6 +120,14 @@ DEAD_LETTER_HEADERS: Final = frozenset(
     }
 )
 """What parking adds to a message's headers; a message moved back to its queue drops them."""
+
+# Signed messages (``SAGA_SIGNING_KEYS``): an HMAC-SHA256 of
+# ``b"saga-sig/v1\n" + JSON([kid, message_id, ts, exchange, routing_key, content_type])
+# + b"\n" + body``, the exchange without the namespace.
+SIG_HEADER: Final = "x-sig"
+"""Space-separated ``v1,<kid>,<base64 HMAC-SHA256>`` entries (several during a rotation)."""
+SIG_TS_HEADER: Final = "x-sig-ts"
+"""When it was signed, integer Unix seconds."""
 
 
 def check_exchange(exchange: str) -> None:

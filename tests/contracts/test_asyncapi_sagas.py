@@ -9,8 +9,11 @@ ships it, and the tests run offline.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ from typer.testing import CliRunner
 from contracts import DEFAULT_CODEC, Command, asyncapi
 from coordinator import Saga
 from coordinator._errors import SagaDefinitionError
+from coordinator.adapters.memory import MemoryTransport
+from coordinator.adapters.signing import Keyring, SigningTransport
 from coordinator.cli._app import app
 from coordinator.cli._contracts import saga_contract
 from coordinator.examples.orders.messages import Line, Reserve
@@ -31,6 +36,7 @@ from coordinator.examples.orders.messages import Line, Reserve
 ASYNCAPI_3 = json.loads((Path(__file__).parent / "asyncapi-3.0.0.schema.json").read_text())
 ORDERS = "coordinator.examples.orders:saga"
 runner = CliRunner()
+SECRET = "inventory-secret-of-at-least-32-bytes!!"
 
 
 def document(*args: str, namespace: str = "shop") -> dict[str, Any]:
@@ -195,3 +201,33 @@ def test_a_command_type_that_cannot_be_told_is_refused_with_the_fix() -> None:
     built = _two_step_saga(lambda d: msgspec.convert({"seat": "1"}, type=type(d)))
     with pytest.raises(SagaDefinitionError, match=r"\(it names none\); annotate"):
         saga_contract(built)
+
+
+def test_every_message_documents_the_trace_and_signature_headers() -> None:
+    doc = document("--saga", ORDERS)
+    for name, message in doc["components"]["messages"].items():
+        assert set(message["headers"]["properties"]) == {
+            "traceparent",
+            "tracestate",
+            "x-sig",
+            "x-sig-ts",
+        }, name
+    # The names a signing transport really sets, and the recipe the document gives.
+    headers = SigningTransport(
+        MemoryTransport(),
+        Keyring.of({"inventory:1": SECRET}),
+        max_age=timedelta(days=1),
+        clock=lambda: 7.0,
+    ).sign("events", "reply.inventory.order.place.TaskCompleted", b"{}", "m-1")
+    assert set(headers) == {"x-sig", "x-sig-ts"}
+    described = doc["components"]["messages"]["Command"]["headers"]["properties"]["x-sig"]
+    recipe = (
+        b'saga-sig/v1\n["inventory:1","m-1",7,"events",'
+        b'"reply.inventory.order.place.TaskCompleted","application/json"]\n{}'
+    )
+    assert (
+        'b"saga-sig/v1\\n" + the compact JSON array [kid, message_id, x-sig-ts'
+        in (described["description"])
+    )
+    mac = base64.b64encode(hmac.new(SECRET.encode(), recipe, hashlib.sha256).digest()).decode()
+    assert headers["x-sig"] == f"v1,inventory:1,{mac}"

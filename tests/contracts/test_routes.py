@@ -42,6 +42,7 @@ def test_the_names_on_the_wire_are_unchanged() -> None:
         routes.ORIGINAL_ROUTING_KEY_HEADER,
     ) == ("x-original-queue", "x-original-exchange", "x-original-routing-key")
     assert routes.ORIGINAL_USER_ID_HEADER == "x-original-user-id"
+    assert (routes.SIG_HEADER, routes.SIG_TS_HEADER) == ("x-sig", "x-sig-ts")
 
 
 @pytest.mark.parametrize(

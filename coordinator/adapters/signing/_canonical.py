@@ -20,10 +20,8 @@ from coordinator.adapters.signing._keyring import COORDINATOR, OPERATOR
 
 __all__ = ["CONTENT_TYPE", "SIG_HEADER", "SIG_TS_HEADER", "may_publish", "signed_bytes"]
 
-SIG_HEADER: Final = "x-sig"
-"""Space-separated ``v1,<kid>,<base64 HMAC-SHA256>`` entries (several during a rotation)."""
-SIG_TS_HEADER: Final = "x-sig-ts"
-"""When it was signed, integer Unix seconds."""
+SIG_HEADER: Final = routes.SIG_HEADER
+SIG_TS_HEADER: Final = routes.SIG_TS_HEADER
 CONTENT_TYPE: Final = "application/json"
 """Every message's content type: the RabbitMQ transport sets no other."""
 
