@@ -33,8 +33,9 @@ Theory of operation:
   late and reordered replies change nothing twice. A late success for a step
   that had already given up makes that step owe its compensation.
 
-Where things are: the rules (which reply counts, which timer is still due) and
-the input handlers are here, the step-status table is ``STEP_TRANSITIONS`` in
+Where things are: the rules (which reply counts, which timer is still due) are
+here, the handlers of signals, cancels, recoveries and operators' retries in
+``_requests``, the step-status table is ``STEP_TRANSITIONS`` in
 ``_state``; the mechanics they call are in ``_forward`` (walking, sending,
 settling, retrying), ``_backward`` (turning back, the pivot rules, compensating),
 ``_working`` (the working copy and its bookkeeping), ``_timers`` (timer names) and
@@ -49,7 +50,6 @@ from typing import Protocol, TypeVar
 
 from contracts import StepKind
 from coordinator.core._backward import (
-    begin_compensation,
     compensate,
     compensate_next,
     compensation_failed,
@@ -58,16 +58,14 @@ from coordinator.core._backward import (
     take_compensation,
     take_compensation_failure,
 )
-from coordinator.core._definition import SagaDefinition, StepDef, WaitDef
+from coordinator.core._definition import SagaDefinition, StepDef
 from coordinator.core._effects import Decision, Notify
 from coordinator.core._forward import (
     advance,
     dispatch,
     retry_or_give_up,
-    signal_refusal,
     take_failure,
     take_late_success,
-    take_signal,
     take_success,
 )
 from coordinator.core._inputs import (
@@ -85,6 +83,7 @@ from coordinator.core._inputs import (
     TimerFired,
 )
 from coordinator.core._pause import decide_paused
+from coordinator.core._requests import on_cancel, on_operator_retry, on_recovered, on_signal
 from coordinator.core._state import SagaState, StepState, StepStatus
 from coordinator.core._timers import TimerKey, TimerKind
 from coordinator.core._working import Changed, _Working
@@ -288,99 +287,6 @@ def _on_timer(w: _Working[D], inp: TimerFired) -> Changed:
     return _TIMER_RULES[key.kind](w, key)
 
 
-# -- signals, cancel, recovery, an operator's retry -----------------------------------
-
-
-def _on_signal(w: _Working[D], inp: SignalReceived) -> Changed:
-    if inp.message_id in w.seen_signals:
-        w.note(f"duplicate signal {inp.name!r} ignored")
-        return False
-    if w.status not in ("running", "compensating"):
-        return w.refuse(f"saga is {w.status}: it takes no more signals")
-    refusal = signal_refusal(w, inp)
-    if refusal:
-        return w.refuse(refusal)
-    taken = [wait.name for wait in w.defn.waits.values() if wait.signal == inp.name]
-    # Every wait for it already took one: nothing will read it, now or after a
-    # pivot sends a compensating saga forward again. Judged the same in both
-    # statuses, so a copy sent again after the saga began compensating is
-    # ignored as the first copy was (its id is not kept: nothing changed).
-    if all(w.steps[n].status == "succeeded" for n in taken):
-        w.note(f"signal {inp.name!r} ignored: {', '.join(taken)} already took one")
-        return False
-    w.seen_signals = (*w.seen_signals, inp.message_id)
-    if w.status == "compensating":
-        # Kept: a pivot that still succeeds sends the saga forward again.
-        w.signals[inp.name] = inp.data
-        w.note(f"signal {inp.name!r} kept while compensating")
-        return True
-    nodes = w.defn.nodes
-    node = nodes[w.cursor] if w.cursor < len(nodes) else None
-    if (
-        isinstance(node, WaitDef)
-        and node.signal == inp.name
-        and w.steps[node.name].status == "waiting"
-    ):
-        take_signal(w, node, inp.data)
-        advance(w)
-    else:
-        w.signals[inp.name] = inp.data
-        w.note(f"signal {inp.name!r} kept for later")
-    return True
-
-
-def _on_cancel(w: _Working[D], inp: CancelRequested) -> Changed:
-    if w.status == "compensating":
-        return w.refuse(f"saga is already compensating: {w.reason}")
-    if w.status != "running":
-        return w.refuse(f"saga is {w.status}: there is nothing to cancel")
-    if pivot_passed(w):
-        return w.refuse("saga is past its pivot: it can only go forward now")
-    begin_compensation(w, "cancelled", inp.reason)
-    return True
-
-
-def _on_recovered(w: _Working[D], inp: ServiceRecovered) -> Changed:
-    """The service's breaker lets calls through: send what was parked behind it.
-
-    Parked actions go out as their next attempt; a parked undo as its next
-    compensation attempt. Either parks again if ``services_down`` still has the
-    service (a replica's view that changed in between).
-    """
-    parked = [
-        (w.defn.steps[n], s.status)
-        for n, s in w.steps.items()
-        if s.status in ("awaiting_service", "compensation_awaiting_service")
-        and w.defn.steps[n].service == inp.service
-    ]
-    if w.status not in ("running", "compensating") or not parked:
-        w.note(f"{inp.service} recovered: nothing of this saga waits for it")
-        return False
-    w.note(f"{inp.service} recovered: resuming {', '.join(step.name for step, _ in parked)}")
-    for step, status in parked:
-        st = w.steps[step.name]
-        if status == "awaiting_service":
-            dispatch(w, step, st.attempt + 1)
-        else:
-            compensate(w, step, st.compensation_attempt + 1)
-    return True
-
-
-def _on_operator_retry(w: _Working[D], inp: RetryRequested) -> Changed:
-    stuck = [n for n, s in w.steps.items() if s.status == "compensation_failed"]
-    if w.status != "failed" or not stuck:
-        return w.refuse(f"saga is {w.status}: it has no failed compensation to retry")
-    for name in stuck:
-        st = w.steps[name]
-        status: StepStatus = "timed_out" if st.unknown else "succeeded"
-        w.set_step(name, status=status, compensation_base=st.compensation_attempt)
-    w.status = "compensating"
-    w.finished_at = None
-    w.note(f"operator retry of compensation: {', '.join(stuck)}")
-    compensate_next(w)
-    return True
-
-
 def _apply(w: _Working[D], inp: Input) -> Changed:
     match inp:
         case StepCompleted() | StepFailed():
@@ -388,13 +294,13 @@ def _apply(w: _Working[D], inp: Input) -> Changed:
         case TimerFired():
             return _on_timer(w, inp)
         case SignalReceived():
-            return _on_signal(w, inp)
+            return on_signal(w, inp)
         case CancelRequested():
-            return _on_cancel(w, inp)
+            return on_cancel(w, inp)
         case ServiceRecovered():
-            return _on_recovered(w, inp)
+            return on_recovered(w, inp)
         case RetryRequested():
-            return _on_operator_retry(w, inp)
+            return on_operator_retry(w, inp)
         case PauseRequested() | ResumeRequested():
             return False  # decided by ``decide_paused``, never here
 
