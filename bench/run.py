@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from bench._drive import closed_loop, completed_memory, memory_probe
 from bench._infra import LOGS, RESULTS, Config, load_average, server_processes
+from bench._menu import SYSTEMS
 from bench._report import (
     print_memory,
     print_repeats,
@@ -47,7 +48,7 @@ from bench._stats import (
     repeat_summary,
     targets,
 )
-from bench._systems import SYSTEMS, System
+from bench._systems import System
 
 
 @dataclass
