@@ -9,6 +9,7 @@ with the parents and links the tracing module documents.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,6 +20,14 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 from servers import connect_redis, drop_namespace
@@ -40,8 +49,16 @@ PARTICIPANT = "saga-participant"
 class Traced:
     """Replicas and participants on one broker namespace and one Redis namespace."""
 
-    def __init__(self, transport: RabbitTransport, redis: Redis, ns: str, mode: TraceMode) -> None:
+    def __init__(
+        self,
+        transport: RabbitTransport,
+        redis: Redis,
+        ns: str,
+        mode: TraceMode,
+        sampler: Sampler | None = None,
+    ) -> None:
         self.exporter = InMemorySpanExporter()
+        self.sampler = sampler
         self.transport = transport
         self.store = RedisSagaStore(redis, namespace=ns, buckets=2, retention=timedelta(hours=1))
         self.clock = SystemClock()
@@ -62,7 +79,9 @@ class Traced:
     def _tracer(self, service: str) -> Any:
         from opentelemetry.sdk.resources import Resource
 
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": service}), sampler=self.sampler
+        )
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         return provider.get_tracer("test")
 
@@ -119,6 +138,12 @@ async def eventually(probe: Callable[[], Awaitable[bool]]) -> None:
 
 @pytest.fixture(params=["continuous"])
 async def traced(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[Traced]:
+    async with opened(ns, request.param) as t:
+        yield t
+
+
+@contextlib.asynccontextmanager
+async def opened(ns: str, mode: TraceMode, sampler: Sampler | None = None) -> AsyncIterator[Traced]:
     redis = await connect_redis()
     try:
         transport = await RabbitTransport.connect(
@@ -132,7 +157,7 @@ async def traced(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[Trace
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    t = Traced(transport, redis, ns, request.param)
+    t = Traced(transport, redis, ns, mode, sampler)
     for worker in t.workers:
         await worker.start()
     try:
@@ -297,3 +322,64 @@ async def test_linked_mode_starts_a_trace_per_input_linked_to_the_saga_root(
         assert root.context.span_id in linked
     # A trace per input: the root's, and one for each reply taken.
     assert len({s.context.trace_id for s in spans}) == 1 + len(processed)
+
+
+class EveryOtherSaga(Sampler):
+    """A head sampler deciding at a saga's root span: it keeps the sagas whose id
+    ends in an even digit. A deterministic stand-in for ``traceidratio``, which
+    draws on the random trace id. Any other root span (a span that lost its
+    parent, which should not exist) is kept, so that a broken chain shows: in a
+    kept saga as a second trace, in a dropped one as a stray span."""
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        keep = not name.startswith("start ") or str((attributes or {})["saga.id"])[-1] in "02468"
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "EveryOtherSaga"
+
+
+async def test_a_sampled_saga_is_whole_and_an_unsampled_one_leaves_no_span(ns: str) -> None:
+    # Every process samples as OTEL_TRACES_SAMPLER=parentbased_* configures it: the
+    # root decides, and every later span, in any process, follows its parent.
+    sampler = ParentBased(
+        root=EveryOtherSaga(), remote_parent_sampled=ALWAYS_ON, remote_parent_not_sampled=ALWAYS_OFF
+    )
+    async with opened(ns, "continuous", sampler) as traced:
+        coordinator = await traced.replica()
+        ids = [f"sampled-{uuid.uuid4().hex[:8]}-{n}" for n in range(6)]
+        for saga_id in ids:
+            await coordinator.start_saga(saga.name, saga_id, order(saga_id))
+        kept = [i for i in ids if i[-1] in "02468"]
+        for saga_id in kept:
+            await traced.ended(saga_id, "completed")
+        for saga_id in ids:
+            await eventually(lambda i=saga_id: _completed(coordinator, i))
+        await coordinator.stop()  # nothing more to come from the coordinator
+        for worker in traced.workers:
+            await worker.stop()
+        for saga_id in ids:
+            spans = traced.spans_of(saga_id)
+            if saga_id in kept:
+                assert len({s.context.trace_id for s in spans}) == 1, saga_id
+                assert await traced._all_ended(saga_id), saga_id
+                names = {s.name for s in spans}
+                assert {f"start {saga.name}", f"end {saga.name}"} <= names, names
+            else:
+                assert spans == [], [s.name for s in spans]
+        traced.replicas.clear()
+        traced.workers.clear()
+
+
+async def _completed(coordinator: Coordinator, saga_id: str) -> bool:
+    stored = await coordinator.load(saga_id)
+    return stored is not None and stored.status == "completed"
