@@ -80,6 +80,15 @@ class Backend:
         services = (await recorded_deployment(self._redis, self._settings.namespace))[1]
         return namespace_queues(services)
 
+    @property
+    def operator(self) -> Operator:
+        """The operator's tools on the same connections (the dashboard reads through them)."""
+        return self._operator
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     async def dead_letters(self) -> DeadLetters:
         return await self._operator.dead_letters()
 

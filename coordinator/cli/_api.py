@@ -4,7 +4,8 @@ API and the dashboard."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,8 @@ import typer
 from coordinator.api import BackendFactory, api_extras, serve_api
 from coordinator.cli._options import HttpOpt, NamespaceOpt, definition_option, settings
 from coordinator.core import SagaDefinition
-from coordinator.dashboard import dashboard_router, open_backend
+from coordinator.dashboard import Backend as DashboardBackend
+from coordinator.dashboard import dashboard_router
 from coordinator.service import (
     HttpExtras,
     Role,
@@ -41,15 +43,15 @@ def http_extras(found: Settings, definitions: Sequence[SagaDefinition[Any]]) -> 
     if found.http_address is None:
         return None
 
-    def dashboard(_: BackendFactory) -> Sequence[Any]:
-        # Its own connections per page: the API's held ones are another backend type.
-        return [
-            dashboard_router(
-                lambda: open_backend(found),
-                tokens=Tokens.from_settings(found),
-                definitions=definitions,
-            )
-        ]
+    def dashboard(provide: BackendFactory) -> Sequence[Any]:
+        # The pages read through the connections the API holds: a page that polls
+        # every 2 s must not connect to Redis (with TLS, a handshake) each time.
+        @asynccontextmanager
+        async def held() -> AsyncIterator[DashboardBackend]:
+            api = await provide()  # 503 until the servers are connected
+            yield DashboardBackend(api.client, api.operator, api.breakers, api.settings)
+
+        return [dashboard_router(held, tokens=Tokens.from_settings(found), definitions=definitions)]
 
     return api_extras(found, definitions, more_routes=dashboard)
 

@@ -2,9 +2,9 @@
 tools of one deployment, as the CLI uses them (no second implementation).
 
 The dashboard asks a ``BackendFactory`` for a `Backend` on each request.
-`open_backend` connects anew each time (Redis at once, RabbitMQ on first
-publish), which suits ``saga api`` beside the replicas; a process that holds
-its connections already can hand the dashboard a factory that yields them.
+``saga run --http`` and ``saga api`` hand it one that yields the connections
+their REST API holds. `open_backend` connects anew each time (Redis at once,
+RabbitMQ on first publish): for a dashboard mounted on its own, and tests.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The REST API and the dashboard's HTML redact sensitive saga data for a viewer, and
 open it for a token allowed to read payloads, with an audit line naming who and which
 saga. A coordinator with the API and the dashboard runs in this process, as ``saga
-run --http`` does, on the real RabbitMQ and Redis."""
+run --http`` does, on the real RabbitMQ and Redis; its dashboard pages read through the
+connections the process holds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +22,9 @@ import httpx
 import msgspec
 import pytest
 from pii_support import Seen, definition, new_key, secrets, services
-from servers import AMQP_URL, REDIS_URL, connect_rabbit, connect_redis, drop_namespace
+from redis.asyncio import Redis
+from servers import AMQP_URL, REDIS_URL, connect_rabbit, drop_namespace
+from throwaway import RedisServer
 
 from coordinator.adapters.memory import SystemClock
 from coordinator.adapters.redis import RedisIdempotencyStore
@@ -39,13 +43,19 @@ def bearer(token: tuple[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 async def served(ns: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(ns, REDIS_URL) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def serving(ns: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = Settings(
         namespace=ns,
         amqp_url=AMQP_URL,
-        redis_url=REDIS_URL,
+        redis_url=redis_url,
         timer_interval=timedelta(seconds=0.05),
         wait_for_servers=timedelta(seconds=10),
         http=f"127.0.0.1:{port}",
@@ -59,7 +69,7 @@ async def served(ns: str) -> AsyncIterator[httpx.AsyncClient]:
             definitions, settings, stop=stop, extras=http_extras(settings, definitions)
         )
     )
-    redis = await connect_redis()
+    redis = Redis.from_url(redis_url)
     participant = await connect_rabbit(ns)
     idempotency = RedisIdempotencyStore(redis, namespace=ns, ttl=timedelta(hours=1))
     workers = [
@@ -92,10 +102,10 @@ async def served(ns: str) -> AsyncIterator[httpx.AsyncClient]:
         await redis.aclose()
 
 
-async def completed(ns: str, saga_id: str) -> tuple[str, str]:
+async def completed(ns: str, saga_id: str, redis_url: str = REDIS_URL) -> tuple[str, str]:
     """Start a saga with fresh secrets through the client, wait until it completed."""
     card, email = secrets()
-    settings = Settings(namespace=ns, amqp_url=AMQP_URL, redis_url=REDIS_URL)
+    settings = Settings(namespace=ns, amqp_url=AMQP_URL, redis_url=redis_url)
     async with open_client(settings) as client:
         data = {"order_id": saga_id, "card": card, "email": email}
         await client.start("pii.pay", data, saga_id)
@@ -174,3 +184,36 @@ async def test_saga_show_redacts_and_reveals_with_the_local_keys(
     revealed = saga_cli(ns, "show", "c1", "--json", "--reveal", SAGA_DATA_KEYS=KEYS)
     assert revealed.returncode == 0, revealed.stderr
     assert json.loads(revealed.stdout)["data"]["card"] == card
+
+
+async def test_dashboard_pages_read_through_the_connections_the_process_holds(
+    ns: str, tmp_path: Path
+) -> None:
+    # A dashboard polls every 2 s: a page that connected to Redis anew (with TLS,
+    # a handshake each time) would churn connections for as long as it is open.
+    # A Redis of its own, so that every connection it counts is this process's.
+    server = RedisServer(tmp_path)
+    await server.start()
+    redis = server.client()
+    try:
+        async with serving(ns, server.url) as served:
+            await completed(ns, "c1", server.url)
+
+            async def connections() -> int:
+                return int((await redis.info("stats"))["total_connections_received"])
+
+            pages = ("/ui/sagas", "/ui/sagas/c1", "/ui/breakers")
+            for path in pages:  # warm
+                await served.get(path, headers=bearer(VIEWER))
+            before = await connections()
+            for _ in range(5):
+                for path in pages:
+                    page = await served.get(path, headers=bearer(VIEWER))
+                    assert page.status_code == 200, (path, page.status_code)
+            # The held pool may still grow by a connection or two where a page's read
+            # meets the coordinator's own loops (timers every 50 ms); pages that
+            # connect anew open two each: 30 here.
+            assert await connections() - before <= 3
+    finally:
+        await redis.aclose()
+        await server.stop()
