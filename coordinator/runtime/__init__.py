@@ -4,7 +4,8 @@ It drives the pure core through the ports; it knows no broker and no database.
 """
 
 from contracts._public import show_as_public
-from coordinator.runtime._coordinator import Coordinator, check_keys
+from coordinator.runtime._coordinator import Coordinator
+from coordinator.runtime._registry import check_keys
 from coordinator.runtime._senders import WRONG_SENDER, SenderCheck
 from coordinator.runtime._transition import Store
 

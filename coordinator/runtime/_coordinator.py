@@ -33,7 +33,6 @@ from contracts import (
 from coordinator._dsl import sensitive_of
 from coordinator._errors import (
     SagaRefusedError,
-    SettingsError,
     UnknownVersionError,
 )
 from coordinator._sealing import Keyring, Sealer
@@ -54,32 +53,18 @@ from coordinator.ports import Clock, DeadLetters, Delivery, Subscription, Transp
 from coordinator.runtime._health import FixedHealth, ServiceHealth
 from coordinator.runtime._inbox import Inbox
 from coordinator.runtime._outbox import OutboxPublisher
-from coordinator.runtime._registry import Registry
+from coordinator.runtime._registry import Registry, check_keys
 from coordinator.runtime._senders import SenderCheck
 from coordinator.runtime._transition import Store, Transitions
 from coordinator.runtime._translate import MakeInput
 from coordinator.runtime._versions import check_versions, redrive_loaded
 from coordinator.telemetry import Telemetry
 
-__all__ = ["Coordinator", "check_keys"]
+__all__ = ["Coordinator"]
 
 _log = logging.getLogger("coordinator")
 
 EVENTS_QUEUE = routes.EVENTS_QUEUE
-
-
-def check_keys(definitions: Iterable[SagaDefinition[Any]], keyring: Keyring | None) -> None:
-    """Refuse definitions that mark data sensitive when there is no key to seal it with.
-
-    Raises:
-        SettingsError: naming the sagas and the setting to set.
-    """
-    marked = sorted({f"{d.name!r} v{d.version}" for d in definitions if sensitive_of(d)})
-    if marked and keyring is None:
-        raise SettingsError(
-            f"saga {', '.join(marked)} marks data fields sensitive and no key is configured: "
-            "set SAGA_DATA_KEYS (or SAGA_DATA_KEYS_FILE) to KID:BASE64KEY"
-        )
 
 
 @final

@@ -1,5 +1,6 @@
-"""The saga definitions a coordinator runs, by name and version, and how a stored
-state is decoded into the ``SagaState`` of its own definition's data type."""
+"""The saga definitions a coordinator runs, by name and version, how a stored state
+is decoded into the ``SagaState`` of its own definition's data type, and the check
+that a definition marking data sensitive has a key to seal it with."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any, final
 
 import msgspec
 
-from coordinator._errors import UnknownSagaError, UnknownVersionError
+from coordinator._dsl import sensitive_of
+from coordinator._errors import SettingsError, UnknownSagaError, UnknownVersionError
+from coordinator._sealing import Keyring
 from coordinator.core import SagaDefinition, SagaState
 from coordinator.ports import pinned
 
-__all__ = ["Registry", "state_type"]
+__all__ = ["Registry", "check_keys", "state_type"]
 
 
 @final
@@ -101,3 +104,17 @@ class Registry:
 def state_type(definition: SagaDefinition[Any] | None) -> Any:
     """``SagaState[data type]`` of a definition (``SagaState[Any]`` for None), for msgspec."""
     return SagaState[definition.data_type] if definition else SagaState[Any]  # type: ignore[name-defined]
+
+
+def check_keys(definitions: Iterable[SagaDefinition[Any]], keyring: Keyring | None) -> None:
+    """Refuse definitions that mark data sensitive when there is no key to seal it with.
+
+    Raises:
+        SettingsError: naming the sagas and the setting to set.
+    """
+    marked = sorted({f"{d.name!r} v{d.version}" for d in definitions if sensitive_of(d)})
+    if marked and keyring is None:
+        raise SettingsError(
+            f"saga {', '.join(marked)} marks data fields sensitive and no key is configured: "
+            "set SAGA_DATA_KEYS (or SAGA_DATA_KEYS_FILE) to KID:BASE64KEY"
+        )
